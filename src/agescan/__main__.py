@@ -1,0 +1,5 @@
+import sys
+
+from agescan.cli.main import main
+
+sys.exit(main())

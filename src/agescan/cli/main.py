@@ -1,0 +1,275 @@
+"""The ``agescan`` command line: a thin adapter over :class:`agescan.AgeEstimator`.
+
+Exit codes (all commands):
+    0  success: every input was read (with or without faces)
+    1  some inputs could not be read; each is reported and the others were processed
+    2  command-line usage error (bad option, missing file, output exists)
+    3  model or configuration error (unknown model, weights failing their sha256 check)
+    130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_CONFIG, EXIT_INTERRUPT = 0, 1, 2, 3, 130
+
+EPILOG = """exit codes:
+  0    success: every input was read (with or without faces)
+  1    some inputs could not be read; each is reported, the others were processed
+  2    command-line usage error (bad option, missing input, output file exists)
+  3    model or configuration error (unknown model, weights failing their sha256 check)
+  130  interrupted
+"""
+
+
+def _estimator_options(p: argparse.ArgumentParser) -> None:
+    from agescan.io import DEFAULT_MAX_PIXELS
+    from agescan.models import DEFAULT_MODEL
+
+    g = p.add_argument_group("model and decisions")
+    g.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"registered model name (see `agescan models`) or an exported .onnx file (default: {DEFAULT_MODEL})")
+    g.add_argument("--detector", default="mtcnn", help="registered face detector (default: mtcnn)")
+    g.add_argument("--min-face-size", type=int, default=24, metavar="PX",
+                   help="smallest face side in pixels to look for (default: 24)")
+    g.add_argument("--minor-age", type=int, default=18, metavar="AGE",
+                   help="report P(age < AGE) as p_minor (default: 18)")
+    g.add_argument("--interval", type=float, default=0.9, metavar="LEVEL",
+                   help="probability mass of the reported age interval (default: 0.9)")
+    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse images with more pixels than this (decompression bombs; default: {DEFAULT_MAX_PIXELS})")
+    g.add_argument("--threads", type=int, default=0, help="onnxruntime threads per model (default: 0 = automatic)")
+
+
+def _make_estimator(a: argparse.Namespace, **extra):
+    from agescan import AgeEstimator
+
+    return AgeEstimator(a.model, a.detector, minor_age=a.minor_age, interval_level=a.interval,
+                        min_face_size=a.min_face_size, max_pixels=a.max_pixels, threads=a.threads, **extra).load()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from agescan import __version__
+
+    p = argparse.ArgumentParser(
+        prog="agescan", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Estimate the age of every face in images: detection, alignment, an age distribution per face "
+                    "(point age, interval, P(under 18), age group).")
+    p.add_argument("--version", action="version", version=f"agescan {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    e = sub.add_parser("estimate", help="estimate ages in one or more photos and print a table or JSON",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       description="Estimate the age of every face in the given photos. Prints a table (file, face box, "
+                                   "age, interval, P(under 18), group), or with --json one JSON record per image "
+                                   "in the versioned result schema (agescan.result/1).")
+    e.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (folders are walked recursively)")
+    e.add_argument("--json", action="store_true", help="print JSON Lines (one record per image) instead of a table")
+    e.add_argument("--distribution", action="store_true", help="with --json, include the full age distribution")
+    _estimator_options(e)
+
+    s = sub.add_parser("scan", help="walk folders and write one result per image to .jsonl or .csv",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       description="Walk folders (recursively, in sorted order) and write a result per image to a "
+                                   "JSON Lines or CSV file, with a progress bar (files/s, faces, possible minors, "
+                                   "errors, ETA). Unreadable files are recorded as errors and the scan carries on.")
+    s.add_argument("sources", nargs="+", metavar="SOURCE", help="folders or image files")
+    s.add_argument("--out", required=True, help="output file: .jsonl or .csv")
+    s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    s.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
+    s.add_argument("--distribution", action="store_true", help="include the full age distribution (.jsonl only)")
+    s.add_argument("--workers", type=int, default=2, help="threads decoding and detecting (default: 2)")
+    s.add_argument("--batch-size", type=int, default=64, help="faces per model call (default: 64)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _estimator_options(s)
+
+    m = sub.add_parser("models", help="list the registered models with their cards, and the detectors",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       description="List registered age models with their model cards (input, crop, age range, "
+                                   "licence, training data, metrics, sha256) and the registered face detectors.")
+    m.add_argument("--json", action="store_true", help="print the full cards as JSON")
+
+    ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                        description="Run the full pipeline (detect, align, model) on a labelled set: a folder with "
+                                    "labels.csv (columns path, age, optional split, gender, race), e.g. UTKFace. "
+                                    "Prints metrics and optionally writes JSON and per-image predictions.")
+    ev.add_argument("model", help="registered model name or .onnx path")
+    ev.add_argument("data", help="folder with labels.csv")
+    ev.add_argument("--split", default="test", help="value of the split column to use (default: test; 'all' = every row)")
+    ev.add_argument("--condition", default="clean", choices=["clean", "eyeband"],
+                    help="clean faces, or an eye band drawn from the detected landmarks (default: clean)")
+    ev.add_argument("--out", help="write metrics JSON here")
+    ev.add_argument("--predictions", help="write per-image predictions CSV here")
+    ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
+    ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
+    return p
+
+
+def _table(results, out) -> None:
+    head = f"{'file':<32} {'face':>4} {'box (x1,y1,x2,y2)':<22} {'age':>5} {'interval':>13} {'P(<18)':>7}  group"
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for r in results:
+        name = r.source if len(r.source) <= 32 else "..." + r.source[-29:]
+        if r.error:
+            print(f"{name:<32} {'':>4} ERROR {r.error_type}: {r.error}", file=out)
+            continue
+        if not r.faces:
+            print(f"{name:<32} {'-':>4} no face found", file=out)
+            continue
+        for i, f in enumerate(r.faces):
+            box = ",".join(str(int(round(v))) for v in f.box.as_tuple())
+            iv = f"{f.interval[0]:.0f}-{f.interval[1]:.0f}"
+            print(f"{name:<32} {i:>4} {box:<22} {f.age:>5.1f} {iv:>13} {f.p_minor:>7.2f}  {f.age_group}", file=out)
+        name = ""
+
+
+def cmd_estimate(a: argparse.Namespace) -> int:
+    from agescan.results import to_json
+
+    for p in a.photos:
+        if not os.path.exists(p):
+            print(f"agescan estimate: {p}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
+    est = _make_estimator(a)
+    results = list(est.stream(a.photos))
+    if a.json:
+        for r in results:
+            print(to_json(r, include_distribution=a.distribution))
+    else:
+        _table(results, sys.stdout)
+        level = int(round(a.interval * 100))
+        n_faces = sum(len(r.faces) for r in results)
+        print(f"\n{len(results)} image(s), {n_faces} face(s); interval = central {level}% of the age distribution; "
+              f"model {est.model.id}", file=sys.stdout)
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"agescan estimate: {r.source}: {r.error}", file=sys.stderr)
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def cmd_scan(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from agescan.io import iter_sources
+    from agescan.results import ResultWriter, format_from_path
+
+    try:
+        fmt = format_from_path(a.out)
+    except ValueError as exc:
+        print(f"agescan scan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if os.path.exists(a.out) and not a.overwrite:
+        print(f"agescan scan: {a.out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return EXIT_USAGE
+    for src in a.sources:
+        if not os.path.exists(src):
+            print(f"agescan scan: {src}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
+    est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
+    recursive = not a.no_recursive
+    total = sum(1 for _ in iter_sources(a.sources, recursive=recursive))
+    items = iter_sources(a.sources, recursive=recursive)
+    n_faces = n_minor = n_err = 0
+    t0 = time.time()
+    tmp = a.out + ".partial"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = ResultWriter(fh, fmt, include_distribution=a.distribution)
+        writer.write_header()
+        bar = tqdm(total=total, unit="file", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
+        for r in est.stream(items):
+            writer.write(r)
+            n_faces += len(r.faces)
+            n_minor += sum(1 for f in r.faces if f.p_minor >= 0.5)
+            n_err += bool(r.error)
+            bar.update(1)
+            bar.set_postfix(faces=n_faces, minors=n_minor, errors=n_err, refresh=False)
+        bar.close()
+    os.replace(tmp, a.out)
+    dt = time.time() - t0
+    print(f"scanned {total} file(s) in {dt:.1f}s ({total / max(dt, 1e-9):.1f} files/s): {n_faces} face(s), "
+          f"{n_minor} with P(under {a.minor_age}) >= 0.5, {n_err} error(s) -> {a.out}", file=sys.stderr)
+    return EXIT_INPUT if n_err else EXIT_OK
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from agescan.detect import list_detectors
+    from agescan.models import DEFAULT_MODEL, create_model, list_models
+
+    loaded = [create_model(n) for n in list_models()]
+    if a.json:
+        out = {"models": [{**m.card.to_dict(), "sha256": m.sha256, "default": m.id == DEFAULT_MODEL} for m in loaded],
+               "detectors": list_detectors()}
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    for m in loaded:
+        c = m.card
+        star = " (default)" if c.id == DEFAULT_MODEL else ""
+        print(f"{c.id}{star}")
+        print(f"  architecture : {c.architecture}")
+        print(f"  input        : {c.crop.size}x{c.crop.size} {c.colour_order}, crop margin {c.crop.margin}, "
+              f"scale {c.scale:.5g}, mean {list(c.mean)}, std {list(c.std)}")
+        print(f"  output       : age distribution over {c.min_age}..{c.max_age} years")
+        print(f"  licence      : {c.licence}")
+        print(f"  training data: {c.training_data}")
+        for split, vals in c.metrics.items():
+            shown = ", ".join(f"{k} {v}" for k, v in vals.items()) if isinstance(vals, dict) else vals
+            print(f"  metrics      : {split}: {shown}")
+        print(f"  sha256       : {m.sha256}")
+    print("detectors: " + ", ".join(list_detectors()))
+    return EXIT_OK
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from agescan.eval.run import evaluate_folder
+
+    if not (Path(a.data) / "labels.csv").is_file():
+        print(f"agescan evaluate: {a.data}/labels.csv not found (need columns path, age[, split])", file=sys.stderr)
+        return EXIT_USAGE
+    report = evaluate_folder(a.model, a.data, split=a.split, condition=a.condition, limit=a.limit,
+                             predictions=a.predictions, threads=a.threads)
+    text = json.dumps(report, indent=2)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(text + "\n")
+    print(text)
+    return EXIT_OK
+
+
+COMMANDS = {"estimate": cmd_estimate, "scan": cmd_scan, "models": cmd_models, "evaluate": cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from agescan.errors import AgescanError, ConfigError, InputError, ModelIntegrityError, ModelNotFoundError
+
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not a.command:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[a.command](a)
+    except (ModelNotFoundError, ModelIntegrityError, ConfigError) as exc:
+        print(f"agescan {a.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InputError as exc:
+        print(f"agescan {a.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AgescanError as exc:
+        print(f"agescan {a.command}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("agescan: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

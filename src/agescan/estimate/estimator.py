@@ -1,0 +1,226 @@
+"""AgeEstimator: the one pipeline behind the CLI, the API and the scanners.
+
+image -> detect (boxes + 5 landmarks) -> align (the model card's crop) -> age model -> distribution
+-> point age, interval, P(age < minor_age), age group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from agescan import __version__
+from agescan._validation import check_number
+from agescan.align import align_face
+from agescan.detect import create_detector
+from agescan.errors import AgescanError, InputError
+from agescan.io import DEFAULT_MAX_PIXELS, iter_sources, load_image
+from agescan.models import DEFAULT_MODEL, create_model
+from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
+
+_OWNER = "AgeEstimator"
+
+
+@dataclass
+class _Pending:
+    """An image whose faces are detected and cropped, waiting for the batched model call."""
+
+    provenance: Provenance
+    width: int
+    height: int
+    detections: tuple[Detection, ...]
+    crops: np.ndarray  # N x S x S x 3 uint8
+    error: str = ""
+    error_type: str = ""
+
+
+class AgeEstimator:
+    """Estimate the age of every face in an image.
+
+    Args:
+        model: a registered model name (see ``agescan models``) or a path to an exported ``.onnx``.
+        detector: a registered detector name.
+        minor_age: P(age < minor_age) is reported as ``p_minor`` (18 by default).
+        interval_level: probability mass of the reported central interval (0.9 by default).
+        min_face_size: smallest face side, in pixels, the detector looks for.
+        max_pixels: images larger than this are refused with a DecodeError (decompression bombs).
+        batch_size: faces per model call when streaming.
+        workers: threads decoding and detecting in parallel in :meth:`stream`.
+        threads: onnxruntime threads per session (0 = onnxruntime's default).
+
+    Example:
+        >>> from agescan import AgeEstimator
+        >>> est = AgeEstimator()                                # doctest: +SKIP
+        >>> result = est.predict("photo.jpg")                   # doctest: +SKIP
+        >>> [(round(f.age), round(f.p_minor, 2)) for f in result.faces]  # doctest: +SKIP
+        [(34, 0.01)]
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, detector: str = "mtcnn", *, minor_age: int = 18,
+                 interval_level: float = 0.9, min_face_size: int = 24, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 batch_size: int = 64, workers: int = 1, threads: int = 0):
+        check_number(minor_age, "minor_age", _OWNER, lo=1, hi=100, integer=True)
+        check_number(interval_level, "interval_level", _OWNER, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        check_number(min_face_size, "min_face_size", _OWNER, lo=12, integer=True)
+        check_number(max_pixels, "max_pixels", _OWNER, lo=1, integer=True)
+        check_number(batch_size, "batch_size", _OWNER, lo=1, integer=True)
+        check_number(workers, "workers", _OWNER, lo=1, hi=256, integer=True)
+        check_number(threads, "threads", _OWNER, lo=0, integer=True)
+        self.model_name = model
+        self.detector_name = detector
+        self.minor_age = minor_age
+        self.interval_level = float(interval_level)
+        self.min_face_size = min_face_size
+        self.max_pixels = max_pixels
+        self.batch_size = batch_size
+        self.workers = workers
+        self.threads = threads
+        self._model = None
+        self._detector = None
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self) -> "AgeEstimator":
+        """Load the model and detector (done lazily on first use)."""
+        if self._model is None:
+            self._model = create_model(self.model_name, threads=self.threads)
+            self._detector = create_detector(self.detector_name, min_face_size=self.min_face_size,
+                                             threads=self.threads)
+        return self
+
+    @property
+    def model(self):
+        return self.load()._model
+
+    @property
+    def detector(self):
+        return self.load()._detector
+
+    @property
+    def card(self):
+        return self.model.card
+
+    # -- single image ----------------------------------------------------------------------
+    def predict(self, source: Any) -> ImageResult:
+        """Estimate the age of every face in one image.
+
+        Args:
+            source: a path, bytes, file object, numpy array (HxWx3 RGB) or PIL image.
+
+        Returns:
+            An :class:`ImageResult`; ``faces`` is empty when no face was found.
+
+        Raises:
+            DecodeError: the image cannot be read (the message names the file and the reason).
+        """
+        return self._finish([self._prepare(source)])[0]
+
+    def predict_crops(self, crops: np.ndarray) -> list[AgeDistribution]:
+        """Age distributions for already aligned crops (N x S x S x 3 uint8, S = card crop size)."""
+        card = self.card
+        probs = self.model.predict_probs(crops, batch_size=max(self.batch_size, 1))
+        return [AgeDistribution.from_array(p, card.min_age) for p in probs]
+
+    # -- many images -----------------------------------------------------------------------
+    def stream(self, sources: Any, *, recursive: bool = True) -> Iterator[ImageResult]:
+        """Yield one :class:`ImageResult` per input, in input order, lazily.
+
+        ``sources`` may be a folder or file path, or an iterable of paths, bytes, arrays or PIL
+        images. Faces from several images are batched into one model call. An input that cannot be
+        read yields a result with ``error`` set instead of raising, so one corrupt file never stops
+        a long run.
+        """
+        self.load()
+        items = self._expand(sources, recursive)
+        if self.workers == 1:
+            prepared: Iterable[_Pending] = (self._prepare_safe(s) for s in items)
+        else:
+            prepared = self._parallel(items)
+        batch: list[_Pending] = []
+        faces = 0
+        for p in prepared:
+            batch.append(p)
+            faces += len(p.detections)
+            if faces >= self.batch_size or len(batch) >= 4 * self.batch_size:
+                yield from self._finish(batch)
+                batch, faces = [], 0
+        if batch:
+            yield from self._finish(batch)
+
+    def _parallel(self, items: Iterable[Any]) -> Iterator[_Pending]:
+        """Decode + detect with a bounded look-ahead, preserving order (memory stays flat)."""
+        with ThreadPoolExecutor(max_workers=self.workers) as ex:
+            window: deque = deque()
+            for s in items:
+                window.append(ex.submit(self._prepare_safe, s))
+                if len(window) >= 2 * self.workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+
+    @staticmethod
+    def _expand(sources: Any, recursive: bool) -> Iterator[Any]:
+        if isinstance(sources, (str, os.PathLike)):
+            sources = [sources]
+        elif isinstance(sources, (bytes, bytearray, np.ndarray)) or hasattr(sources, "getdata"):
+            sources = [sources]
+        for s in sources:
+            if isinstance(s, (str, os.PathLike)) and os.path.isdir(s):
+                for item in iter_sources(s, recursive=recursive):
+                    yield item
+            else:
+                yield s
+
+    # -- stages ----------------------------------------------------------------------------
+    def _provenance(self, source: str, sha256: str, frame_index: int = -1) -> Provenance:
+        return Provenance(source=source, sha256=sha256, frame_index=frame_index, agescan_version=__version__,
+                          model_id=self.model.id, model_sha256=self.model.sha256, detector_id=self.detector_name)
+
+    def _prepare(self, source: Any) -> _Pending:
+        item_error = getattr(source, "error", "")
+        if hasattr(source, "path") and hasattr(source, "error"):  # a SourceItem from iter_sources
+            if item_error:
+                raise InputError(f"{source.path}: {item_error}")
+            source = source.path
+        loaded = load_image(source, max_pixels=self.max_pixels)
+        image = loaded.image
+        h, w = image.shape[:2]
+        dets = self.detector.detect(image)
+        recipe = self.card.crop
+        if dets:
+            crops = np.stack([align_face(image, d.landmarks, recipe).image for d in dets])
+        else:
+            crops = np.zeros((0, recipe.size, recipe.size, 3), dtype=np.uint8)
+        return _Pending(self._provenance(loaded.source, loaded.sha256), w, h, dets, crops)
+
+    def _prepare_safe(self, source: Any) -> _Pending:
+        try:
+            return self._prepare(source)
+        except AgescanError as exc:
+            name = getattr(source, "path", source if isinstance(source, (str, os.PathLike)) else "<input>")
+            return _Pending(self._provenance(str(name), ""), 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8),
+                            error=str(exc), error_type=type(exc).__name__)
+
+    def _finish(self, batch: list[_Pending]) -> list[ImageResult]:
+        crops = [p.crops for p in batch if len(p.detections)]
+        dists: list[AgeDistribution] = self.predict_crops(np.concatenate(crops)) if crops else []
+        out, k = [], 0
+        for p in batch:
+            faces = []
+            for det in p.detections:
+                faces.append(self._face(det, dists[k]))
+                k += 1
+            out.append(ImageResult(provenance=p.provenance, width=p.width, height=p.height, faces=tuple(faces),
+                                   error=p.error, error_type=p.error_type))
+        return out
+
+    def _face(self, det: Detection, dist: AgeDistribution) -> FaceResult:
+        age = dist.mean()
+        return FaceResult(box=det.box, landmarks=det.landmarks, detector_score=det.score, age=age,
+                          distribution=dist, interval=dist.interval(self.interval_level),
+                          interval_level=self.interval_level, p_minor=dist.p_below(self.minor_age),
+                          minor_age=self.minor_age, age_group=age_group(age), model_id=self.model.id)

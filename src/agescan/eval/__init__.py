@@ -1,0 +1,1 @@
+"""Evaluation protocols and metrics. The inference path never imports this package."""

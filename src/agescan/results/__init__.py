@@ -1,0 +1,136 @@
+"""One versioned result schema shared by JSON, JSON Lines, CSV (and later the store and HTTP API).
+
+A JSON record is one image::
+
+    {"schema": "agescan.result/1", "source": ..., "sha256": ..., "frame_index": -1, "width": ..,
+     "height": .., "error": "", "error_type": "", "provenance": {...}, "faces": [
+        {"box": [x1, y1, x2, y2], "landmarks": [[x, y] x5], "detector_score": ..,
+         "age": .., "interval": [lo, hi], "interval_level": 0.9, "p_minor": .., "minor_age": 18,
+         "age_group": "18-25", "model_id": "...", "distribution": {"min_age": 0, "probs": [...]}}]}
+
+A CSV row is one face (an image without faces or with an error still gets one row, with empty face
+columns), so no image silently disappears from a spreadsheet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import IO, Iterable
+
+from agescan.types import FaceResult, ImageResult
+
+SCHEMA = "agescan.result/1"
+
+CSV_COLUMNS = ("schema", "source", "sha256", "frame_index", "width", "height", "error_type", "error", "face_index",
+               "x1", "y1", "x2", "y2", "detector_score", "age", "interval_lo", "interval_hi", "interval_level",
+               "p_minor", "minor_age", "age_group", "model_id", "agescan_version")
+
+
+def _r(x: float, nd: int = 2) -> float:
+    return round(float(x), nd)
+
+
+def face_to_dict(face: FaceResult, include_distribution: bool = True) -> dict:
+    d = {
+        "box": [_r(v, 1) for v in face.box.as_tuple()],
+        "landmarks": [[_r(x, 1), _r(y, 1)] for x, y in face.landmarks.points],
+        "detector_score": _r(face.detector_score, 4),
+        "age": _r(face.age),
+        "interval": [_r(face.interval[0]), _r(face.interval[1])],
+        "interval_level": face.interval_level,
+        "p_minor": _r(face.p_minor, 4),
+        "minor_age": face.minor_age,
+        "age_group": face.age_group,
+        "model_id": face.model_id,
+    }
+    if include_distribution:
+        d["distribution"] = {"min_age": face.distribution.min_age,
+                             "probs": [round(p, 5) for p in face.distribution.probs]}
+    return d
+
+
+def to_dict(result: ImageResult, include_distribution: bool = True) -> dict:
+    """The JSON-ready record for one image."""
+    p = result.provenance
+    return {
+        "schema": SCHEMA,
+        "source": p.source,
+        "sha256": p.sha256,
+        "frame_index": p.frame_index,
+        "width": result.width,
+        "height": result.height,
+        "error": result.error,
+        "error_type": result.error_type,
+        "provenance": {"agescan_version": p.agescan_version, "model_id": p.model_id,
+                       "model_sha256": p.model_sha256, "detector_id": p.detector_id},
+        "faces": [face_to_dict(f, include_distribution) for f in result.faces],
+    }
+
+
+def to_json(result: ImageResult, include_distribution: bool = True, indent: int | None = None) -> str:
+    return json.dumps(to_dict(result, include_distribution), ensure_ascii=False, indent=indent)
+
+
+def csv_rows(result: ImageResult) -> list[dict]:
+    """One dict per face (or one for a faceless/failed image) keyed by :data:`CSV_COLUMNS`."""
+    p = result.provenance
+    base = {"schema": SCHEMA, "source": p.source, "sha256": p.sha256, "frame_index": p.frame_index,
+            "width": result.width, "height": result.height, "error_type": result.error_type, "error": result.error,
+            "agescan_version": p.agescan_version, "model_id": p.model_id}
+    if not result.faces:
+        return [{**{c: "" for c in CSV_COLUMNS}, **base, "face_index": ""}]
+    rows = []
+    for i, f in enumerate(result.faces):
+        x1, y1, x2, y2 = f.box.as_tuple()
+        rows.append({**base, "face_index": i, "x1": _r(x1, 1), "y1": _r(y1, 1), "x2": _r(x2, 1), "y2": _r(y2, 1),
+                     "detector_score": _r(f.detector_score, 4), "age": _r(f.age), "interval_lo": _r(f.interval[0]),
+                     "interval_hi": _r(f.interval[1]), "interval_level": f.interval_level,
+                     "p_minor": _r(f.p_minor, 4), "minor_age": f.minor_age, "age_group": f.age_group,
+                     "model_id": f.model_id})
+    return rows
+
+
+class ResultWriter:
+    """Write results to a ``.jsonl``/``.json`` (one record per line) or ``.csv`` stream.
+
+    Every record is flushed as written so a killed run keeps what it finished.
+    """
+
+    def __init__(self, stream: IO[str], fmt: str, include_distribution: bool = False):
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError(f"fmt must be 'jsonl' or 'csv', got {fmt!r}")
+        self.stream, self.fmt, self.include_distribution = stream, fmt, include_distribution
+        self._csv = None
+        if fmt == "csv":
+            self._csv = csv.DictWriter(stream, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+
+    def write_header(self) -> None:
+        if self._csv is not None:
+            self._csv.writeheader()
+
+    def write(self, result: ImageResult) -> None:
+        if self._csv is not None:
+            self._csv.writerows(csv_rows(result))
+        else:
+            self.stream.write(to_json(result, self.include_distribution) + "\n")
+        self.stream.flush()
+
+
+def format_from_path(path: str) -> str:
+    low = path.lower()
+    if low.endswith(".csv"):
+        return "csv"
+    if low.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    raise ValueError(f"cannot tell the output format of {path!r}: use a .jsonl or .csv file name")
+
+
+def csv_text(results: Iterable[ImageResult]) -> str:
+    buf = io.StringIO()
+    w = ResultWriter(buf, "csv")
+    w.write_header()
+    for r in results:
+        w.write(r)
+    return buf.getvalue()

@@ -1,0 +1,1 @@
+"""Training (torch, the ``train`` extra). The inference path never imports this package."""

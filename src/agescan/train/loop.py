@@ -1,0 +1,210 @@
+"""Train a DEX-head age model on prepared, aligned crops (see agescan.train.prepare).
+
+    python -m agescan.train.loop runs/data/utkface_96.npz runs/dexnet-s --epochs 40
+
+The run directory holds config.json, log.jsonl (one line of metrics per epoch), last.pt (for
+--resume), best.pt (best on validation), and after training model.onnx + card.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from agescan.train.nets import build
+
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    arch: str = "dexnet-s"
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    input_size: int = 64
+    max_age: int = 100
+    l1_weight: float = 0.25
+    sigma_min: float = 1.0
+    sigma_slope: float = 0.08
+    rotate_deg: float = 10.0
+    scale_jitter: float = 0.1
+    shift: float = 0.05
+    seed: int = 0
+    threads: int = 0
+    select_on: str = "mean of val MAE 0-25 and val MAE all"
+    extra: dict = field(default_factory=dict)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def soft_targets(ages: torch.Tensor, n_bins: int, sigma_min: float, slope: float) -> torch.Tensor:
+    """Gaussian label distributions (DLDL): narrower for children, wider for adults (label noise grows)."""
+    bins = torch.arange(n_bins, dtype=torch.float32)
+    sigma = torch.clamp(ages.float() * slope, min=sigma_min)[:, None]
+    t = torch.exp(-0.5 * ((bins[None] - ages.float()[:, None]) / sigma) ** 2)
+    return t / t.sum(1, keepdim=True)
+
+
+def augment_grid(n: int, cfg: TrainConfig, src: int, train: bool, gen: torch.Generator) -> torch.Tensor:
+    """Affine grids selecting the model crop (centre input_size of a src-sized, margin-0.25 crop)."""
+    base = cfg.input_size / src
+    if not train:
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = base
+    else:
+        u = lambda: torch.rand(n, generator=gen) * 2 - 1  # noqa: E731
+        ang = u() * math.radians(cfg.rotate_deg)
+        sc = base * (1 + u() * cfg.scale_jitter)
+        flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+        tx, ty = u() * cfg.shift * 2 * base, u() * cfg.shift * 2 * base
+        cos, sin = torch.cos(ang) * sc, torch.sin(ang) * sc
+        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    return F.affine_grid(theta, (n, 3, cfg.input_size, cfg.input_size), align_corners=False)
+
+
+def to_input(crops_u8: np.ndarray, cfg: TrainConfig, train: bool, gen: torch.Generator) -> torch.Tensor:
+    x = torch.from_numpy(crops_u8).permute(0, 3, 1, 2).float().div_(255.0)
+    grid = augment_grid(len(x), cfg, x.shape[-1], train, gen)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if train:
+        n = len(x)
+        b = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.25
+        c = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.25
+        m = x.mean((1, 2, 3), keepdim=True)
+        x = ((x - m) * c + m) * b
+        gray = torch.rand(n, generator=gen) < 0.1
+        if gray.any():
+            x[gray] = x[gray].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+        x = x.clamp_(0, 1)
+    x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict_logits(model, crops: np.ndarray, cfg: TrainConfig, bs: int = 512) -> torch.Tensor:
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    return torch.cat([model(to_input(crops[i:i + bs], cfg, False, g)) for i in range(0, len(crops), bs)])
+
+
+def metrics(probs: np.ndarray, ages: np.ndarray) -> dict:
+    pred = probs @ np.arange(probs.shape[1])
+    err = np.abs(pred - ages)
+    young = ages <= 25
+    return {"mae": float(err.mean()), "mae_0_25": float(err[young].mean()),
+            "minor_recall": float(((pred < 18) & (ages < 18)).sum() / max(1, (ages < 18).sum()))}
+
+
+def fit_temperature(logits: torch.Tensor, ages: np.ndarray) -> float:
+    """Temperature minimising validation NLL of the labelled age bin."""
+    y = torch.from_numpy(np.minimum(ages, logits.shape[1] - 1)).long()
+    best_t, best = 1.0, float("inf")
+    for t in np.arange(0.5, 3.01, 0.05):
+        nll = F.cross_entropy(logits / float(t), y).item()
+        if nll < best:
+            best_t, best = float(t), nll
+    return best_t
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    d = np.load(cfg.data)
+    split = d["split"]
+    ages = np.minimum(d["age"].astype(np.int64), cfg.max_age)
+    tr, va = split == "train", split == "val"
+    xtr, ytr, xva, yva = d["crops"][tr], ages[tr], d["crops"][va], ages[va]
+    n_bins = cfg.max_age + 1
+    model = build(cfg.arch, n_bins).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(xtr) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, best = 0, float("inf")
+    if resume and (out / "last.pt").exists():
+        ck = torch.load(out / "last.pt", weights_only=False)
+        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
+        gen.set_state(ck["gen"]); torch.set_rng_state(ck["torch_rng"]); np.random.set_state(ck["np_rng"])
+        start, best = ck["epoch"] + 1, ck["best"]
+        print(f"resumed at epoch {start}", file=sys.stderr)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    bins = torch.arange(n_bins, dtype=torch.float32)
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(xtr), generator=gen).numpy()
+        t0, tot, nb = time.time(), 0.0, 0
+        bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr,
+                   leave=False, disable=not sys.stderr.isatty())
+        for i in bar:
+            idx = np.sort(perm[i:i + cfg.batch_size])
+            x = to_input(xtr[idx], cfg, True, gen)
+            y = torch.from_numpy(ytr[idx])
+            logits = model(x)
+            logp = F.log_softmax(logits, 1)
+            tgt = soft_targets(y, n_bins, cfg.sigma_min, cfg.sigma_slope)
+            kl = F.kl_div(logp, tgt, reduction="batchmean")
+            l1 = (logp.exp() @ bins - y.float()).abs().mean()
+            loss = kl + cfg.l1_weight * l1
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += loss.item(); nb += 1
+            bar.set_postfix(loss=f"{tot / nb:.3f}")
+        vl = predict_logits(model, xva, cfg)
+        m = metrics(torch.softmax(vl, 1).numpy(), yva)
+        score = (m["mae"] + m["mae_0_25"]) / 2
+        rec = {"epoch": epoch + 1, "loss": tot / nb, "lr": sched.get_last_lr()[0], "seconds": time.time() - t0,
+               **{f"val_{k}": v for k, v in m.items()}, "val_score": score}
+        if score < best:
+            best = score
+            torch.save({"model": model.state_dict(), "epoch": epoch, "metrics": rec}, out / "best.pt")
+            rec["best"] = True
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(json.dumps(rec), file=sys.stderr, flush=True)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "np_rng": np.random.get_state(),
+                    "epoch": epoch, "best": best}, out / "last.pt")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Train a DEX-head age model on prepared crops.")
+    p.add_argument("data")
+    p.add_argument("out")
+    p.add_argument("--resume", action="store_true")
+    for f in TrainConfig.__dataclass_fields__.values():
+        if f.name in ("data", "out", "extra", "select_on"):
+            continue
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    a = vars(p.parse_args(argv))
+    resume = a.pop("resume")
+    train(TrainConfig(**a), resume=resume)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Turn a finished training run into a packaged model: ONNX + embedded card + Markdown model card.
+
+    python -m agescan.train.publish runs/dexnet-s --id dexnet-s.utkface \
+        --data ../shared/data/utkface --out src/agescan/models/weights
+
+Steps: load best.pt; fit a softmax temperature on the validation split (calibration); export to
+ONNX with the card embedded; check torch/onnxruntime parity; evaluate through the full inference
+pipeline (detector + aligner + onnxruntime) on val and test, clean and with the eye band; embed
+those metrics in the card; write ``<id>.md`` and print the sha256 to put in ``models/zoo.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agescan.align import CropRecipe
+from agescan.export import embed_card, export_onnx, parity
+from agescan.models.card import ModelCard
+from agescan.train.loop import MEAN, STD, TrainConfig, fit_temperature, predict_logits
+from agescan.train.nets import ProbsWrapper, build
+
+LICENCE = ("Weights: CC BY-NC 4.0-style non-commercial research use only, because they were trained on UTKFace "
+           "(non-commercial research licence). agescan code: Apache-2.0.")
+DATA = ("UTKFace 'aligned & cropped' (Zhang, Song and Qi, CVPR 2017), agescan's fixed split: trained on train "
+        "(12,750), selected on val (2,307), reported on test (4,597). Non-commercial research licence; faces "
+        "re-detected with MTCNN and re-aligned with agescan's own aligner. No subject ids: the same person may "
+        "appear in several splits.")
+
+
+def _summary(rep: dict) -> dict:
+    keys = ("n", "mae", "mae_0_25", "group_accuracy_0_25", "interval_coverage")
+    out = {k: round(rep[k], 3) if isinstance(rep[k], float) else rep[k] for k in keys}
+    out["minor_recall"] = round(rep["minor_by_p_minor_0.5"]["recall"], 3)
+    out["minor_precision"] = round(rep["minor_by_p_minor_0.5"]["precision"], 3)
+    out["fallback_alignment"] = rep["fallback_alignment"]
+    return out
+
+
+def publish(run: str, model_id: str, data: str, out: str, arch_text: str) -> str:
+    from agescan.eval.run import evaluate_folder
+
+    run_dir = Path(run)
+    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    net = build(cfg.arch, cfg.max_age + 1)
+    ck = torch.load(run_dir / "best.pt", weights_only=False)
+    net.load_state_dict(ck["model"])
+    net.eval()
+    d = np.load(cfg.data)
+    va = d["split"] == "val"
+    logits = predict_logits(net, d["crops"][va], cfg)
+    temperature = fit_temperature(logits, np.minimum(d["age"][va], cfg.max_age))
+    card = ModelCard(
+        id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
+        crop=CropRecipe(size=cfg.input_size, margin=0.0), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
+        licence=LICENCE, training_data=DATA,
+        training={"command": f"python -m agescan.train.loop {cfg.data} {cfg.out} --epochs {cfg.epochs} "
+                             f"--arch {cfg.arch} --seed {cfg.seed}",
+                  "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
+                  "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
+                             if k not in ("extra",)},
+                  "best_epoch": int(ck["epoch"]) + 1, "temperature": temperature,
+                  "loss": "KL to Gaussian label distribution (sigma = max(1, 0.08*age)) + 0.25 * L1 of expectation"})
+    wrapped = ProbsWrapper(net, temperature)
+    path = Path(out) / f"{model_id}.onnx"
+    export_onnx(wrapped, card, path)
+    diff = parity(wrapped, path)
+    print(f"parity max |torch - onnxruntime| = {diff:.2e}; temperature {temperature:.2f}", file=sys.stderr)
+    if diff > 1e-4:
+        raise SystemExit(f"parity check failed: {diff}")
+    metrics = {}
+    for split in ("val", "test"):
+        for cond in ("clean", "eyeband"):
+            rep = evaluate_folder(str(path), data, split=split, condition=cond)
+            metrics[f"utkface-{split}-{cond}"] = _summary(rep)
+            (run_dir / f"eval-{split}-{cond}.json").write_text(json.dumps(rep, indent=2))
+            print(split, cond, metrics[f"utkface-{split}-{cond}"], file=sys.stderr)
+    card = ModelCard.from_dict({**card.to_dict(), "metrics": metrics,
+                                "training": {**card.training, "parity_max_abs_diff": diff}})
+    data_bytes = embed_card(path.read_bytes(), card)
+    path.write_bytes(data_bytes)
+    sha = hashlib.sha256(data_bytes).hexdigest()
+    (Path(out) / f"{model_id}.md").write_text(model_card_markdown(card, sha, len(data_bytes)))
+    print(sha)
+    return sha
+
+
+def model_card_markdown(card: ModelCard, sha: str, size: int) -> str:
+    rows = "\n".join(
+        f"| {k} | {v['n']} | {v['mae']:.2f} | {v['mae_0_25']:.2f} | {v['group_accuracy_0_25']:.1%} | "
+        f"{v['minor_recall']:.1%} | {v['minor_precision']:.1%} | {v['interval_coverage']:.1%} | {v['fallback_alignment']} |"
+        for k, v in card.metrics.items())
+    return f"""# Model card: {card.id}
+
+- **Architecture**: {card.architecture}
+- **Input**: {card.crop.size}x{card.crop.size} {card.colour_order}, pixels x {card.scale:.6g}, mean {list(card.mean)},
+  std {list(card.std)}; crop = 5-point similarity alignment to the UTKFace template, margin {card.crop.margin}.
+- **Output**: probabilities over ages {card.min_age}..{card.max_age} (temperature-calibrated on val); point age =
+  expectation, interval = central quantiles, P(minor) = mass below 18.
+- **File**: `{card.id}.onnx`, {size:,} bytes, sha256 `{sha}`. The card is embedded in the ONNX metadata.
+- **Licence**: {card.licence}
+- **Training data**: {card.training_data}
+- **Training**: `{card.training.get('prepare')}` then `{card.training.get('command')}`; best epoch
+  {card.training.get('best_epoch')}, temperature {card.training.get('temperature'):.2f}.
+
+## Metrics (full pipeline: MTCNN -> alignment -> this model; `agescan evaluate`)
+
+| split-condition | n | MAE | MAE 0-25 | 5-group acc (0-25) | minor recall | minor precision | 90% interval coverage | fallback alignments |
+|---|---|---|---|---|---|---|---|---|
+{rows}
+
+Minor recall/precision use P(age < 18) >= 0.5. Eye band: 25% of face-box height, 95% of its width, along the eye
+line, drawn before detection. UTKFace ages are partly estimated labels; the same person may appear across splits.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Export, calibrate, evaluate and package a training run.")
+    p.add_argument("run")
+    p.add_argument("--id", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", default="src/agescan/models/weights")
+    p.add_argument("--arch-text", default="DexNet-S: depthwise-separable CNN, 64x64 input, 134k parameters, "
+                                          "~11M multiply-adds, DEX head (softmax over 0..100 years, expectation)")
+    a = p.parse_args(argv)
+    publish(a.run, a.id, a.data, a.out, a.arch_text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Typed, immutable results shared by every surface (API, CLI, store, service).
+
+All containers are frozen dataclasses, validated on construction. Collections are tuples and are
+empty -- never ``None`` -- when there is nothing to report. Results never hold full images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+import numpy as np
+
+from agescan.errors import InputError
+
+#: Age groups of the main paper (Chaves et al.) plus an adult remainder; upper bounds inclusive.
+AGE_GROUPS: tuple[tuple[str, int, int], ...] = (
+    ("0-5", 0, 5),
+    ("6-10", 6, 10),
+    ("11-15", 11, 15),
+    ("16-17", 16, 17),
+    ("18-25", 18, 25),
+    ("26+", 26, 200),
+)
+
+
+def age_group(age: float) -> str:
+    """Return the paper's age-group label for a (possibly fractional) age in years.
+
+    Ages are floored to whole years first, so 17.9 belongs to "16-17".
+
+    Example:
+        >>> age_group(17.9)
+        '16-17'
+    """
+    years = int(math.floor(max(age, 0.0)))
+    for name, lo, hi in AGE_GROUPS:
+        if lo <= years <= hi:
+            return name
+    return AGE_GROUPS[-1][0]
+
+
+@dataclass(frozen=True, slots=True)
+class BBox:
+    """Axis-aligned box in pixel coordinates, (x1, y1) top-left and (x2, y2) bottom-right."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def __post_init__(self) -> None:
+        vals = (self.x1, self.y1, self.x2, self.y2)
+        if not all(math.isfinite(v) for v in vals):
+            raise InputError(f"BBox coordinates must be finite numbers. Got {vals}.")
+        if self.x2 < self.x1 or self.y2 < self.y1:
+            raise InputError(f"BBox must satisfy x1 <= x2 and y1 <= y2. Got {vals}.")
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    def iou(self, other: "BBox") -> float:
+        """Intersection over union with another box (0 when disjoint)."""
+        ix = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
+        iy = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True, slots=True)
+class Landmarks5:
+    """Five facial landmarks in pixel coordinates, in :data:`LANDMARK_NAMES` order.
+
+    "left" and "right" are as seen in the image: ``left_eye`` has the smaller x on an upright,
+    frontal face.
+    """
+
+    points: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.points) != 5 or any(len(p) != 2 for p in self.points):
+            raise InputError(f"Landmarks5 needs exactly 5 (x, y) points. Got {self.points!r}.")
+        if not all(math.isfinite(v) for p in self.points for v in p):
+            raise InputError(f"Landmarks5 coordinates must be finite. Got {self.points!r}.")
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray) -> "Landmarks5":
+        a = np.asarray(arr, dtype=np.float64).reshape(5, 2)
+        return cls(tuple((float(x), float(y)) for x, y in a))
+
+    def as_array(self) -> np.ndarray:
+        """A new (5, 2) float32 array."""
+        return np.array(self.points, dtype=np.float32)
+
+    def __getattr__(self, name: str) -> tuple[float, float]:
+        if name in LANDMARK_NAMES:
+            return self.points[LANDMARK_NAMES.index(name)]
+        raise AttributeError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One face found by a detector."""
+
+    box: BBox
+    landmarks: Landmarks5
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class FaceCrop:
+    """An aligned face crop and the 2x3 affine that maps original-image pixels into it."""
+
+    image: np.ndarray  # H x W x 3 uint8 RGB, owned by this object
+    affine: np.ndarray  # 2 x 3 float64, original -> crop
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise InputError(f"FaceCrop.image must be HxWx3 uint8. Got {self.image.shape} {self.image.dtype}.")
+        if self.affine.shape != (2, 3):
+            raise InputError(f"FaceCrop.affine must be 2x3. Got {self.affine.shape}.")
+
+
+@dataclass(frozen=True, slots=True)
+class AgeDistribution:
+    """A discrete probability distribution over whole years of age.
+
+    ``probs[k]`` is the probability that the person is ``ages[0] + k`` years old (i.e. in
+    ``[age, age + 1)``). Probabilities are non-negative and sum to 1.
+    """
+
+    min_age: int
+    probs: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        p = np.asarray(self.probs, dtype=np.float64)
+        if p.ndim != 1 or p.size == 0:
+            raise InputError("AgeDistribution.probs must be a non-empty 1-D sequence.")
+        if not np.all(np.isfinite(p)) or np.any(p < -1e-9) or abs(p.sum() - 1.0) > 1e-3:
+            raise InputError(f"AgeDistribution.probs must be non-negative and sum to 1. Got sum {p.sum():.6f}.")
+
+    @classmethod
+    def from_array(cls, probs: np.ndarray, min_age: int = 0) -> "AgeDistribution":
+        p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, None)
+        p = p / p.sum()
+        return cls(min_age=int(min_age), probs=tuple(float(x) for x in p))
+
+    @property
+    def ages(self) -> np.ndarray:
+        return np.arange(self.min_age, self.min_age + len(self.probs), dtype=np.float64)
+
+    def as_array(self) -> np.ndarray:
+        return np.asarray(self.probs, dtype=np.float64)
+
+    def mean(self) -> float:
+        """Expected age in years, DEX's ``sum_k k * p_k`` (a one-hot bin ``k`` gives exactly ``k``)."""
+        return float(np.dot(self.ages, self.as_array()))
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile in years, mass spread uniformly over ``[k - 0.5, k + 0.5]`` for bin ``k``.
+
+        Centring bins on their label keeps quantiles consistent with :meth:`mean`.
+        """
+        if not 0.0 <= q <= 1.0:
+            raise InputError(f"The 'q' parameter of AgeDistribution.quantile must be in [0, 1]. Got {q!r}.")
+        cdf = np.cumsum(self.as_array())
+        k = int(np.searchsorted(cdf, q, side="left"))
+        k = min(k, len(cdf) - 1)
+        prev = cdf[k - 1] if k > 0 else 0.0
+        within = (q - prev) / max(cdf[k] - prev, 1e-12)
+        return float(self.min_age + k + np.clip(within, 0.0, 1.0)) - 0.5
+
+    def interval(self, level: float = 0.9) -> tuple[float, float]:
+        """Central interval holding ``level`` of the probability mass, in years."""
+        if not 0.0 < level < 1.0:
+            raise InputError(f"The 'level' parameter of AgeDistribution.interval must be in (0, 1). Got {level!r}.")
+        tail = (1.0 - level) / 2.0
+        lo = max(self.quantile(tail), float(self.min_age))
+        hi = self.quantile(1.0 - tail)
+        return (lo, max(hi, lo))
+
+    def p_below(self, age: float) -> float:
+        """P(true age < ``age``) counting whole years: P(age < 18) sums the bins 0..17."""
+        k = int(math.ceil(age)) - self.min_age
+        k = max(0, min(k, len(self.probs)))
+        return float(np.sum(self.as_array()[:k]))
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a result came from: enough to reproduce and audit it."""
+
+    source: str  # path, URL-free identifier, or "<array>"/"<bytes>"
+    sha256: str  # of the file bytes ("" for in-memory arrays that were never bytes)
+    frame_index: int = -1  # -1 for still images
+    agescan_version: str = ""
+    model_id: str = ""
+    model_sha256: str = ""
+    detector_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FaceResult:
+    """Everything agescan says about one face."""
+
+    box: BBox
+    landmarks: Landmarks5
+    detector_score: float
+    age: float
+    distribution: AgeDistribution
+    interval: tuple[float, float]
+    interval_level: float
+    p_minor: float  # P(age < minor_age)
+    minor_age: int
+    age_group: str
+    model_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """The result for one image: its faces (possibly none) and provenance.
+
+    ``error`` is an empty string on success. A failed item (e.g. a corrupt file in a scan) has a
+    non-empty ``error`` naming the reason, and no faces.
+    """
+
+    provenance: Provenance
+    width: int
+    height: int
+    faces: tuple[FaceResult, ...] = field(default_factory=tuple)
+    error: str = ""
+    error_type: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.faces, tuple):
+            raise InputError(f"ImageResult.faces must be a tuple. Got {type(self.faces).__name__}.")
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def source(self) -> str:
+        return self.provenance.source
