@@ -1,11 +1,13 @@
 """Evaluate a model through the full inference pipeline on a labelled face folder.
 
 The folder holds ``labels.csv`` with at least ``path`` and ``age`` (``split``, ``gender``, ``race``
-optional). Each image is padded with a black border (tight face chips such as UTKFace's fill the
-frame and MTCNN needs context to fire), the detector runs, the face nearest the centre is aligned
-with the model card's crop recipe and the model predicts a distribution. When no face is detected
-the chip is aligned with the canonical template (the same fallback as training) and counted in
-``fallback_alignment``.
+optional). Each image is padded by replicating its edge pixels (tight face chips such as UTKFace's
+fill the frame and MTCNN needs context to fire; a black border instead would put black bars into the
+model's crop, which real photos never have: it cost 1.1 years of MAE 0-25 on val), the detector runs,
+the face nearest the centre is aligned with the model card's crop recipe and the model predicts a
+distribution. When no face is detected the chip is aligned with the canonical template (the same
+fallback as training) and counted in ``fallback_alignment``. Training crops are made by the same
+:func:`chip_face`, so a model is evaluated on the framing it was trained on.
 
 Conditions: ``clean``, or ``eyeband``: the eye band (25% of box height, 95% of box width, along the
 eye line) is drawn from a detection on the clean image *before* the pipeline runs, as in redacted
@@ -43,6 +45,19 @@ def _central_face(dets, w: int, h: int):
     return best
 
 
+def pad_chip(image: np.ndarray) -> np.ndarray:
+    """A new image with a PAD-pixel replicated border around a tight face chip."""
+    return cv2.copyMakeBorder(image, PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
+
+
+def chip_face(detector, padded: np.ndarray, w: int, h: int):
+    """Landmarks of the central face of a padded chip, and its detection (None: template fallback)."""
+    face = _central_face(detector.detect(padded), w, h)
+    if face is None:
+        return np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD, None
+    return face.landmarks.as_array(), face
+
+
 def read_labels(data: str | Path, split: str = "test", limit: int = 0) -> list[dict]:
     rows = list(csv.DictReader(open(Path(data) / "labels.csv", newline="", encoding="utf-8")))
     if split != "all":
@@ -66,17 +81,13 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     for i, r in enumerate(rows):
         img = read_image(Path(data) / r["path"])
         h, w = img.shape[:2]
-        padded = cv2.copyMakeBorder(img, PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT, value=0)
+        padded = pad_chip(img)
         if condition == "eyeband":
             clean = _central_face(est.detector.detect(padded), w, h)
             if clean is not None:
                 padded = eye_band(padded, clean.landmarks, clean.box)
-        face = _central_face(est.detector.detect(padded), w, h)
-        if face is None:
-            fallback += 1
-            lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD
-        else:
-            lm = face.landmarks.as_array()
+        lm, face = chip_face(est.detector, padded, w, h)
+        fallback += face is None
         crops[i] = align_face(padded, lm, recipe).image
     t_detect = time.time() - t0
     t1 = time.time()

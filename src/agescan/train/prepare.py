@@ -16,12 +16,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from agescan.align import UTKFACE_TEMPLATE, CropRecipe, align_face
+from agescan.align import CropRecipe, align_face
+from agescan.eval.run import PAD, chip_face, pad_chip
+from agescan.io import read_image
 
-PAD = 50  # black border added for detection only: MTCNN misses faces that fill the whole frame
+# Faces are found exactly as `agescan evaluate` finds them (eval.run.chip_face on a replicate-padded chip).
 
 
 def _detect_one(args: tuple[str, int, float]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -32,31 +33,14 @@ def _detect_one(args: tuple[str, int, float]) -> tuple[np.ndarray, np.ndarray, f
     try:
         _DET
     except NameError:
-        _DET = create_detector("mtcnn", min_face_size=40, threads=1)
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise RuntimeError(f"cannot read {path}")
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        _DET = create_detector("mtcnn", threads=1)  # the same settings as AgeEstimator's default
+    rgb = read_image(path)  # the inference decoder (PIL), not OpenCV's: JPEG decoders differ slightly
     h, w = rgb.shape[:2]
-    padded = cv2.copyMakeBorder(rgb, PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT, value=0)
-    dets = _DET.detect(padded)
-    cx, cy = w / 2 + PAD, h / 2 + PAD
-    best, best_d = None, 1e9
-    for d in dets:
-        if d.box.width < 0.3 * w:
-            continue
-        bx, by = (d.box.x1 + d.box.x2) / 2, (d.box.y1 + d.box.y2) / 2
-        dist = np.hypot(bx - cx, by - cy)
-        if dist < best_d:
-            best, best_d = d, dist
-    if best is None:  # fall back to the chip's own alignment (recorded as score 0)
-        lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h])
-        score = 0.0
-    else:
-        lm = best.landmarks.as_array().astype(np.float64) - PAD
-        score = best.score
-    crop = align_face(rgb, lm, CropRecipe(size=size, margin=margin)).image
-    return crop, lm.astype(np.float32), score
+    padded = pad_chip(rgb)
+    lm, det = chip_face(_DET, padded, w, h)
+    score = 0.0 if det is None else det.score
+    crop = align_face(padded, lm, CropRecipe(size=size, margin=margin)).image
+    return crop, (lm - PAD).astype(np.float32), score
 
 
 def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float = 0.25, workers: int = 2,
