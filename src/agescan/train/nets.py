@@ -50,15 +50,23 @@ class DexNet(nn.Module):
 
 
 class ProbsWrapper(nn.Module):
-    """Adds temperature-scaled softmax so the exported graph outputs calibrated probabilities."""
+    """Adds temperature-scaled softmax so the exported graph outputs calibrated probabilities.
 
-    def __init__(self, net: nn.Module, temperature: float = 1.0):
+    With ``flip`` the graph also runs the mirrored face and averages the two distributions (test-time
+    augmentation inside the model, so every surface gets it and the card stays the single truth).
+    """
+
+    def __init__(self, net: nn.Module, temperature: float = 1.0, flip: bool = False):
         super().__init__()
         self.net = net
+        self.flip = bool(flip)
         self.register_buffer("inv_t", torch.tensor(1.0 / float(temperature)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x) * self.inv_t, dim=1)
+        p = torch.softmax(self.net(x) * self.inv_t, dim=1)
+        if self.flip:
+            p = 0.5 * (p + torch.softmax(self.net(torch.flip(x, dims=[3])) * self.inv_t, dim=1))
+        return p
 
 
 ARCHITECTURES = {

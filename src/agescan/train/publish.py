@@ -43,7 +43,7 @@ def _summary(rep: dict) -> dict:
     return out
 
 
-def publish(run: str, model_id: str, data: str, out: str, arch_text: str) -> str:
+def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: bool = False) -> str:
     from agescan.eval.run import evaluate_folder
 
     run_dir = Path(run)
@@ -66,8 +66,11 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str) -> str
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                              if k not in ("extra",)},
                   "best_epoch": int(ck["epoch"]) + 1, "temperature": temperature,
+                  "test_time_flip": flip,
+                  "publish": f"python -m agescan.train.publish {run} --id {model_id} --data DATA"
+                             + (" --flip" if flip else ""),
                   "loss": "KL to Gaussian label distribution (sigma = max(1, 0.08*age)) + 0.25 * L1 of expectation"})
-    wrapped = ProbsWrapper(net, temperature)
+    wrapped = ProbsWrapper(net, temperature, flip=flip)
     path = Path(out) / f"{model_id}.onnx"
     export_onnx(wrapped, card, path)
     diff = parity(wrapped, path)
@@ -128,8 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="src/agescan/models/weights")
     p.add_argument("--arch-text", default="DexNet-S: depthwise-separable CNN, 64x64 input, 134k parameters, "
                                           "~11M multiply-adds, DEX head (softmax over 0..100 years, expectation)")
+    p.add_argument("--flip", action="store_true",
+                   help="average the distributions of the face and its mirror image inside the exported graph")
     a = p.parse_args(argv)
-    publish(a.run, a.id, a.data, a.out, a.arch_text)
+    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip)
 
 
 if __name__ == "__main__":
