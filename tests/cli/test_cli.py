@@ -1,0 +1,127 @@
+"""The command line, run as a user runs it: a subprocess, real files, documented exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def agescan(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agescan", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture()
+def folder(tmp_path, astronaut_path):
+    d = tmp_path / "case files"
+    (d / "sub dir").mkdir(parents=True)
+    (d / "astronaut.png").write_bytes(astronaut_path.read_bytes())
+    (d / "sub dir" / "Zoë 写真.png").write_bytes(astronaut_path.read_bytes())
+    (d / "sub dir" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "readme.txt").write_text("not an image, not scanned")
+    return d
+
+
+def test_help_is_complete():
+    out = agescan("--help")
+    assert out.returncode == 0
+    for cmd in ("estimate", "scan", "models", "evaluate"):
+        assert cmd in out.stdout
+        sub = agescan(cmd, "--help")
+        assert sub.returncode == 0 and "exit codes:" in sub.stdout, cmd
+    assert "--json" in agescan("estimate", "--help").stdout
+    assert "--out" in agescan("scan", "--help").stdout
+
+
+def test_no_command_is_usage_error():
+    assert agescan().returncode == 2
+
+
+def test_estimate_table(astronaut_path):
+    out = agescan("estimate", astronaut_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:4] == ["file", "face", "box", "(x1,y1,x2,y2)"]
+    row = lines[2].split()
+    age, lo_hi, p_minor = float(row[3]), row[4], float(row[5])
+    assert 20 < age < 65 and "-" in lo_hi and 0 <= p_minor < 0.1
+    assert "1 image(s), 1 face(s)" in out.stdout
+
+
+def test_estimate_json_is_the_schema(astronaut_path):
+    out = agescan("estimate", "--json", "--distribution", astronaut_path)
+    assert out.returncode == 0, out.stderr
+    rec = json.loads(out.stdout)
+    assert rec["schema"] == "agescan.result/1" and len(rec["faces"]) == 1
+    assert "distribution" in rec["faces"][0]
+
+
+def test_estimate_reports_bad_files_with_exit_1(folder):
+    out = agescan("estimate", folder / "astronaut.png", folder / "empty.jpg")
+    assert out.returncode == 1
+    assert "empty.jpg: empty file" in out.stderr
+    assert "ERROR DecodeError" in out.stdout
+
+
+def test_estimate_missing_file_is_usage_error(tmp_path):
+    out = agescan("estimate", tmp_path / "nope.jpg")
+    assert out.returncode == 2 and "no such file" in out.stderr
+
+
+def test_unknown_model_is_config_error(astronaut_path):
+    out = agescan("estimate", "--model", "nope", astronaut_path)
+    assert out.returncode == 3 and "Known models" in out.stderr
+
+
+def test_bad_parameter_is_usage_error(astronaut_path):
+    out = agescan("estimate", "--minor-age", "0", astronaut_path)
+    assert out.returncode == 2 and "'minor_age' parameter" in out.stderr
+
+
+def test_scan_jsonl_records_errors_and_carries_on(folder, tmp_path):
+    dest = tmp_path / "out" / "results.jsonl"
+    dest.parent.mkdir()
+    out = agescan("scan", folder, "--out", dest)
+    assert out.returncode == 1, out.stderr  # some files could not be read
+    recs = [json.loads(l) for l in dest.read_text(encoding="utf-8").splitlines()]
+    names = [r["source"].split("case files/")[1] for r in recs]
+    assert names == ["astronaut.png", "empty.jpg", "sub dir/corrupt.jpg", "sub dir/Zoë 写真.png"]
+    assert [len(r["faces"]) for r in recs] == [1, 0, 0, 1]
+    assert recs[1]["error_type"] == "DecodeError" and "empty" in recs[1]["error"]
+    assert recs[2]["error"] and not recs[3]["error"]
+    assert "4 file(s)" in out.stderr and "2 error(s)" in out.stderr
+    again = agescan("scan", folder, "--out", dest)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_scan_csv(folder, tmp_path):
+    dest = tmp_path / "results.csv"
+    out = agescan("scan", folder, "--out", dest, "--no-progress", "--workers", "1")
+    assert out.returncode == 1
+    rows = list(csv.DictReader(open(dest, newline="", encoding="utf-8")))
+    assert len(rows) == 4
+    assert sum(1 for r in rows if r["age"]) == 2 and sum(1 for r in rows if r["error"]) == 2
+
+
+def test_models_lists_cards():
+    out = agescan("models")
+    assert out.returncode == 0
+    assert "(default)" in out.stdout and "licence" in out.stdout and "sha256" in out.stdout
+    js = json.loads(agescan("models", "--json").stdout)
+    assert any(m["default"] for m in js["models"]) and "mtcnn" in js["detectors"]
+
+
+@pytest.mark.slow
+def test_evaluate_on_real_faces(tmp_path):
+    from tests.conftest import UTKFACE, utkface_rows
+
+    utkface_rows("test")  # skips with a reason when the data is absent
+    out = agescan("evaluate", "dexnet-s.utkface", UTKFACE, "--limit", "40", "--out", tmp_path / "m.json")
+    assert out.returncode == 0, out.stderr
+    rep = json.loads((tmp_path / "m.json").read_text())
+    assert rep["n"] == 40 and rep["mae"] < 15

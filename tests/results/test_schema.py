@@ -1,0 +1,34 @@
+"""The versioned result schema: JSON and CSV carry the same facts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from agescan.results import CSV_COLUMNS, SCHEMA, csv_text, to_dict, to_json
+
+
+def test_json_record(estimator, astronaut_path):
+    r = estimator.predict(astronaut_path)
+    d = json.loads(to_json(r))
+    assert d["schema"] == SCHEMA == "agescan.result/1"
+    assert d["source"] == str(astronaut_path) and d["error"] == ""
+    (face,) = d["faces"]
+    assert set(face) >= {"box", "landmarks", "detector_score", "age", "interval", "p_minor", "age_group",
+                         "model_id", "distribution"}
+    assert len(face["landmarks"]) == 5 and len(face["box"]) == 4
+    assert abs(sum(face["distribution"]["probs"]) - 1) < 1e-3
+    assert "distribution" not in to_dict(r, include_distribution=False)["faces"][0]
+    assert d["provenance"]["model_sha256"] == r.provenance.model_sha256
+
+
+def test_csv_one_row_per_face_and_per_empty_image(estimator, astronaut_path):
+    import numpy as np
+
+    results = [estimator.predict(astronaut_path), estimator.predict(np.zeros((20, 20, 3), np.uint8))]
+    rows = list(csv.DictReader(io.StringIO(csv_text(results))))
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert len(rows) == 2
+    assert rows[0]["face_index"] == "0" and float(rows[0]["age"]) > 0
+    assert rows[1]["source"] == "<array>" and rows[1]["face_index"] == "" and rows[1]["age"] == ""

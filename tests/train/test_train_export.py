@@ -1,0 +1,64 @@
+"""Training -> ONNX export with the card embedded -> loading through the inference registry."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from agescan import AgeEstimator, create_model  # noqa: E402
+from agescan.align import CropRecipe  # noqa: E402
+from agescan.export import export_onnx, parity  # noqa: E402
+from agescan.models import ModelCard  # noqa: E402
+from agescan.train.loop import MEAN, STD, TrainConfig, train  # noqa: E402
+from agescan.train.nets import ProbsWrapper, build  # noqa: E402
+
+
+def _fake_dataset(path, n=96, size=96, seed=0):
+    rng = np.random.default_rng(seed)
+    ages = rng.integers(1, 90, n)
+    # brightness encodes age so that even two epochs learn something measurable
+    crops = np.clip(rng.normal(ages[:, None, None, None] * 2.5, 10, (n, size, size, 3)), 0, 255).astype(np.uint8)
+    split = np.array(["train"] * (n * 3 // 4) + ["val"] * (n - n * 3 // 4))
+    np.savez(path, crops=crops, age=ages, split=split)
+
+
+@pytest.mark.slow
+def test_train_resume_export_and_load(tmp_path):
+    data = tmp_path / "d.npz"
+    _fake_dataset(data)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), epochs=2, batch_size=32, threads=1)
+    run = train(cfg)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert (run / "best.pt").exists() and (run / "last.pt").exists()
+    # resuming a finished run trains nothing more
+    cfg3 = TrainConfig(**{**cfg.__dict__, "epochs": 3})
+    train(cfg3, resume=True)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+
+    net = build(cfg.arch, cfg.max_age + 1)
+    net.load_state_dict(torch.load(run / "best.pt", weights_only=False)["model"])
+    card = ModelCard(id="test.fake", architecture="DexNet-S test", crop=CropRecipe(size=64), mean=MEAN, std=STD,
+                     licence="test only", training_data="random pixels", metrics={"none": {}})
+    path, sha = export_onnx(ProbsWrapper(net, 1.3), card, tmp_path / "m.onnx")
+    assert parity(ProbsWrapper(net, 1.3), path) < 1e-4
+    m = create_model(str(path))
+    assert m.card == card and m.sha256 == sha
+    est = AgeEstimator(model=str(path))
+    assert est.predict(np.zeros((80, 80, 3), np.uint8)).faces == ()
+
+
+def test_prepare_on_real_faces(tmp_path):
+    from agescan.train.prepare import prepare
+    from tests.conftest import UTKFACE, utkface_rows
+
+    utkface_rows("train")
+    out = prepare(UTKFACE, tmp_path / "p.npz", size=96, margin=0.25, workers=1, limit=6)
+    d = np.load(out)
+    assert d["crops"].shape == (6, 96, 96, 3) and len(d["age"]) == 6
+    assert (d["det_score"] > 0.9).sum() >= 5  # MTCNN finds (almost) every UTKFace face
