@@ -35,11 +35,17 @@ def test_train_resume_export_and_load(tmp_path):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
     assert (run / "best.pt").exists() and (run / "last.pt").exists()
-    # resuming a finished run trains nothing more
-    cfg3 = TrainConfig(**{**cfg.__dict__, "epochs": 3})
-    train(cfg3, resume=True)
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [1, 2, 3]
+    # A run stopped after one epoch and resumed ends exactly where the uninterrupted run did.
+    cut = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "cut"), "stop_after": 1})
+    train(cut)
+    assert len((tmp_path / "cut" / "log.jsonl").read_text().splitlines()) == 1
+    train(TrainConfig(**{**cut.__dict__, "stop_after": 0}), resume=True)
+    log_cut = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log_cut] == [1, 2]
+    a = torch.load(run / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert log_cut[1]["val_mae"] == log[1]["val_mae"]
 
     net = build(cfg.arch, cfg.max_age + 1)
     net.load_state_dict(torch.load(run / "best.pt", weights_only=False)["model"])

@@ -46,6 +46,7 @@ class TrainConfig:
     scale_jitter: float = 0.1
     shift: float = 0.05
     balance: float = 0.0
+    stop_after: int = 0
     seed: int = 0
     threads: int = 0
     select_on: str = "mean of val MAE 0-25 and val MAE all"
@@ -163,7 +164,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         print(f"resumed at epoch {start}", file=sys.stderr)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     bins = torch.arange(n_bins, dtype=torch.float32)
-    for epoch in range(start, cfg.epochs):
+    end = min(cfg.epochs, start + cfg.stop_after) if cfg.stop_after else cfg.epochs
+    for epoch in range(start, end):
         model.train()
         perm = epoch_order(ytr, cfg.balance, gen)
         t0, tot, nb = time.time(), 0.0, 0
@@ -207,9 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Train a DEX-head age model on prepared crops.")
     p.add_argument("data")
     p.add_argument("out")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same settings)")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N",
+                   help="stop after N more epochs (time-sliced runs on a shared CPU; --resume later)")
     for f in TrainConfig.__dataclass_fields__.values():
-        if f.name in ("data", "out", "extra", "select_on"):
+        if f.name in ("data", "out", "extra", "select_on", "stop_after"):
             continue
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     a = vars(p.parse_args(argv))

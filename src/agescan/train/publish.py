@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,14 @@ def _summary(rep: dict) -> dict:
     return out
 
 
+def train_command(cfg: TrainConfig) -> str:
+    """The exact ``agescan.train.loop`` command line that reproduces ``cfg`` (non-default options only)."""
+    defaults = TrainConfig(data="", out="")
+    opts = [f"--{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items()
+            if k not in ("data", "out", "extra", "select_on", "threads", "stop_after") and v != getattr(defaults, k)]
+    return " ".join(["python -m agescan.train.loop", cfg.data, cfg.out, *opts])
+
+
 def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: bool = False) -> str:
     from agescan.eval.run import evaluate_folder
 
@@ -60,8 +69,7 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
         id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
         crop=CropRecipe(size=cfg.input_size, margin=0.0), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
         licence=LICENCE, training_data=DATA,
-        training={"command": f"python -m agescan.train.loop {cfg.data} {cfg.out} --epochs {cfg.epochs} "
-                             f"--arch {cfg.arch} --seed {cfg.seed}",
+        training={"command": train_command(cfg),
                   "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                              if k not in ("extra",)},
