@@ -90,10 +90,10 @@ def test_scan_jsonl_records_errors_and_carries_on(folder, tmp_path):
     assert out.returncode == 1, out.stderr  # some files could not be read
     recs = [json.loads(l) for l in dest.read_text(encoding="utf-8").splitlines()]
     names = [r["source"].split("case files/")[1] for r in recs]
-    assert names == ["astronaut.png", "empty.jpg", "sub dir/corrupt.jpg", "sub dir/Zoë 写真.png"]
-    assert [len(r["faces"]) for r in recs] == [1, 0, 0, 1]
+    assert names == ["astronaut.png", "empty.jpg", "sub dir/Zoë 写真.png", "sub dir/corrupt.jpg"]  # code-point order
+    assert [len(r["faces"]) for r in recs] == [1, 0, 1, 0]
     assert recs[1]["error_type"] == "DecodeError" and "empty" in recs[1]["error"]
-    assert recs[2]["error"] and not recs[3]["error"]
+    assert recs[3]["error"] and not recs[2]["error"]
     assert "4 file(s)" in out.stderr and "2 error(s)" in out.stderr
     again = agescan("scan", folder, "--out", dest)
     assert again.returncode == 2 and "exists" in again.stderr
@@ -118,10 +118,11 @@ def test_models_lists_cards():
 
 @pytest.mark.slow
 def test_evaluate_on_real_faces(tmp_path):
+    from agescan import DEFAULT_MODEL
     from tests.conftest import UTKFACE, utkface_rows
 
     utkface_rows("test")  # skips with a reason when the data is absent
-    out = agescan("evaluate", "dexnet-s.utkface", UTKFACE, "--limit", "40", "--out", tmp_path / "m.json")
+    out = agescan("evaluate", DEFAULT_MODEL, UTKFACE, "--limit", "40", "--out", tmp_path / "m.json")
     assert out.returncode == 0, out.stderr
     rep = json.loads((tmp_path / "m.json").read_text())
     assert rep["n"] == 40 and rep["mae"] < 15
