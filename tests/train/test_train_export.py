@@ -68,3 +68,23 @@ def test_prepare_on_real_faces(tmp_path):
     d = np.load(out)
     assert d["crops"].shape == (6, 96, 96, 3) and len(d["age"]) == 6
     assert (d["det_score"] > 0.9).sum() >= 5  # MTCNN finds (almost) every UTKFace face
+
+
+def test_training_eye_bands_cover_the_eyes_and_leave_input_alone():
+    from agescan.align import UTKFACE_TEMPLATE
+    from agescan.train.loop import add_eye_bands, eye_positions
+
+    lm = np.asarray(UTKFACE_TEMPLATE) * 200  # a chip aligned exactly on the template
+    eyes = eye_positions(np.stack([lm] * 40), 96, 0.25)
+    assert np.allclose(eyes[0], (np.asarray(UTKFACE_TEMPLATE[:2]) + 0.25) / 1.5 * 96)
+    crops = np.full((40, 96, 96, 3), 200, np.uint8)
+    g = torch.Generator().manual_seed(0)
+    assert add_eye_bands(crops, eyes, "org", g) is crops
+    banded = add_eye_bands(crops, eyes, "ocl", g)
+    assert crops.min() == 200
+    for (lx, ly), (rx, ry) in eyes[:1]:
+        assert (banded[:, int(ly), int(lx)] == 0).all() and (banded[:, int(ry), int(rx)] == 0).all()
+    black = (banded[0] == 0).all(2).mean()
+    assert 0.08 < black < 0.14  # about 0.95 * 54 x 0.25 * 72 px of a 96 x 96 crop
+    half = add_eye_bands(crops, eyes, "org+ocl", g)
+    assert 8 < sum((c == 0).any() for c in half) < 32
