@@ -35,7 +35,7 @@ def test_help_is_complete():
         sub = agescan(cmd, "--help")
         assert sub.returncode == 0 and "exit codes:" in sub.stdout, cmd
     assert "--json" in agescan("estimate", "--help").stdout
-    assert "--out" in agescan("scan", "--help").stdout
+    assert "--out" in agescan("scan", "--help").stdout and "--db" in agescan("scan", "--help").stdout
 
 
 def test_no_command_is_usage_error():

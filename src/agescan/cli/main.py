@@ -75,13 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--distribution", action="store_true", help="with --json, include the full age distribution")
     _estimator_options(e)
 
-    s = sub.add_parser("scan", help="walk folders and write one result per image to .jsonl or .csv",
+    s = sub.add_parser("scan", help="walk folders and write one result per image to .jsonl, .csv or a resumable database",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                        description="Walk folders (recursively, in sorted order) and write a result per image to a "
-                                   "JSON Lines or CSV file, with a progress bar (files/s, faces, possible minors, "
-                                   "errors, ETA). Unreadable files are recorded as errors and the scan carries on.")
+                                   "JSON Lines or CSV file (--out), or to a SQLite results database (--db), with a "
+                                   "progress bar (files/s, faces, possible minors, errors, ETA). Unreadable files are "
+                                   "recorded as errors and the scan carries on. With --db the scan is resumable: "
+                                   "rerun the same command after an interruption (even kill -9) and it continues "
+                                   "where it stopped, without losing or duplicating a record.")
     s.add_argument("sources", nargs="+", metavar="SOURCE", help="folders or image files")
-    s.add_argument("--out", required=True, help="output file: .jsonl or .csv")
+    dest = s.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", help="output file: .jsonl or .csv (written whole; .partial until done)")
+    dest.add_argument("--db", help="SQLite results database (created if absent; resumable)")
     s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     s.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     s.add_argument("--distribution", action="store_true", help="include the full age distribution (.jsonl only)")
@@ -156,12 +161,58 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     return EXIT_INPUT if failed else EXIT_OK
 
 
-def cmd_scan(a: argparse.Namespace) -> int:
+def _progress(total: int, initial: int, disable: bool):
     from tqdm import tqdm
 
+    return tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) -> int:
+    from agescan import __version__
+    from agescan.io import iter_sources
+    from agescan.store import ResultStore
+
+    config = {"sources": sources, "recursive": recursive, "model_id": est.model.id, "model_sha256": est.model.sha256,
+              "detector": a.detector, "min_face_size": a.min_face_size, "minor_age": a.minor_age,
+              "interval": a.interval, "max_pixels": a.max_pixels}
+    t0 = time.time()
+    with ResultStore(a.db) as store:
+        run = store.open_run(config, est.model.id, est.model.sha256, a.detector, __version__)
+        done = store.done_sources(run)
+        total = sum(1 for _ in iter_sources(sources, recursive=recursive))
+        todo = (i for i in iter_sources(sources, recursive=recursive) if (i.path, -1) not in done)
+        n_new = n_faces = n_minor = n_err = 0
+        bar = _progress(total, min(len(done), total), a.no_progress)
+        if done:
+            print(f"resuming run {run}: {len(done)} of {total} file(s) already in {a.db}", file=sys.stderr)
+        for r in est.stream(todo):
+            n_new += store.add(run, [r])
+            n_faces += len(r.faces)
+            n_minor += sum(1 for f in r.faces if f.p_minor >= 0.5)
+            n_err += bool(r.error)
+            bar.update(1)
+            bar.set_postfix(faces=n_faces, minors=n_minor, errors=n_err, refresh=False)
+        bar.close()
+        store.finish_run(run)
+        c = store.counts(run)
+    dt = time.time() - t0
+    print(f"scanned {n_new} new file(s) in {dt:.1f}s ({n_new / max(dt, 1e-9):.1f} files/s); run {run} now holds "
+          f"{c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {a.db}", file=sys.stderr)
+    return EXIT_INPUT if c["errors"] else EXIT_OK
+
+
+def cmd_scan(a: argparse.Namespace) -> int:
     from agescan.io import iter_sources
     from agescan.results import ResultWriter, format_from_path
 
+    for src in a.sources:
+        if not os.path.exists(src):
+            print(f"agescan scan: {src}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
+    recursive = not a.no_recursive
+    if a.db:
+        est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
+        return _scan_db(a, est, [os.path.abspath(s) for s in a.sources], recursive)
     try:
         fmt = format_from_path(a.out)
     except ValueError as exc:
@@ -170,12 +221,7 @@ def cmd_scan(a: argparse.Namespace) -> int:
     if os.path.exists(a.out) and not a.overwrite:
         print(f"agescan scan: {a.out} exists; pass --overwrite to replace it", file=sys.stderr)
         return EXIT_USAGE
-    for src in a.sources:
-        if not os.path.exists(src):
-            print(f"agescan scan: {src}: no such file or folder", file=sys.stderr)
-            return EXIT_USAGE
     est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
-    recursive = not a.no_recursive
     total = sum(1 for _ in iter_sources(a.sources, recursive=recursive))
     items = iter_sources(a.sources, recursive=recursive)
     n_faces = n_minor = n_err = 0
@@ -184,7 +230,7 @@ def cmd_scan(a: argparse.Namespace) -> int:
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = ResultWriter(fh, fmt, include_distribution=a.distribution)
         writer.write_header()
-        bar = tqdm(total=total, unit="file", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
+        bar = _progress(total, 0, a.no_progress)
         for r in est.stream(items):
             writer.write(r)
             n_faces += len(r.faces)
