@@ -296,6 +296,12 @@ COMMANDS = {"estimate": cmd_estimate, "scan": cmd_scan, "models": cmd_models, "e
 def main(argv: Sequence[str] | None = None) -> int:
     from agescan.errors import AgescanError, ConfigError, InputError, ModelIntegrityError, ModelNotFoundError
 
+    import warnings
+
+    # An application may set filters (a library may not): Pillow warns about bomb-sized images and
+    # corrupt metadata; agescan records real decode failures per file, so the warnings are only noise
+    # that would flood the terminal during a scan of millions of files.
+    warnings.filterwarnings("ignore", module=r"PIL\.")
     parser = build_parser()
     a = parser.parse_args(argv)
     if not a.command:

@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import struct
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,24 +58,24 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
 def _decode_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     if not data:
         raise DecodeError(f"{name}: empty file (0 bytes).")
+    # No warnings.catch_warnings() here: it swaps the process-wide filters and is not thread-safe, and
+    # decoding runs in worker threads. Pillow's warnings (bomb-sized images, corrupt metadata) go through
+    # the caller's filters; the agescan CLI, an application, silences them.
     try:
-        with warnings.catch_warnings():
-            # Our own max_pixels check replaces PIL's bomb warning; no filter leaks outside this block.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w <= 0 or h <= 0:
-                raise DecodeError(f"{name}: image declares an empty size {w}x{h}.")
-            if w * h > max_pixels:
-                raise DecodeError(f"{name}: image declares {w}x{h} = {w * h:,} pixels, more than the limit of "
-                                  f"{max_pixels:,} (decompression-bomb guard). Raise max_pixels (--max-pixels) "
-                                  f"if the file is trusted.")
-            im.load()
-            try:
-                im = ImageOps.exif_transpose(im)
-            except Exception:  # malformed EXIF: keep the stored orientation rather than lose the image
-                pass
-            return _to_rgb_array(im)
+        im = Image.open(io.BytesIO(data))
+        w, h = im.size
+        if w <= 0 or h <= 0:
+            raise DecodeError(f"{name}: image declares an empty size {w}x{h}.")
+        if w * h > max_pixels:
+            raise DecodeError(f"{name}: image declares {w}x{h} = {w * h:,} pixels, more than the limit of "
+                              f"{max_pixels:,} (decompression-bomb guard). Raise max_pixels (--max-pixels) "
+                              f"if the file is trusted.")
+        im.load()
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # malformed EXIF: keep the stored orientation rather than lose the image
+            pass
+        return _to_rgb_array(im)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
