@@ -161,10 +161,22 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     return EXIT_INPUT if failed else EXIT_OK
 
 
-def _progress(total: int, initial: int, disable: bool):
+def _scan_with_progress(est, items, total: int, initial: int, disable: bool, write) -> dict:
+    """Stream ``items`` through ``est``, hand each result to ``write``, show progress; return counts."""
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
+    n = {"files": 0, "faces": 0, "minors": 0, "errors": 0}
+    bar = tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
+    for r in est.stream(items):
+        write(r)
+        n["files"] += 1
+        n["faces"] += len(r.faces)
+        n["minors"] += sum(1 for f in r.faces if f.p_minor >= 0.5)
+        n["errors"] += bool(r.error)
+        bar.update(1)
+        bar.set_postfix(faces=n["faces"], minors=n["minors"], errors=n["errors"], refresh=False)
+    bar.close()
+    return n
 
 
 def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) -> int:
@@ -181,69 +193,59 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
         done = store.done_sources(run)
         total = sum(1 for _ in iter_sources(sources, recursive=recursive))
         todo = (i for i in iter_sources(sources, recursive=recursive) if (i.path, -1) not in done)
-        n_new = n_faces = n_minor = n_err = 0
-        bar = _progress(total, min(len(done), total), a.no_progress)
         if done:
             print(f"resuming run {run}: {len(done)} of {total} file(s) already in {a.db}", file=sys.stderr)
-        for r in est.stream(todo):
-            n_new += store.add(run, [r])
-            n_faces += len(r.faces)
-            n_minor += sum(1 for f in r.faces if f.p_minor >= 0.5)
-            n_err += bool(r.error)
-            bar.update(1)
-            bar.set_postfix(faces=n_faces, minors=n_minor, errors=n_err, refresh=False)
-        bar.close()
+        n = _scan_with_progress(est, todo, total, min(len(done), total), a.no_progress,
+                                lambda r: store.add(run, [r]))
         store.finish_run(run)
         c = store.counts(run)
     dt = time.time() - t0
-    print(f"scanned {n_new} new file(s) in {dt:.1f}s ({n_new / max(dt, 1e-9):.1f} files/s); run {run} now holds "
-          f"{c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {a.db}", file=sys.stderr)
+    print(f"scanned {n['files']} new file(s) in {dt:.1f}s ({n['files'] / max(dt, 1e-9):.1f} files/s); run {run} "
+          f"now holds {c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {a.db}", file=sys.stderr)
     return EXIT_INPUT if c["errors"] else EXIT_OK
 
 
-def cmd_scan(a: argparse.Namespace) -> int:
+def _scan_file(a: argparse.Namespace, est, recursive: bool) -> int:
     from agescan.io import iter_sources
     from agescan.results import ResultWriter, format_from_path
 
-    for src in a.sources:
-        if not os.path.exists(src):
-            print(f"agescan scan: {src}: no such file or folder", file=sys.stderr)
-            return EXIT_USAGE
-    recursive = not a.no_recursive
-    if a.db:
-        est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
-        return _scan_db(a, est, [os.path.abspath(s) for s in a.sources], recursive)
-    try:
-        fmt = format_from_path(a.out)
-    except ValueError as exc:
-        print(f"agescan scan: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if os.path.exists(a.out) and not a.overwrite:
-        print(f"agescan scan: {a.out} exists; pass --overwrite to replace it", file=sys.stderr)
-        return EXIT_USAGE
-    est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
+    fmt = format_from_path(a.out)
     total = sum(1 for _ in iter_sources(a.sources, recursive=recursive))
-    items = iter_sources(a.sources, recursive=recursive)
-    n_faces = n_minor = n_err = 0
     t0 = time.time()
     tmp = a.out + ".partial"
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = ResultWriter(fh, fmt, include_distribution=a.distribution)
         writer.write_header()
-        bar = _progress(total, 0, a.no_progress)
-        for r in est.stream(items):
-            writer.write(r)
-            n_faces += len(r.faces)
-            n_minor += sum(1 for f in r.faces if f.p_minor >= 0.5)
-            n_err += bool(r.error)
-            bar.update(1)
-            bar.set_postfix(faces=n_faces, minors=n_minor, errors=n_err, refresh=False)
-        bar.close()
+        n = _scan_with_progress(est, iter_sources(a.sources, recursive=recursive), total, 0, a.no_progress,
+                                writer.write)
     os.replace(tmp, a.out)
     dt = time.time() - t0
-    print(f"scanned {total} file(s) in {dt:.1f}s ({total / max(dt, 1e-9):.1f} files/s): {n_faces} face(s), "
-          f"{n_minor} with P(under {a.minor_age}) >= 0.5, {n_err} error(s) -> {a.out}", file=sys.stderr)
-    return EXIT_INPUT if n_err else EXIT_OK
+    print(f"scanned {total} file(s) in {dt:.1f}s ({total / max(dt, 1e-9):.1f} files/s): {n['faces']} face(s), "
+          f"{n['minors']} with P(under {a.minor_age}) >= 0.5, {n['errors']} error(s) -> {a.out}", file=sys.stderr)
+    return EXIT_INPUT if n["errors"] else EXIT_OK
+
+
+def cmd_scan(a: argparse.Namespace) -> int:
+    from agescan.results import format_from_path
+
+    for src in a.sources:
+        if not os.path.exists(src):
+            print(f"agescan scan: {src}: no such file or folder", file=sys.stderr)
+            return EXIT_USAGE
+    if a.out:
+        try:
+            format_from_path(a.out)
+        except ValueError as exc:
+            print(f"agescan scan: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if os.path.exists(a.out) and not a.overwrite:
+            print(f"agescan scan: {a.out} exists; pass --overwrite to replace it", file=sys.stderr)
+            return EXIT_USAGE
+    est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
+    recursive = not a.no_recursive
+    if a.db:
+        return _scan_db(a, est, [os.path.abspath(s) for s in a.sources], recursive)
+    return _scan_file(a, est, recursive)
 
 
 def cmd_models(a: argparse.Namespace) -> int:
