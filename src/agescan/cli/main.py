@@ -101,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "licence, training data, metrics, sha256) and the registered face detectors.")
     m.add_argument("--json", action="store_true", help="print the full cards as JSON")
 
+    rp = sub.add_parser("report", help="write a self-contained HTML report (and CSV exports) of a --db scan",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                        description="Write OUT/index.html, a page that opens from disk with no server or network: "
+                                    "files sorted by highest P(minor) with a threshold filter, face thumbnails blurred "
+                                    "by default (click to reveal), identical files stacked, an age histogram, errors "
+                                    "and the run's provenance; plus OUT/items.csv and OUT/faces.csv with every record.")
+    rp.add_argument("--db", required=True, help="results database written by `agescan scan --db`")
+    rp.add_argument("--out", required=True, help="report folder (created)")
+    rp.add_argument("--run", type=int, help="run id (default: the latest run)")
+    rp.add_argument("--threshold", type=float, default=0.5, help="initial P(minor) filter of the page (default: 0.5)")
+    rp.add_argument("--max-items", type=int, default=2000, help="files listed on the page (default: 2000; CSVs hold all)")
+    rp.add_argument("--no-thumbnails", action="store_true", help="do not cut face thumbnails from the evidence files")
+
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                         description="Run the full pipeline (detect, align, model) on a labelled set: a folder with "
@@ -292,7 +305,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"estimate": cmd_estimate, "scan": cmd_scan, "models": cmd_models, "evaluate": cmd_evaluate}
+def cmd_report(a: argparse.Namespace) -> int:
+    from agescan.report import write_report
+
+    path = write_report(a.db, a.out, run_id=a.run, threshold=a.threshold, max_items=a.max_items,
+                        thumbnails=not a.no_thumbnails)
+    print(f"wrote {path} (open it in a browser; it needs no server or network)", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = {"estimate": cmd_estimate, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
+            "evaluate": cmd_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
