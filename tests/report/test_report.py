@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agescan import read_image
+from agescan import DEFAULT_MODEL, read_image
 from tests.conftest import UTKFACE, utkface_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -51,7 +51,7 @@ def test_report_page_and_exports(report_dir):
     assert "2 identical copies (sha256)" in page
     assert page.count("class='thumb'") == 2 and "revealed" not in page.split("<body>")[1].split("<script")[0]
     assert "broken.jpg" in page and "DecodeError" in page
-    assert "dexnet-m.utkface" in page and "http://" not in page and "https://" not in page
+    assert DEFAULT_MODEL in page and "http://" not in page and "https://" not in page
     items = list(csv.DictReader(open(report_dir / "items.csv", encoding="utf-8")))
     assert len(items) == 5 and float(items[0]["max_p_minor"]) > 0.9
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
