@@ -126,3 +126,11 @@ def test_evaluate_on_real_faces(tmp_path):
     assert out.returncode == 0, out.stderr
     rep = json.loads((tmp_path / "m.json").read_text())
     assert rep["n"] == 40 and rep["mae"] < 15
+
+
+def test_train_steps_are_reachable_from_the_cli():
+    out = agescan("train", "fit", "--help")
+    assert out.returncode == 0 and "agescan train fit" in out.stdout and "--occlusion" in out.stdout
+    assert "--balance" in out.stdout and "--resume" in out.stdout
+    assert agescan("train", "prepare", "--help").returncode == 0
+    assert agescan("train", "nope").returncode == 2

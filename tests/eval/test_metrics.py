@@ -32,3 +32,40 @@ def test_age_metrics_one_hot():
     assert np.isclose(m["mae"], 2 / 3) and np.isclose(m["mae_0_25"], 1.0)
     assert m["minor_by_point_age"]["recall"] == 1.0
     assert m["mae_by_band"]["26-40"] == {"n": 1, "mae": 0.0}
+
+
+def test_impv_matches_the_papers_table_2():
+    from agescan.eval.metrics import impv
+
+    assert abs(impv(5.37, 4.40) - 17.99) < 0.1  # Fine-tune Org., MORPH, 200 -> 400 images per age
+    assert abs(impv(6.57, 5.71) - 13.13) < 0.1
+    assert impv(4.0, 4.0) == 0.0
+
+
+def test_adience_groups_and_life_stages():
+    from agescan.eval.metrics import ADIENCE_GROUPS, LIFE_STAGES, nearest_group
+
+    assert nearest_group(np.array([0, 2, 3.4, 7, 13, 14, 33, 70]), ADIENCE_GROUPS).tolist() == [0, 0, 0, 1, 2, 3, 4, 7]
+    assert nearest_group(np.array([12.9, 13, 17.9, 18]), LIFE_STAGES).tolist() == [0, 1, 1, 2]
+
+
+def test_threshold_for_1pct_missed_minors():
+    from agescan.eval.metrics import threshold_for_miss_rate
+
+    p = np.linspace(0.01, 1.0, 100)
+    t = threshold_for_miss_rate(p, np.ones(100, bool), 0.01)
+    assert (p < t).sum() <= 1 and (p < t).sum() == 1
+
+
+def test_full_metric_set_on_distributions():
+    rng = np.random.default_rng(0)
+    true = rng.integers(1, 80, 400)
+    probs = np.zeros((400, 101))
+    probs[np.arange(400), np.clip(true + rng.integers(-3, 4, 400), 0, 100)] = 1
+    m = age_metrics(true, probs, minor_threshold=0.5)
+    lo, hi = m["mae_ci95"]
+    assert lo <= m["mae"] <= hi and m["cs"]["3"] == 1.0
+    assert 0.8 < m["adience_1off"] <= 1 and m["child_teen_adult_accuracy"] > 0.8
+    assert sum(map(sum, m["child_teen_adult_confusion"])) == 400
+    assert m["challenge25_teens_under_25"] == 1.0
+    assert m["at_minor_threshold"]["recall"] > 0.9

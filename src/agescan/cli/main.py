@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--max-items", type=int, default=2000, help="files listed on the page (default: 2000; CSVs hold all)")
     rp.add_argument("--no-thumbnails", action="store_true", help="do not cut face thumbnails from the evidence files")
 
+    tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
+                        add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "
+                                                    "lists its options. Needs torch: pip install 'agescan[train]'.")
+    tr.add_argument("step", choices=["prepare", "fit", "publish"], help="prepare crops | fit a model | publish a run")
+    tr.add_argument("args", nargs=argparse.REMAINDER, help="the step's own arguments (see STEP --help)")
+
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                         description="Run the full pipeline (detect, align, model) on a labelled set: a folder with "
@@ -127,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
+    ev.add_argument("--minor-threshold", type=float, metavar="P",
+                    help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val)")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
     return p
 
@@ -296,7 +304,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"agescan evaluate: {a.data}/labels.csv not found (need columns path, age[, split])", file=sys.stderr)
         return EXIT_USAGE
     report = evaluate_folder(a.model, a.data, split=a.split, condition=a.condition, limit=a.limit,
-                             predictions=a.predictions, threads=a.threads)
+                             predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold)
     text = json.dumps(report, indent=2)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -314,7 +322,20 @@ def cmd_report(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"estimate": cmd_estimate, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
+def cmd_train(a: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("agescan train: needs PyTorch: pip install 'agescan[train]' (a CPU build is enough)", file=sys.stderr)
+        return EXIT_CONFIG
+    module = {"prepare": "agescan.train.prepare", "fit": "agescan.train.loop", "publish": "agescan.train.publish"}
+    importlib.import_module(module[a.step]).main(a.args)
+    return EXIT_OK
+
+
+COMMANDS = {"estimate": cmd_estimate, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
             "evaluate": cmd_evaluate}
 
 

@@ -7,6 +7,52 @@ import numpy as np
 BANDS = ((0, 5), (6, 10), (11, 15), (16, 17), (18, 25), (26, 40), (41, 60), (61, 200))
 #: The five groups of Chaves et al. (ages 0-25).
 PAPER_GROUPS = ((0, 5), (6, 10), (11, 15), (16, 17), (18, 25))
+#: The eight Adience groups (Ye et al. report exact and 1-off accuracy over them).
+ADIENCE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
+#: Child / teen / adult (König's 3-class study).
+LIFE_STAGES = ((0, 12), (13, 17), (18, 200))
+
+
+def impv(a: float, b: float) -> float:
+    """The paper's improvement of run B over baseline A, in percent: (A - B) / A x 100.
+
+    Chaves et al.'s Eq. 2 prints an extra division by A, but every value of their Tables 2 and 3 follows
+    (A - B) / A x 100 (e.g. MAE 5.37 -> 4.40 gives 17.99 in Table 2, 18.06 here up to their rounding).
+    Positive for MAE means B is better; for accuracy, negative means B is better.
+    """
+    return (a - b) / a * 100.0
+
+
+def nearest_group(ages: np.ndarray, groups) -> np.ndarray:
+    """Index of the group each age falls in, or of the nearest group for ages between groups.
+
+    Ages are floored to whole years first (17.9 is 17), as the paper's groups are whole years; a tie
+    between two groups goes to the younger one.
+    """
+    a = np.floor(np.asarray(ages, dtype=np.float64))[:, None]
+    lo = np.array([g[0] for g in groups], dtype=np.float64)[None]
+    hi = np.array([g[1] for g in groups], dtype=np.float64)[None]
+    dist = np.maximum(lo - a, 0) + np.maximum(a - hi, 0)
+    return np.argmin(dist, axis=1)
+
+
+def bootstrap_ci(err: np.ndarray, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``err``."""
+    if len(err) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = err[rng.integers(0, len(err), (n, len(err)))].mean(1)
+    tail = (1 - level) / 2 * 100
+    return (float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
+
+
+def threshold_for_miss_rate(p_minor: np.ndarray, minor: np.ndarray, max_miss: float = 0.01) -> float:
+    """The largest P(minor) threshold that lets at most ``max_miss`` of the minors pass as adults."""
+    pm = np.sort(np.asarray(p_minor)[minor])
+    if len(pm) == 0:
+        return float("nan")
+    k = int(np.floor(max_miss * len(pm)))  # this many minors may fall below the threshold
+    return float(pm[k])
 
 
 def _group_index(ages: np.ndarray, groups=PAPER_GROUPS) -> np.ndarray:
@@ -34,8 +80,13 @@ def binary(flag_pred: np.ndarray, flag_true: np.ndarray) -> dict:
     return {"precision": prec, "recall": rec, "f2": f2, "tp": tp, "fp": fp, "fn": fn}
 
 
-def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: float = 0.9) -> dict:
-    """MAE overall, for ages 0-25 and per band; 5-group accuracy; minors; interval coverage."""
+def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: float = 0.9,
+                minor_threshold: float | None = None) -> dict:
+    """Every metric of the papers and of the accuracy issue, from true ages and predicted distributions.
+
+    ``minor_threshold``: a P(minor) threshold chosen elsewhere (on val) to report adults flagged at; the
+    threshold that lets at most 1% of *this* split's minors pass is always reported too (an oracle).
+    """
     true = np.asarray(true, dtype=np.float64)
     ages = np.arange(min_age, min_age + probs.shape[1])
     pred = probs @ ages
@@ -60,7 +111,29 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
         "minor_by_point_age": binary(pred < 18, minor),
         "minor_by_p_minor_0.5": binary(p_minor >= 0.5, minor),
         "mae_by_band": {},
+        "ae_quartiles": [float(q) for q in np.percentile(err, [25, 50, 75])],
+        "mae_ci95": bootstrap_ci(err),
+        "mae_0_25_ci95": bootstrap_ci(err[young]),
+        "cs": {str(k): float((err <= k).mean()) for k in (1, 2, 3, 5, 10)},
+        "minor_by_p_minor_f2": binary(p_minor >= 0.5, minor)["f2"],
     }
+    t_true, t_pred = nearest_group(true, ADIENCE_GROUPS), nearest_group(pred, ADIENCE_GROUPS)
+    out["adience_exact"] = float((t_true == t_pred).mean())
+    out["adience_1off"] = float((np.abs(t_true - t_pred) <= 1).mean())
+    s_true, s_pred = nearest_group(true, LIFE_STAGES), nearest_group(pred, LIFE_STAGES)
+    out["child_teen_adult_accuracy"] = float((s_true == s_pred).mean())
+    out["child_teen_adult_confusion"] = np.bincount(s_true * 3 + s_pred, minlength=9).reshape(3, 3).tolist()
+    teen = (true >= 13) & (true <= 17)
+    out["challenge25_teens_under_25"] = float((pred[teen] < 25).mean()) if teen.any() else float("nan")
+    adult = ~minor
+    t1 = threshold_for_miss_rate(p_minor, minor, 0.01)
+    out["oracle_threshold_1pct_minors_missed"] = {
+        "threshold": t1, "adults_flagged": float((p_minor[adult] >= t1).mean()) if adult.any() else float("nan")}
+    if minor_threshold is not None:
+        out["at_minor_threshold"] = {"threshold": float(minor_threshold),
+                                     **binary(p_minor >= minor_threshold, minor),
+                                     "adults_flagged": float((p_minor[adult] >= minor_threshold).mean())
+                                     if adult.any() else float("nan")}
     for a, b in BANDS:
         m = (true >= a) & (true <= b)
         if m.any():

@@ -65,8 +65,28 @@ def read_labels(data: str | Path, split: str = "test", limit: int = 0) -> list[d
     return rows[:limit] if limit else rows
 
 
+SLICE_NAMES = {"gender": {"0": "male", "1": "female"},
+               "race": {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}}
+
+
+def slices(rows: list[dict], true: np.ndarray, probs: np.ndarray, min_age: int = 0) -> dict:
+    """MAE and MAE 0-25 per value of each labels.csv column named in :data:`SLICE_NAMES`."""
+    pred = probs @ np.arange(min_age, min_age + probs.shape[1])
+    err = np.abs(pred - true)
+    out: dict = {}
+    for col, names in SLICE_NAMES.items():
+        values = np.array([r.get(col, "") for r in rows])
+        for v in sorted(set(values) - {""}):
+            m = values == v
+            young = m & (true <= 25)
+            out[f"{col}={names.get(v, v)}"] = {"n": int(m.sum()), "mae": float(err[m].mean()),
+                                               "mae_0_25": float(err[young].mean()) if young.any() else float("nan")}
+    return out
+
+
 def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
-                    predictions: str | None = None, threads: int = 0, detector: str = "mtcnn") -> dict:
+                    predictions: str | None = None, threads: int = 0, detector: str = "mtcnn",
+                  minor_threshold: float | None = None) -> dict:
     """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`)."""
     from agescan import AgeEstimator
 
@@ -100,7 +120,8 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "seconds": {"detect_align": round(t_detect, 1), "model": round(t_model, 2)},
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        **age_metrics(true, probs, est.card.min_age),
+        **age_metrics(true, probs, est.card.min_age, minor_threshold=minor_threshold),
+        "slices": slices(rows, true, probs, est.card.min_age),
     }
     if predictions:
         ages = np.arange(est.card.min_age, est.card.min_age + probs.shape[1])

@@ -267,7 +267,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train a DEX-head age model on prepared crops.")
+    p = argparse.ArgumentParser(prog="agescan train fit", description="Train a DEX-head age model on prepared crops.")
     p.add_argument("data")
     p.add_argument("out")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same settings)")

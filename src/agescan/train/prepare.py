@@ -75,7 +75,7 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="agescan train prepare", description=__doc__.splitlines()[0])
     p.add_argument("data_dir")
     p.add_argument("out")
     p.add_argument("--size", type=int, default=96)

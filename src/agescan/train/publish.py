@@ -132,7 +132,7 @@ line, drawn before detection. UTKFace ages are partly estimated labels; the same
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Export, calibrate, evaluate and package a training run.")
+    p = argparse.ArgumentParser(prog="agescan train publish", description="Export, calibrate, evaluate and package a training run.")
     p.add_argument("run")
     p.add_argument("--id", required=True)
     p.add_argument("--data", required=True)
