@@ -33,7 +33,7 @@ def report_dir(tmp_path_factory, astronaut_path):
     Image.fromarray(chip).save(ev / "child.jpg", quality=95)
     Image.new("RGB", (120, 90), (90, 140, 60)).save(ev / "lawn.png")
     (ev / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
-    db = tmp / "case.sqlite"
+    db = tmp / "case #1 (copy?).sqlite"  # characters that break naive sqlite URIs
     run = [sys.executable, "-m", "agescan"]
     scan = subprocess.run([*run, "scan", str(ev), "--db", str(db), "--no-progress"], capture_output=True, text=True)
     assert scan.returncode == 1, scan.stderr

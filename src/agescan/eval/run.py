@@ -86,7 +86,7 @@ def slices(rows: list[dict], true: np.ndarray, probs: np.ndarray, min_age: int =
 
 def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
                     predictions: str | None = None, threads: int = 0, detector: str = "mtcnn",
-                  minor_threshold: float | None = None) -> dict:
+                    minor_threshold: float | None = None) -> dict:
     """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`)."""
     from agescan import AgeEstimator
 

@@ -107,7 +107,8 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     db_path = Path(db_path)
     if not db_path.is_file():
         raise ConfigError(f"{db_path}: no such results database; create one with `agescan scan SOURCE --db {db_path}`.")
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    # Read-only, through a percent-encoded URI so names with spaces, '?' or '#' work.
+    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         run = db.execute("SELECT * FROM runs WHERE id = COALESCE(?, (SELECT MAX(id) FROM runs))", (run_id,)).fetchone()
         if run is None:
