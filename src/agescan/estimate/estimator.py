@@ -20,6 +20,8 @@ from agescan.align import align_face
 from agescan.detect import create_detector
 from agescan.errors import AgescanError, InputError
 from agescan.io import DEFAULT_MAX_PIXELS, iter_sources, load_image
+from agescan.io.archives import read_member
+from agescan.io.image import decode_bytes
 from agescan.models import DEFAULT_MODEL, create_model
 from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
 
@@ -189,8 +191,13 @@ class AgeEstimator:
         if hasattr(source, "path") and hasattr(source, "error"):  # a SourceItem from iter_sources
             if item_error:
                 raise InputError(f"{source.path}: {item_error}")
-            source = source.path
-        loaded = load_image(source, max_pixels=self.max_pixels)
+            if source.member:  # read in place from a zip/tar archive
+                data = read_member(source.archive, source.member)
+                loaded = decode_bytes(data, source.path, max_pixels=self.max_pixels)
+            else:
+                loaded = load_image(source.path, max_pixels=self.max_pixels)
+        else:
+            loaded = load_image(source, max_pixels=self.max_pixels)
         image = loaded.image
         h, w = image.shape[:2]
         dets = self.detector.detect(image)

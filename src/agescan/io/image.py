@@ -104,6 +104,11 @@ def _from_array(arr: np.ndarray) -> np.ndarray:
     raise InputError(f"The 'source' parameter of read_image must be an HxW, HxWx3 or HxWx4 array. Got shape {a.shape}.")
 
 
+def decode_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode encoded image bytes, labelling the result and any error with ``name``."""
+    return LoadedImage(_decode_bytes(data, name, max_pixels), name, hashlib.sha256(data).hexdigest())
+
+
 def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode ``source`` and return the image with its provenance (label and sha256 of the bytes).
 

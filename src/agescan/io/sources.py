@@ -1,7 +1,8 @@
 """Files and folders -> one lazy iterator of :class:`SourceItem`, in a deterministic order.
 
 Folders are walked recursively in sorted (code-point) order. A file is taken when its extension is an
-image extension or its first bytes carry an image signature (renamed files are found). Errors met on
+image extension or its first bytes carry an image signature (renamed files are found); zip and tar
+archives are opened in place and their image members listed (:mod:`agescan.io.archives`). Errors met on
 the way (permission denied, symlink loops, vanished entries) become items with ``error`` set, never
 exceptions, so one bad folder cannot end a long scan.
 """
@@ -12,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from agescan.io.archives import is_archive, iter_archive
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff",
                               ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jp2", ".j2k", ".tga", ".heic"})
 
@@ -21,10 +24,22 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One input found by :func:`iter_sources`: a file path, and an error string when it cannot be used."""
+    """One input found by :func:`iter_sources`: a file path (``ARCHIVE::MEMBER`` for a member of a zip or tar
+    archive, with ``archive`` and ``member`` set), and an error string when it cannot be used."""
 
     path: str
     error: str = ""
+    archive: str = ""
+    member: str = ""
+
+
+def _file_items(path: str) -> Iterator[SourceItem]:
+    """A file, or every image member of an archive, as items."""
+    if is_archive(path):
+        for sid, member, error in iter_archive(path):
+            yield SourceItem(sid, error, archive=path if member else "", member=member)
+    else:
+        yield SourceItem(path)
 
 
 def _looks_like_image(path: str) -> bool:
@@ -70,7 +85,9 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[So
             if recursive:
                 yield from _walk(path, recursive, seen)
         elif is_file:
-            if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS or _looks_like_image(path):
+            if is_archive(path):
+                yield from _file_items(path)
+            elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS or _looks_like_image(path):
                 yield SourceItem(path)
         elif e.is_symlink():
             yield SourceItem(path, "broken symbolic link")
@@ -91,6 +108,6 @@ def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recur
         if os.path.isdir(path):
             yield from _walk(path, recursive, set())
         elif os.path.exists(path):
-            yield SourceItem(path)
+            yield from _file_items(path)
         else:
             yield SourceItem(path, "no such file or folder")

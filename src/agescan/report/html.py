@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from agescan.errors import AgescanError, ConfigError
-from agescan.io import load_image
+from agescan.io.archives import load_source
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -203,7 +203,7 @@ def _utc(t: float) -> str:
 
 def _item_thumbs(source: str, sha: str, faces: list) -> list[str]:
     try:
-        loaded = load_image(source)
+        loaded = load_source(source)
     except (AgescanError, OSError) as exc:
         return [f"source unreadable: {exc}"] * len(faces)
     if sha and loaded.sha256 != sha:

@@ -1,0 +1,83 @@
+"""Zip and tar archives read in place, through iter_sources, the estimator, the CLI and the report."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import pytest
+
+from agescan import AgeEstimator, DecodeError
+from agescan.io import iter_sources
+from agescan.io.archives import load_source, read_member
+
+
+@pytest.fixture()
+def archives(tmp_path, astronaut_path):
+    png = astronaut_path.read_bytes()
+    z = tmp_path / "case.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("b/second.png", png)
+        zf.writestr("a/first photo.png", png)
+        zf.writestr("notes.txt", "not an image")
+        zf.writestr("broken.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 30)
+    t = tmp_path / "case.tar.gz"
+    with tarfile.open(t, "w:gz") as tf:
+        for name, data in (("x.png", png), ("dir/y.jpg", b"garbage")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 this is not a zip")
+    return tmp_path
+
+
+def test_members_listed_in_order_and_unreadable_archives_recorded(archives):
+    items = list(iter_sources(archives))
+    ids = [i.path.replace(str(archives) + "/", "") for i in items]
+    assert ids == ["bad.zip", "case.tar.gz::dir/y.jpg", "case.tar.gz::x.png", "case.zip::a/first photo.png",
+                   "case.zip::b/second.png", "case.zip::broken.jpg"]
+    assert items[0].error.startswith("cannot read archive") and not items[0].member
+    assert all(i.error == "" and i.member for i in items[1:])
+
+
+def test_estimator_reads_members_in_place(archives, astronaut_path):
+    before = {p.name: p.read_bytes() for p in archives.iterdir()}
+    out = list(AgeEstimator(workers=2).stream(archives))
+    by_id = {r.source.replace(str(archives) + "/", ""): r for r in out}
+    assert len(by_id["case.zip::a/first photo.png"].faces) == 1
+    assert by_id["case.zip::a/first photo.png"].provenance.sha256 == __import__("hashlib").sha256(
+        astronaut_path.read_bytes()).hexdigest()
+    assert len(by_id["case.tar.gz::x.png"].faces) == 1
+    assert by_id["case.zip::broken.jpg"].error_type == "DecodeError"
+    assert "case.tar.gz::dir/y.jpg" in by_id["case.tar.gz::dir/y.jpg"].error
+    assert by_id["bad.zip"].error_type == "InputError"
+    assert {p.name: p.read_bytes() for p in archives.iterdir()} == before
+
+
+def test_member_size_guard_and_missing_member(archives):
+    with pytest.raises(DecodeError, match="zip-bomb guard"):
+        read_member(str(archives / "case.zip"), "a/first photo.png", max_bytes=1000)
+    with pytest.raises(DecodeError, match="no such member"):
+        read_member(str(archives / "case.zip"), "nope.png")
+    assert load_source(str(archives / "case.zip") + "::b/second.png").image.shape == (512, 512, 3)
+
+
+def test_cli_scan_of_an_archive_into_the_store(archives, tmp_path):
+    db = tmp_path / "case.sqlite"
+    out = subprocess.run([sys.executable, "-m", "agescan", "scan", str(archives / "case.zip"), "--db", str(db),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr  # the broken member is an error item
+    assert "3 file(s), 2 face(s), 1 error(s)" in out.stderr
+    rep = subprocess.run([sys.executable, "-m", "agescan", "report", "--db", str(db), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0 and (tmp_path / "r" / "index.html").read_text().count("class='thumb'") == 1
+    assert "2 identical copies" in (tmp_path / "r" / "index.html").read_text()
+    jsonl = tmp_path / "x.jsonl"
+    subprocess.run([sys.executable, "-m", "agescan", "scan", str(archives / "case.zip"), "--out", str(jsonl),
+                    "--no-progress"], capture_output=True, timeout=300)
+    assert [json.loads(l)["source"].split("::")[1] for l in jsonl.read_text().splitlines()] == [
+        "a/first photo.png", "b/second.png", "broken.jpg"]
