@@ -208,6 +208,7 @@ class Provenance:
     source: str  # path, URL-free identifier, or "<array>"/"<bytes>"
     sha256: str  # of the file bytes ("" for in-memory arrays that were never bytes)
     frame_index: int = -1  # -1 for still images
+    timestamp: float = -1.0  # seconds into a video; -1 for still images
     agescan_version: str = ""
     model_id: str = ""
     model_sha256: str = ""

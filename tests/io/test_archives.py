@@ -54,7 +54,7 @@ def test_estimator_reads_members_in_place(archives, astronaut_path):
     assert len(by_id["case.tar.gz::x.png"].faces) == 1
     assert by_id["case.zip::broken.jpg"].error_type == "DecodeError"
     assert "case.tar.gz::dir/y.jpg" in by_id["case.tar.gz::dir/y.jpg"].error
-    assert by_id["bad.zip"].error_type == "InputError"
+    assert by_id["bad.zip"].error_type == "DecodeError"
     assert {p.name: p.read_bytes() for p in archives.iterdir()} == before
 
 

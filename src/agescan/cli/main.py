@@ -46,13 +46,16 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images with more pixels than this (decompression bombs; default: {DEFAULT_MAX_PIXELS})")
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads per model (default: 0 = automatic)")
+    g.add_argument("--video-every", type=float, default=1.0, metavar="SECONDS",
+                   help="sample one video frame every SECONDS of video (default: 1.0); each frame is one result")
 
 
 def _make_estimator(a: argparse.Namespace, **extra):
     from agescan import AgeEstimator
 
     return AgeEstimator(a.model, a.detector, minor_age=a.minor_age, interval_level=a.interval,
-                        min_face_size=a.min_face_size, max_pixels=a.max_pixels, threads=a.threads, **extra).load()
+                        min_face_size=a.min_face_size, max_pixels=a.max_pixels, threads=a.threads,
+                        video_every=a.video_every, **extra).load()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +147,8 @@ def _table(results, out) -> None:
     print(head, file=out)
     print("-" * len(head), file=out)
     for r in results:
-        name = r.source if len(r.source) <= 32 else "..." + r.source[-29:]
+        label = r.source if r.provenance.frame_index < 0 else f"{r.source}@{r.provenance.timestamp:.1f}s"
+        name = label if len(label) <= 32 else "..." + label[-29:]
         if r.error:
             print(f"{name:<32} {'':>4} ERROR {r.error_type}: {r.error}", file=out)
             continue
@@ -186,15 +190,16 @@ def _scan_with_progress(est, items, total: int, initial: int, disable: bool, wri
     """Stream ``items`` through ``est``, hand each result to ``write``, show progress; return counts."""
     from tqdm import tqdm
 
-    n = {"files": 0, "faces": 0, "minors": 0, "errors": 0}
+    n = {"files": 0, "frames": 0, "faces": 0, "minors": 0, "errors": 0}
     bar = tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
     for r in est.stream(items):
         write(r)
-        n["files"] += 1
+        n["files"] += r.provenance.frame_index <= 0  # a video counts once (its first frame or its error)
+        n["frames"] += r.provenance.frame_index >= 0
         n["faces"] += len(r.faces)
         n["minors"] += sum(1 for f in r.faces if f.p_minor >= 0.5)
         n["errors"] += bool(r.error)
-        bar.update(1)
+        bar.update(int(r.provenance.frame_index <= 0))
         bar.set_postfix(faces=n["faces"], minors=n["minors"], errors=n["errors"], refresh=False)
     bar.close()
     return n
@@ -207,7 +212,7 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
 
     config = {"sources": sources, "recursive": recursive, "model_id": est.model.id, "model_sha256": est.model.sha256,
               "detector": a.detector, "min_face_size": a.min_face_size, "minor_age": a.minor_age,
-              "interval": a.interval, "max_pixels": a.max_pixels}
+              "interval": a.interval, "max_pixels": a.max_pixels, "video_every": a.video_every}
     t0 = time.time()
     with ResultStore(a.db) as store:
         run = store.open_run(config, est.model.id, est.model.sha256, a.detector, __version__)

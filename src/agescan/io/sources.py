@@ -2,7 +2,8 @@
 
 Folders are walked recursively in sorted (code-point) order. A file is taken when its extension is an
 image extension or its first bytes carry an image signature (renamed files are found); zip and tar
-archives are opened in place and their image members listed (:mod:`agescan.io.archives`). Errors met on
+archives are opened in place and their image members listed (:mod:`agescan.io.archives`); videos (by
+extension) are items whose frames the estimator samples (:mod:`agescan.io.video`). Errors met on
 the way (permission denied, symlink loops, vanished entries) become items with ``error`` set, never
 exceptions, so one bad folder cannot end a long scan.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from agescan.io.archives import is_archive, iter_archive
+from agescan.io.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff",
                               ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jp2", ".j2k", ".tga", ".heic"})
@@ -87,7 +89,8 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[So
         elif is_file:
             if is_archive(path):
                 yield from _file_items(path)
-            elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS or _looks_like_image(path):
+            elif (os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+                  or _looks_like_image(path)):
                 yield SourceItem(path)
         elif e.is_symlink():
             yield SourceItem(path, "broken symbolic link")

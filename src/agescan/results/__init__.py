@@ -2,7 +2,7 @@
 
 A JSON record is one image::
 
-    {"schema": "agescan.result/1", "source": ..., "sha256": ..., "frame_index": -1, "width": ..,
+    {"schema": "agescan.result/1", "source": ..., "sha256": ..., "frame_index": -1, "timestamp": -1.0, "width": ..,
      "height": .., "error": "", "error_type": "", "provenance": {...}, "faces": [
         {"box": [x1, y1, x2, y2], "landmarks": [[x, y] x5], "detector_score": ..,
          "age": .., "interval": [lo, hi], "interval_level": 0.9, "p_minor": .., "minor_age": 18,
@@ -23,7 +23,7 @@ from agescan.types import FaceResult, ImageResult
 
 SCHEMA = "agescan.result/1"
 
-CSV_COLUMNS = ("schema", "source", "sha256", "frame_index", "width", "height", "error_type", "error", "face_index",
+CSV_COLUMNS = ("schema", "source", "sha256", "frame_index", "timestamp", "width", "height", "error_type", "error", "face_index",
                "x1", "y1", "x2", "y2", "detector_score", "age", "interval_lo", "interval_hi", "interval_level",
                "p_minor", "minor_age", "age_group", "model_id", "agescan_version")
 
@@ -59,6 +59,7 @@ def to_dict(result: ImageResult, include_distribution: bool = True) -> dict:
         "source": p.source,
         "sha256": p.sha256,
         "frame_index": p.frame_index,
+        "timestamp": p.timestamp,
         "width": result.width,
         "height": result.height,
         "error": result.error,
@@ -77,6 +78,7 @@ def csv_rows(result: ImageResult) -> list[dict]:
     """One dict per face (or one for a faceless/failed image) keyed by :data:`CSV_COLUMNS`."""
     p = result.provenance
     base = {"schema": SCHEMA, "source": p.source, "sha256": p.sha256, "frame_index": p.frame_index,
+            "timestamp": p.timestamp,
             "width": result.width, "height": result.height, "error_type": result.error_type, "error": result.error,
             "agescan_version": p.agescan_version, "model_id": p.model_id}
     if not result.faces:
