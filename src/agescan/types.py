@@ -209,6 +209,7 @@ class Provenance:
     sha256: str  # of the file bytes ("" for in-memory arrays that were never bytes)
     frame_index: int = -1  # -1 for still images
     timestamp: float = -1.0  # seconds into a video; -1 for still images
+    phash: str = ""  # 64-bit difference hash of the decoded pixels (near-duplicate stacking); "" if not decoded
     agescan_version: str = ""
     model_id: str = ""
     model_sha256: str = ""

@@ -29,6 +29,7 @@ def report_dir(tmp_path_factory, astronaut_path):
     (ev / "sub").mkdir(parents=True)
     (ev / "astronaut.png").write_bytes(astronaut_path.read_bytes())
     (ev / "sub" / "astronaut copy.png").write_bytes(astronaut_path.read_bytes())
+    Image.open(astronaut_path).convert("RGB").resize((300, 300)).save(ev / "astronaut small.jpg", quality=75)
     chip = cv2.copyMakeBorder(read_image(UTKFACE / child["path"]), 80, 80, 80, 80, cv2.BORDER_REPLICATE)
     Image.fromarray(chip).save(ev / "child.jpg", quality=95)
     Image.new("RGB", (120, 90), (90, 140, 60)).save(ev / "lawn.png")
@@ -49,13 +50,14 @@ def test_report_page_and_exports(report_dir):
     assert len(p_minors) == 2, "the child, and the astronaut stacked with its identical copy"
     assert p_minors == sorted(p_minors, reverse=True) and p_minors[0] > 0.9 > 0.1 > p_minors[1]
     assert "2 identical copies (sha256)" in page
+    assert "1 near-duplicate(s) (perceptual hash)" in page and "astronaut small.jpg" in page
     assert page.count("class='thumb'") == 2 and "revealed" not in page.split("<body>")[1].split("<script")[0]
     assert "broken.jpg" in page and "DecodeError" in page
     assert DEFAULT_MODEL in page and "http://" not in page and "https://" not in page
     items = list(csv.DictReader(open(report_dir / "items.csv", encoding="utf-8")))
-    assert len(items) == 5 and float(items[0]["max_p_minor"]) > 0.9
+    assert len(items) == 6 and float(items[0]["max_p_minor"]) > 0.9
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
-    assert len(faces) == 3
+    assert len(faces) == 4
 
 
 @pytest.mark.slow

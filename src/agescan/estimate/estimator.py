@@ -6,6 +6,7 @@ image -> detect (boxes + 5 landmarks) -> align (the model card's crop) -> age mo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from agescan.errors import AgescanError, DecodeError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import read_member
 from agescan.io.image import decode_bytes
+from agescan.io.phash import dhash
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
 from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
@@ -221,6 +223,7 @@ class AgeEstimator:
         return self._analyse(loaded.image, self._provenance(loaded.source, loaded.sha256))
 
     def _analyse(self, image: np.ndarray, provenance: Provenance) -> _Pending:
+        provenance = dataclasses.replace(provenance, phash=dhash(image))
         h, w = image.shape[:2]
         dets = self.detector.detect(image)
         recipe = self.card.crop

@@ -132,11 +132,12 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
 
 def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, thumbnails: bool) -> str:
     rid = run["id"]
-    items = db.execute("SELECT id, source, sha256, width, height, n_faces, max_p_minor FROM items "
+    items = db.execute("SELECT id, source, sha256, phash, frame_index, width, height, n_faces, max_p_minor FROM items "
                        "WHERE run_id=? AND error='' AND n_faces > 0 ORDER BY max_p_minor DESC, source LIMIT ?",
                        (rid, max_items)).fetchall()
-    dup = dict(db.execute("SELECT sha256, COUNT(*) FROM items WHERE run_id=? AND sha256 != '' GROUP BY sha256 "
-                          "HAVING COUNT(*) > 1", (rid,)).fetchall())
+    dup = dict(db.execute("SELECT sha256, COUNT(*) FROM items WHERE run_id=? AND sha256 != '' AND frame_index < 0 "
+                          "GROUP BY sha256 HAVING COUNT(*) > 1", (rid,)).fetchall())
+    near = _near_duplicates(items)
     errors = db.execute("SELECT source, error_type, error FROM items WHERE run_id=? AND error != '' ORDER BY source",
                         (rid,)).fetchall()
     ages = [a for (a,) in db.execute("SELECT f.age FROM faces f JOIN items i ON f.item_id=i.id WHERE i.run_id=?",
@@ -145,8 +146,8 @@ def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, t
                                     (rid,)).fetchone())
     seen_sha: set[str] = set()
     rows = []
-    for item_id, source, sha, w, h, n_faces, pmax in items:
-        if sha in dup and sha in seen_sha:
+    for item_id, source, sha, ph, frame, w, h, n_faces, pmax in items:
+        if (sha in dup and sha in seen_sha) or item_id in near["hidden"]:
             continue  # stacked under the first copy
         seen_sha.add(sha)
         faces = db.execute("SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group FROM faces "
@@ -159,8 +160,13 @@ def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, t
             cls = " class='minor'" if pm >= 0.5 else ""
             cells.append(f"<div>{img}<span{cls}>age {age:.1f} ({lo:.0f}-{hi:.0f}), P(minor) {pm:.2f}, {group}</span></div>")
         stack = f"<br><span class='dim'>{dup[sha]} identical copies (sha256)</span>" if sha in dup else ""
+        if near["stacks"].get(item_id):
+            others = ", ".join(html.escape(s) for s in near["stacks"][item_id][:5])
+            stack += (f"<br><span class='dim'>{len(near['stacks'][item_id])} near-duplicate(s) (perceptual hash): "
+                      f"{others}</span>")
+        where = f", frame {frame} ({source_time(db, item_id)})" if frame >= 0 else ""
         rows.append(f"<tr class='item' data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= 0.5 else ''}'>"
-                    f"{pmax:.2f}</td><td><code>{html.escape(source)}</code><br><span class='dim'>{w}x{h}, sha256 "
+                    f"{pmax:.2f}</td><td><code>{html.escape(source)}</code><br><span class='dim'>{w}x{h}{where}, sha256 "
                     f"{sha[:16]}…</span>{stack}</td><td>{''.join(cells)}</td></tr>")
     err_rows = "".join(f"<tr><td><code>{html.escape(s)}</code></td><td class='err'>{html.escape(t)}</td>"
                        f"<td>{html.escape(e)}</td></tr>" for s, t, e in errors)
@@ -193,6 +199,39 @@ Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% 
 <p class="dim">Exports: <a href="items.csv">items.csv</a>, <a href="faces.csv">faces.csv</a>.</p>
 </body></html>
 """
+
+
+#: dHash bits that may differ for two pictures to stack as near-duplicates (re-encoded or resized copies
+#: differ by a few bits; unrelated photos by about 32).
+NEAR_DUPLICATE_BITS = 6
+
+
+def _near_duplicates(items: list) -> dict:
+    """Greedy stacks of listed still images whose perceptual hashes are within NEAR_DUPLICATE_BITS.
+
+    Identical files (same sha256) are stacked separately; video frames are never stacked.
+    """
+    from agescan.io.phash import hamming
+
+    heads: list[tuple[int, str, str]] = []
+    stacks: dict[int, list[str]] = {}
+    hidden: set[int] = set()
+    for item_id, source, sha, ph, frame, *_ in items:
+        if not ph or frame >= 0:
+            continue
+        for head_id, head_ph, head_sha in heads:
+            if sha != head_sha and hamming(ph, head_ph) <= NEAR_DUPLICATE_BITS:
+                stacks.setdefault(head_id, []).append(source)
+                hidden.add(item_id)
+                break
+        else:
+            heads.append((item_id, ph, sha))
+    return {"stacks": stacks, "hidden": hidden}
+
+
+def source_time(db: sqlite3.Connection, item_id: int) -> str:
+    (t,) = db.execute("SELECT timestamp FROM items WHERE id=?", (item_id,)).fetchone()
+    return f"{t:.1f} s"
 
 
 def _utc(t: float) -> str:

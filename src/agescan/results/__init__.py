@@ -23,7 +23,7 @@ from agescan.types import FaceResult, ImageResult
 
 SCHEMA = "agescan.result/1"
 
-CSV_COLUMNS = ("schema", "source", "sha256", "frame_index", "timestamp", "width", "height", "error_type", "error", "face_index",
+CSV_COLUMNS = ("schema", "source", "sha256", "phash", "frame_index", "timestamp", "width", "height", "error_type", "error", "face_index",
                "x1", "y1", "x2", "y2", "detector_score", "age", "interval_lo", "interval_hi", "interval_level",
                "p_minor", "minor_age", "age_group", "model_id", "agescan_version")
 
@@ -60,6 +60,7 @@ def to_dict(result: ImageResult, include_distribution: bool = True) -> dict:
         "sha256": p.sha256,
         "frame_index": p.frame_index,
         "timestamp": p.timestamp,
+        "phash": p.phash,
         "width": result.width,
         "height": result.height,
         "error": result.error,
@@ -78,7 +79,7 @@ def csv_rows(result: ImageResult) -> list[dict]:
     """One dict per face (or one for a faceless/failed image) keyed by :data:`CSV_COLUMNS`."""
     p = result.provenance
     base = {"schema": SCHEMA, "source": p.source, "sha256": p.sha256, "frame_index": p.frame_index,
-            "timestamp": p.timestamp,
+            "timestamp": p.timestamp, "phash": p.phash,
             "width": result.width, "height": result.height, "error_type": result.error_type, "error": result.error,
             "agescan_version": p.agescan_version, "model_id": p.model_id}
     if not result.faces:

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS items (
     frame_index INTEGER NOT NULL,
     timestamp REAL NOT NULL,
     sha256 TEXT NOT NULL,
+    phash TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     n_faces INTEGER NOT NULL,
@@ -154,9 +155,9 @@ class ResultStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             cur = db.execute(
-                "INSERT OR IGNORE INTO items (run_id, source, frame_index, timestamp, sha256, width, height, n_faces, "
-                "max_p_minor, error, error_type, scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, d["source"], d["frame_index"], d["timestamp"], d["sha256"], d["width"], d["height"], len(d["faces"]),
+                "INSERT OR IGNORE INTO items (run_id, source, frame_index, timestamp, sha256, phash, width, height, "
+                "n_faces, max_p_minor, error, error_type, scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, d["source"], d["frame_index"], d["timestamp"], d["sha256"], d["phash"], d["width"], d["height"], len(d["faces"]),
                  max((f["p_minor"] for f in d["faces"]), default=None), d["error"], d["error_type"], time.time()))
             if cur.rowcount == 0:  # already stored by an earlier (killed) attempt
                 db.execute("ROLLBACK")
