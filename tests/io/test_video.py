@@ -55,6 +55,10 @@ def test_cli_scan_of_a_video_into_the_store(video, tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM items").fetchone()[0] == 2  # nothing duplicated
+    rep = subprocess.run([sys.executable, "-m", "agescan", "report", "--db", str(db), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert rep.returncode == 0 and page.count("class='thumb'") == 1 and "frame 0 at 0.0 s" in page
     js = subprocess.run([sys.executable, "-m", "agescan", "estimate", "--json", str(video)], capture_output=True,
                         text=True, timeout=300)
     recs = [json.loads(line) for line in js.stdout.splitlines()]

@@ -76,3 +76,20 @@ def iter_frames(path: str, every_seconds: float = 1.0, max_pixels: int = 100_000
             raise DecodeError(f"{path}: no decodable frame (broken or empty video).")
     finally:
         cap.release()
+
+
+def read_frame(path: str, frame_index: int) -> np.ndarray:
+    """One frame of a video as RGB uint8 (for thumbnails of a scanned frame)."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise DecodeError(f"{path}: not a readable video (OpenCV could not open it).")
+        cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise DecodeError(f"{path}: frame {frame_index} cannot be decoded.")
+        return np.ascontiguousarray(frame[:, :, ::-1])
+    finally:
+        cap.release()

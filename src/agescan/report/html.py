@@ -132,7 +132,8 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
 
 def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, thumbnails: bool) -> str:
     rid = run["id"]
-    items = db.execute("SELECT id, source, sha256, phash, frame_index, width, height, n_faces, max_p_minor FROM items "
+    items = db.execute("SELECT id, source, sha256, phash, frame_index, timestamp, width, height, n_faces, max_p_minor "
+                       "FROM items "
                        "WHERE run_id=? AND error='' AND n_faces > 0 ORDER BY max_p_minor DESC, source LIMIT ?",
                        (rid, max_items)).fetchall()
     dup = dict(db.execute("SELECT sha256, COUNT(*) FROM items WHERE run_id=? AND sha256 != '' AND frame_index < 0 "
@@ -146,13 +147,13 @@ def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, t
                                     (rid,)).fetchone())
     seen_sha: set[str] = set()
     rows = []
-    for item_id, source, sha, ph, frame, w, h, n_faces, pmax in items:
+    for item_id, source, sha, ph, frame, stamp, w, h, n_faces, pmax in items:
         if (sha in dup and sha in seen_sha) or item_id in near["hidden"]:
             continue  # stacked under the first copy
         seen_sha.add(sha)
         faces = db.execute("SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group FROM faces "
                            "WHERE item_id=? ORDER BY face_index", (item_id,)).fetchall()
-        thumbs = _item_thumbs(source, sha, faces) if thumbnails else [""] * len(faces)
+        thumbs = _item_thumbs(source, sha, frame, faces) if thumbnails else [""] * len(faces)
         cells = []
         for (x1, y1, x2, y2, age, lo, hi, pm, group), t in zip(faces, thumbs):
             img = (f"<img class='thumb' src='{t}' alt='face, blurred: click to reveal' title='click to reveal' "
@@ -164,7 +165,7 @@ def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, t
             others = ", ".join(html.escape(s) for s in near["stacks"][item_id][:5])
             stack += (f"<br><span class='dim'>{len(near['stacks'][item_id])} near-duplicate(s) (perceptual hash): "
                       f"{others}</span>")
-        where = f", frame {frame} ({source_time(db, item_id)})" if frame >= 0 else ""
+        where = f", frame {frame} at {stamp:.1f} s" if frame >= 0 else ""
         rows.append(f"<tr class='item' data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= 0.5 else ''}'>"
                     f"{pmax:.2f}</td><td><code>{html.escape(source)}</code><br><span class='dim'>{w}x{h}{where}, sha256 "
                     f"{sha[:16]}…</span>{stack}</td><td>{''.join(cells)}</td></tr>")
@@ -229,22 +230,23 @@ def _near_duplicates(items: list) -> dict:
     return {"stacks": stacks, "hidden": hidden}
 
 
-def source_time(db: sqlite3.Connection, item_id: int) -> str:
-    (t,) = db.execute("SELECT timestamp FROM items WHERE id=?", (item_id,)).fetchone()
-    return f"{t:.1f} s"
-
-
 def _utc(t: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _item_thumbs(source: str, sha: str, faces: list) -> list[str]:
+def _item_thumbs(source: str, sha: str, frame: int, faces: list) -> list[str]:
     try:
-        loaded = load_source(source)
+        if frame >= 0:
+            from agescan.io.video import file_sha256, read_frame
+
+            digest, image = file_sha256(source), read_frame(source, frame)
+        else:
+            loaded = load_source(source)
+            digest, image = loaded.sha256, loaded.image
     except (AgescanError, OSError) as exc:
         return [f"source unreadable: {exc}"] * len(faces)
-    if sha and loaded.sha256 != sha:
+    if sha and digest != sha:
         return ["source changed since the scan (sha256 differs): not shown"] * len(faces)
-    return [_thumb(loaded.image, f[:4]) for f in faces]
+    return [_thumb(image, f[:4]) for f in faces]
