@@ -186,13 +186,13 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     return EXIT_INPUT if failed else EXIT_OK
 
 
-def _scan_with_progress(est, items, total: int, initial: int, disable: bool, write) -> dict:
+def _scan_with_progress(est, items, total: int, initial: int, disable: bool, write, skip=None) -> dict:
     """Stream ``items`` through ``est``, hand each result to ``write``, show progress; return counts."""
     from tqdm import tqdm
 
     n = {"files": 0, "frames": 0, "faces": 0, "minors": 0, "errors": 0}
     bar = tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
-    for r in est.stream(items):
+    for r in est.stream(items, skip=skip):
         write(r)
         n["files"] += r.provenance.frame_index <= 0  # a video counts once (its first frame or its error)
         n["frames"] += r.provenance.frame_index >= 0
@@ -218,11 +218,12 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
         run = store.open_run(config, est.model.id, est.model.sha256, a.detector, __version__)
         done = store.done_sources(run)
         total = sum(1 for _ in iter_sources(sources, recursive=recursive))
-        todo = (i for i in iter_sources(sources, recursive=recursive) if (i.path, -1) not in done)
+        done_files = sum(1 for _, frame in done if frame <= 0)  # a video counts once
         if done:
-            print(f"resuming run {run}: {len(done)} of {total} file(s) already in {a.db}", file=sys.stderr)
-        n = _scan_with_progress(est, todo, total, min(len(done), total), a.no_progress,
-                                lambda r: store.add(run, [r]))
+            print(f"resuming run {run}: {done_files} of {total} file(s) already in {a.db} ({len(done)} items "
+                  f"with video frames); they are skipped", file=sys.stderr)
+        n = _scan_with_progress(est, iter_sources(sources, recursive=recursive), total, min(done_files, total),
+                                a.no_progress, lambda r: store.add(run, [r]), skip=lambda s, f: (s, f) in done)
         store.finish_run(run)
         c = store.counts(run)
     dt = time.time() - t0

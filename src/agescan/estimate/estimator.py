@@ -11,7 +11,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -29,6 +29,14 @@ from agescan.models import DEFAULT_MODEL, create_model
 from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
 
 _OWNER = "AgeEstimator"
+
+
+def _item_key(item: Any) -> tuple[str, int]:
+    """(source id, frame index) of an input as results and the store name it."""
+    if isinstance(item, VideoFrame):
+        return item.source, item.frame_index
+    path = getattr(item, "path", item)
+    return (os.fspath(path), -1) if isinstance(path, (str, os.PathLike)) else ("", -1)
 
 
 @dataclass
@@ -138,7 +146,8 @@ class AgeEstimator:
         return [AgeDistribution.from_array(p, card.min_age) for p in probs]
 
     # -- many images -----------------------------------------------------------------------
-    def stream(self, sources: Any, *, recursive: bool = True) -> Iterator[ImageResult]:
+    def stream(self, sources: Any, *, recursive: bool = True,
+               skip: Callable[[str, int], bool] | None = None) -> Iterator[ImageResult]:
         """Yield one :class:`ImageResult` per input, in input order, lazily.
 
         ``sources`` may be a folder or file path, or an iterable of paths, bytes, arrays or PIL
@@ -146,9 +155,13 @@ class AgeEstimator:
         read yields a result with ``error`` set instead of raising, so one corrupt file never stops
         a long run. A video yields one result per sampled frame (``video_every`` seconds apart) with
         ``provenance.frame_index`` and ``provenance.timestamp`` set; zip/tar members are read in place.
+        ``skip(source_id, frame_index)`` returning True drops an item (or a video frame) before it is
+        decoded: how a resumed scan passes over what it already stored (frame_index is -1 for stills).
         """
         self.load()
         items = self._expand(sources, recursive)
+        if skip is not None:
+            items = (i for i in items if not skip(*_item_key(i)))
         if self.workers == 1:
             prepared: Iterable[_Pending] = (self._prepare_safe(s) for s in items)
         else:
