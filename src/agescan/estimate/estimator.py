@@ -19,7 +19,7 @@ from agescan import __version__
 from agescan._validation import check_number
 from agescan.align import align_face
 from agescan.detect import create_detector
-from agescan.errors import AgescanError, DecodeError
+from agescan.errors import DecodeError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import read_member
 from agescan.io.image import decode_bytes
@@ -247,9 +247,11 @@ class AgeEstimator:
         return _Pending(provenance, w, h, dets, crops)
 
     def _prepare_safe(self, source: Any) -> _Pending:
+        # Any failure on one input becomes that input's error record: in a scan of millions of files an
+        # unexpected decoder or OpenCV error must cost one item, not the run (its type and text are kept).
         try:
             return self._prepare(source)
-        except AgescanError as exc:
+        except Exception as exc:  # noqa: BLE001
             if isinstance(source, VideoFrame):
                 return _Pending(self._provenance(source.source, source.sha256, source.frame_index, source.timestamp),
                                 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=str(exc),

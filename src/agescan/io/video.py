@@ -53,6 +53,15 @@ def iter_frames(path: str, every_seconds: float = 1.0, max_pixels: int = 100_000
     import cv2
 
     sha = file_sha256(path)
+    try:
+        yield from _sampled(path, sha, every_seconds, max_pixels)
+    except cv2.error as exc:  # OpenCV's own failures on hostile containers
+        raise DecodeError(f"{path}: video decoding failed ({exc}).") from exc
+
+
+def _sampled(path: str, sha: str, every_seconds: float, max_pixels: int) -> Iterator[VideoFrame]:
+    import cv2
+
     cap = cv2.VideoCapture(path)
     try:
         if not cap.isOpened():
