@@ -122,10 +122,15 @@ def test_evaluate_on_real_faces(tmp_path):
     from tests.conftest import UTKFACE, utkface_rows
 
     utkface_rows("test")  # skips with a reason when the data is absent
-    out = agescan("evaluate", DEFAULT_MODEL, UTKFACE, "--limit", "40", "--out", tmp_path / "m.json")
+    out = agescan("evaluate", DEFAULT_MODEL, UTKFACE, "--limit", "40", "--out", tmp_path / "m.json",
+                  "--markdown", tmp_path / "m.md", "--plots", tmp_path / "plots")
     assert out.returncode == 0, out.stderr
     rep = json.loads((tmp_path / "m.json").read_text())
     assert rep["n"] == 40 and rep["mae"] < 15
+    assert "| MAE ages 0-25 |" in (tmp_path / "m.md").read_text()
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["confusion_5groups.png", "mae_by_band.png", "predicted_vs_true.png"]
+    assert all((tmp_path / "plots" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
 def test_train_steps_are_reachable_from_the_cli():

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
+    ev.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary table here")
+    ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
+                                                   "here (needs matplotlib, in the train extra)")
     ev.add_argument("--minor-threshold", type=float, metavar="P",
                     help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val)")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
@@ -310,7 +313,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"agescan evaluate: {a.data}/labels.csv not found (need columns path, age[, split])", file=sys.stderr)
         return EXIT_USAGE
     report = evaluate_folder(a.model, a.data, split=a.split, condition=a.condition, limit=a.limit,
-                             predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold)
+                             predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold,
+                             plots_dir=a.plots)
+    if a.markdown:
+        from agescan.eval.report import markdown
+
+        Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.markdown).write_text(markdown(report), encoding="utf-8")
     text = json.dumps(report, indent=2)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

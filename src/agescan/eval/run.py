@@ -86,7 +86,7 @@ def slices(rows: list[dict], true: np.ndarray, probs: np.ndarray, min_age: int =
 
 def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
                     predictions: str | None = None, threads: int = 0, detector: str = "mtcnn",
-                    minor_threshold: float | None = None) -> dict:
+                    minor_threshold: float | None = None, plots_dir: str | None = None) -> dict:
     """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`)."""
     from agescan import AgeEstimator
 
@@ -123,6 +123,11 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         **age_metrics(true, probs, est.card.min_age, minor_threshold=minor_threshold),
         "slices": slices(rows, true, probs, est.card.min_age),
     }
+    if plots_dir:
+        from agescan.eval.report import plots
+
+        pred = probs @ np.arange(est.card.min_age, est.card.min_age + probs.shape[1])
+        report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {split}, {condition}")]
     if predictions:
         ages = np.arange(est.card.min_age, est.card.min_age + probs.shape[1])
         pred = probs @ ages

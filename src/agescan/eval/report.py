@@ -1,0 +1,86 @@
+"""Evaluation outputs beyond JSON: a Markdown summary and PNG plots (matplotlib, in the train extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from agescan.eval.metrics import BANDS, PAPER_GROUPS, nearest_group
+
+
+def markdown(report: dict) -> str:
+    """A Markdown table of the headline metrics of one ``evaluate_folder`` report."""
+    b = report["minor_by_p_minor_0.5"]
+    lo, hi = report["mae_ci95"]
+    rows = [
+        ("images", report["n"]),
+        ("MAE (95% CI)", f"{report['mae']:.2f} ({lo:.2f}-{hi:.2f})"),
+        ("MAE ages 0-25", f"{report['mae_0_25']:.2f}"),
+        ("5-group accuracy (0-25)", f"{report['group_accuracy_0_25']:.1%}"),
+        ("CS@5", f"{report['cs']['5']:.1%}"),
+        ("Adience exact / 1-off", f"{report['adience_exact']:.1%} / {report['adience_1off']:.1%}"),
+        ("child/teen/adult accuracy", f"{report['child_teen_adult_accuracy']:.1%}"),
+        ("under 18, P>=0.5: recall / precision / F2", f"{b['recall']:.1%} / {b['precision']:.1%} / {b['f2']:.3f}"),
+        ("Challenge-25 (13-17 estimated under 25)", f"{report['challenge25_teens_under_25']:.1%}"),
+        ("90% interval coverage", f"{report['interval_coverage']:.1%}"),
+        ("no detection (template alignment)", report["fallback_alignment"]),
+    ]
+    bands = " | ".join(f"{k} {v['mae']:.2f} (n={v['n']})" for k, v in report["mae_by_band"].items())
+    return (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']})\n\n"
+            "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+            + f"\n\nMAE by band: {bands}\n")
+
+
+def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = "") -> list[Path]:
+    """predicted_vs_true.png, mae_by_band.png and confusion_5groups.png; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; only this module's figures, set before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(true, pred, s=3, alpha=0.3)
+    top = max(float(true.max()), float(pred.max())) + 2
+    ax.plot([0, top], [0, top], "k--", lw=1)
+    ax.set(xlabel="true age", ylabel="estimated age", title=f"{title}\npredicted vs true", xlim=(0, top), ylim=(0, top))
+    paths.append(out / "predicted_vs_true.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    err = np.abs(pred - true)
+    labels, maes = [], []
+    for a, b in BANDS:
+        m = (true >= a) & (true <= b)
+        if m.any():
+            labels.append(f"{a}-{b if b < 200 else '+'}")
+            maes.append(float(err[m].mean()))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(labels, maes, color="#4a78b0")
+    ax.set(ylabel="MAE (years)", title=f"{title}\nMAE by age band")
+    paths.append(out / "mae_by_band.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    young = true <= 25
+    groups = PAPER_GROUPS + ((26, 200),)  # estimates above 25 get their own column, as the accuracy counts them
+    t, p = nearest_group(true[young], groups), nearest_group(np.clip(pred[young], 0, None), groups)
+    cm = np.zeros((5, 6))
+    np.add.at(cm, (t, p), 1)
+    cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    names = [f"{a}-{b}" for a, b in PAPER_GROUPS]
+    ax.set(xticks=range(6), yticks=range(5), xticklabels=names + ["26+"], yticklabels=names,
+           xlabel="estimated group", ylabel="true group", title=f"{title}\n5-group confusion (row-normalised)")
+    for i in range(5):
+        for j in range(6):
+            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black")
+    paths.append(out / "confusion_5groups.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
