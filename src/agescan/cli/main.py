@@ -193,12 +193,11 @@ def _scan_with_progress(est, items, total: int, initial: int, disable: bool, wri
     """Stream ``items`` through ``est``, hand each result to ``write``, show progress; return counts."""
     from tqdm import tqdm
 
-    n = {"files": 0, "frames": 0, "faces": 0, "minors": 0, "errors": 0}
+    n = {"files": 0, "faces": 0, "minors": 0, "errors": 0}
     bar = tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
     for r in est.stream(items, skip=skip):
         write(r)
         n["files"] += r.provenance.frame_index <= 0  # a video counts once (its first frame or its error)
-        n["frames"] += r.provenance.frame_index >= 0
         n["faces"] += len(r.faces)
         n["minors"] += sum(1 for f in r.faces if f.p_minor >= 0.5)
         n["errors"] += bool(r.error)

@@ -115,7 +115,6 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
         "mae_ci95": bootstrap_ci(err),
         "mae_0_25_ci95": bootstrap_ci(err[young]),
         "cs": {str(k): float((err <= k).mean()) for k in (1, 2, 3, 5, 10)},
-        "minor_by_p_minor_f2": binary(p_minor >= 0.5, minor)["f2"],
     }
     t_true, t_pred = nearest_group(true, ADIENCE_GROUPS), nearest_group(pred, ADIENCE_GROUPS)
     out["adience_exact"] = float((t_true == t_pred).mean())
@@ -126,14 +125,15 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
     teen = (true >= 13) & (true <= 17)
     out["challenge25_teens_under_25"] = float((pred[teen] < 25).mean()) if teen.any() else float("nan")
     adult = ~minor
+
+    def adults_flagged(t: float) -> float:
+        return float((p_minor[adult] >= t).mean()) if adult.any() else float("nan")
+
     t1 = threshold_for_miss_rate(p_minor, minor, 0.01)
-    out["oracle_threshold_1pct_minors_missed"] = {
-        "threshold": t1, "adults_flagged": float((p_minor[adult] >= t1).mean()) if adult.any() else float("nan")}
+    out["oracle_threshold_1pct_minors_missed"] = {"threshold": t1, "adults_flagged": adults_flagged(t1)}
     if minor_threshold is not None:
-        out["at_minor_threshold"] = {"threshold": float(minor_threshold),
-                                     **binary(p_minor >= minor_threshold, minor),
-                                     "adults_flagged": float((p_minor[adult] >= minor_threshold).mean())
-                                     if adult.any() else float("nan")}
+        out["at_minor_threshold"] = {"threshold": float(minor_threshold), **binary(p_minor >= minor_threshold, minor),
+                                     "adults_flagged": adults_flagged(minor_threshold)}
     for a, b in BANDS:
         m = (true >= a) & (true <= b)
         if m.any():

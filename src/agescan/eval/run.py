@@ -69,9 +69,8 @@ SLICE_NAMES = {"gender": {"0": "male", "1": "female"},
                "race": {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}}
 
 
-def slices(rows: list[dict], true: np.ndarray, probs: np.ndarray, min_age: int = 0) -> dict:
+def slices(rows: list[dict], true: np.ndarray, pred: np.ndarray) -> dict:
     """MAE and MAE 0-25 per value of each labels.csv column named in :data:`SLICE_NAMES`."""
-    pred = probs @ np.arange(min_age, min_age + probs.shape[1])
     err = np.abs(pred - true)
     out: dict = {}
     for col, names in SLICE_NAMES.items():
@@ -114,6 +113,8 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     probs = est.model.predict_probs(crops)
     t_model = time.time() - t1
     true = np.array([float(r["age"]) for r in rows])
+    ages = np.arange(est.card.min_age, est.card.min_age + probs.shape[1])
+    pred = probs @ ages
     report = {
         "model": est.model.id, "model_sha256": est.model.sha256, "data": str(data), "split": split,
         "condition": condition, "fallback_alignment": fallback,
@@ -121,16 +122,13 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         **age_metrics(true, probs, est.card.min_age, minor_threshold=minor_threshold),
-        "slices": slices(rows, true, probs, est.card.min_age),
+        "slices": slices(rows, true, pred),
     }
     if plots_dir:
         from agescan.eval.report import plots
 
-        pred = probs @ np.arange(est.card.min_age, est.card.min_age + probs.shape[1])
         report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {split}, {condition}")]
     if predictions:
-        ages = np.arange(est.card.min_age, est.card.min_age + probs.shape[1])
-        pred = probs @ ages
         p_minor = probs[:, ages < 18].sum(1)
         Path(predictions).parent.mkdir(parents=True, exist_ok=True)
         with open(predictions, "w", newline="", encoding="utf-8") as fh:
