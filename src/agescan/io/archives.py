@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import Iterator
 
 from agescan.errors import DecodeError
+from agescan.io.image import DEFAULT_MAX_PIXELS, LoadedImage, decode_bytes, load_image
 
 SEP = "::"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -95,15 +96,12 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
     return data
 
 
-def load_source(source_id: str, max_pixels: int | None = None):
+def load_source(source_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode a scanned item again by its source id: a file path or ``ARCHIVE::MEMBER``."""
-    from agescan.io.image import DEFAULT_MAX_PIXELS, decode_bytes, load_image
-
-    limit = max_pixels or DEFAULT_MAX_PIXELS
     if SEP in source_id and not os.path.exists(source_id):
         archive, member = source_id.split(SEP, 1)
-        return decode_bytes(read_member(archive, member), source_id, max_pixels=limit)
-    return load_image(source_id, max_pixels=limit)
+        return decode_bytes(read_member(archive, member), source_id, max_pixels=max_pixels)
+    return load_image(source_id, max_pixels=max_pixels)
 
 
 def iter_archive(path: str) -> Iterator[tuple[str, str, str]]:

@@ -133,10 +133,9 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIm
             raise DecodeError(f"{name}: permission denied.") from exc
         except OSError as exc:
             raise DecodeError(f"{name}: cannot read file ({exc.strerror or exc}).") from exc
-        return LoadedImage(_decode_bytes(data, name, max_pixels), name, hashlib.sha256(data).hexdigest())
+        return decode_bytes(data, name, max_pixels=max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        return LoadedImage(_decode_bytes(data, "<bytes>", max_pixels), "<bytes>", hashlib.sha256(data).hexdigest())
+        return decode_bytes(bytes(source), "<bytes>", max_pixels=max_pixels)
     if isinstance(source, np.ndarray):
         return LoadedImage(_from_array(source), "<array>", "")
     if isinstance(source, Image.Image):
@@ -149,7 +148,7 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIm
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):
             raise InputError("The 'source' parameter of read_image must be a binary file object (opened with 'rb').")
-        return LoadedImage(_decode_bytes(bytes(data), name, max_pixels), name, hashlib.sha256(data).hexdigest())
+        return decode_bytes(bytes(data), name, max_pixels=max_pixels)
     raise InputError(f"The 'source' parameter of read_image must be a path, bytes, a binary file object, a uint8 "
                      f"numpy array or a PIL image. Got {type(source).__name__}.")
 

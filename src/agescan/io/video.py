@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from agescan.errors import DecodeError
+from agescan.io.image import DEFAULT_MAX_PIXELS
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg", ".3gp",
                               ".flv", ".ts"})
@@ -48,7 +49,7 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def iter_frames(path: str, every_seconds: float = 1.0, max_pixels: int = 100_000_000) -> Iterator[VideoFrame]:
+def iter_frames(path: str, every_seconds: float = 1.0, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[VideoFrame]:
     """Yield sampled frames of a video lazily, in order."""
     import cv2
 

@@ -146,6 +146,7 @@ def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, t
     n_items, n_noface = (db.execute("SELECT COUNT(*), SUM(n_faces = 0 AND error = '') FROM items WHERE run_id=?",
                                     (rid,)).fetchone())
     seen_sha: set[str] = set()
+    video_digests: dict[str, str] = {}
     rows = []
     for item_id, source, sha, ph, frame, stamp, w, h, n_faces, pmax in items:
         if (sha in dup and sha in seen_sha) or item_id in near["hidden"]:
@@ -153,7 +154,7 @@ def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, t
         seen_sha.add(sha)
         faces = db.execute("SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group FROM faces "
                            "WHERE item_id=? ORDER BY face_index", (item_id,)).fetchall()
-        thumbs = _item_thumbs(source, sha, frame, faces) if thumbnails else [""] * len(faces)
+        thumbs = _item_thumbs(source, sha, frame, faces, video_digests) if thumbnails else [""] * len(faces)
         cells = []
         for (x1, y1, x2, y2, age, lo, hi, pm, group), t in zip(faces, thumbs):
             img = (f"<img class='thumb' src='{t}' alt='face, blurred: click to reveal' title='click to reveal' "
@@ -236,12 +237,15 @@ def _utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _item_thumbs(source: str, sha: str, frame: int, faces: list) -> list[str]:
+def _item_thumbs(source: str, sha: str, frame: int, faces: list, video_digests: dict[str, str]) -> list[str]:
     try:
         if frame >= 0:
             from agescan.io.video import file_sha256, read_frame
 
-            digest, image = file_sha256(source), read_frame(source, frame)
+            # A video is hashed once per report, not once per listed frame (it may be gigabytes).
+            if source not in video_digests:
+                video_digests[source] = file_sha256(source)
+            digest, image = video_digests[source], read_frame(source, frame)
         else:
             loaded = load_source(source)
             digest, image = loaded.sha256, loaded.image
