@@ -253,12 +253,11 @@ class AgeEstimator:
             return self._prepare(source)
         except Exception as exc:  # noqa: BLE001
             if isinstance(source, VideoFrame):
-                return _Pending(self._provenance(source.source, source.sha256, source.frame_index, source.timestamp),
-                                0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=str(exc),
-                                error_type=type(exc).__name__)
-            name = getattr(source, "path", source if isinstance(source, (str, os.PathLike)) else "<input>")
-            return _Pending(self._provenance(str(name), ""), 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8),
-                            error=str(exc), error_type=type(exc).__name__)
+                prov = self._provenance(source.source, source.sha256, source.frame_index, source.timestamp)
+            else:
+                prov = self._provenance(_item_key(source)[0] or "<input>", "")
+            return _Pending(prov, 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=str(exc),
+                            error_type=type(exc).__name__)
 
     def _finish(self, batch: list[_Pending]) -> list[ImageResult]:
         crops = [p.crops for p in batch if len(p.detections)]
