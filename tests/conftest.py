@@ -73,3 +73,73 @@ def scene_with_faces(faces: list[np.ndarray], size=(480, 640), seed: int = 0) ->
         boxes.append((x, y, x + side, y + side))
         x += side + 30
     return bg, boxes
+
+
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return cands[-1] if cands else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real, throwaway PostgreSQL server on loopback (Debian's postgresql package; .ci/run installs it).
+
+    Run as the ``postgres`` system user when the tests run as root (PostgreSQL refuses root). Yields a
+    function that creates a fresh database and returns its ``postgresql://`` URL.
+    """
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'agescan[postgres]')")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries not found (apt-get install postgresql; .ci/run does this)")
+    root = Path(tempfile.mkdtemp(prefix="agescan-pg-"))  # under /tmp: reachable by the postgres user
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as an unprivileged user")
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+    run(initdb, "-D", str(data), "-A", "trust", "-U", "agescan", "-E", "UTF8", "--no-sync")
+    run(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60", "start",
+        "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off")
+    import psycopg
+
+    base = f"postgresql://agescan@127.0.0.1:{port}"
+    counter = iter(range(10**6))
+
+    def new_database() -> str:
+        name = f"case{next(counter)}"
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        return f"{base}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path):
+    """A fresh results database of each engine: a SQLite file path or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "case.sqlite")
+    return request.getfixturevalue("postgres_server")()

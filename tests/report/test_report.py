@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -58,6 +59,30 @@ def test_report_page_and_exports(report_dir):
     assert len(items) == 6 and float(items[0]["max_p_minor"]) > 0.9
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
     assert len(faces) == 4
+    lines = [json.loads(x) for x in (report_dir / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["source"] for r in lines] == [r["source"] for r in faces]
+    assert len(lines[0]["distribution"]["probs"]) == 101 and len(lines[0]["landmarks"]) == 5
+    assert len((report_dir / "items.jsonl").read_text(encoding="utf-8").splitlines()) == 6
+
+
+def _summary(folder: Path) -> list[tuple]:
+    rows = csv.DictReader(open(folder / "items.csv", encoding="utf-8"))
+    return [(r["source"], r["sha256"], r["n_faces"], round(float(r["max_p_minor"] or -1), 4), r["error_type"])
+            for r in rows]
+
+
+def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgres_server):
+    url = postgres_server()
+    run = [sys.executable, "-m", "agescan"]
+    scan = subprocess.run([*run, "scan", str(report_dir.parent / "evidence"), "--db", url, "--no-progress"],
+                          capture_output=True, text=True)
+    assert scan.returncode == 1 and "6 file(s), 4 face(s), 1 error(s)" in scan.stderr, scan.stderr
+    out = report_dir.parent / "report-pg"
+    rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stderr
+    assert _summary(out) == _summary(report_dir)
+    strip = lambda page: re.sub(r"<section id='provenance'>.*?</section>", "", page, flags=re.S)  # noqa: E731
+    assert strip((out / "index.html").read_text(encoding="utf-8")).count("data-pminor") == 2
 
 
 @pytest.mark.slow

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="walk folders and write one result per image to .jsonl, .csv or a resumable database",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                        description="Walk folders (recursively, in sorted order) and write a result per image to a "
-                                   "JSON Lines or CSV file (--out), or to a SQLite results database (--db), with a "
+                                   "JSON Lines or CSV file (--out), or to a results database (--db: SQLite or PostgreSQL), with a "
                                    "progress bar (files/s, faces, possible minors, errors, ETA). Unreadable files are "
                                    "recorded as errors and the scan carries on. With --db the scan is resumable: "
                                    "rerun the same command after an interruption (even kill -9) and it continues "
@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sources", nargs="+", metavar="SOURCE", help="folders or image files")
     dest = s.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", help="output file: .jsonl or .csv (written whole; .partial until done)")
-    dest.add_argument("--db", help="SQLite results database (created if absent; resumable)")
+    dest.add_argument("--db", help="results database: a SQLite file (created if absent) or a postgresql://user@host/db "
+                                   "URL for a team server (needs agescan[postgres]); resumable")
     s.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     s.add_argument("--no-recursive", action="store_true", help="do not descend into sub-folders")
     s.add_argument("--distribution", action="store_true", help="include the full age distribution (.jsonl only)")
@@ -110,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "files sorted by highest P(minor) with a threshold filter, face thumbnails blurred "
                                     "by default (click to reveal), identical files stacked, an age histogram, errors "
                                     "and the run's provenance; plus OUT/items.csv and OUT/faces.csv with every record.")
-    rp.add_argument("--db", required=True, help="results database written by `agescan scan --db`")
+    rp.add_argument("--db", required=True, help="results database written by `agescan scan --db` (file or "
+                                                "postgresql:// URL; opened read-only)")
     rp.add_argument("--out", required=True, help="report folder (created)")
     rp.add_argument("--run", type=int, help="run id (default: the latest run)")
     rp.add_argument("--threshold", type=float, default=0.5, help="initial P(minor) filter of the page (default: 0.5)")
@@ -210,7 +212,7 @@ def _scan_with_progress(est, items, total: int, initial: int, disable: bool, wri
 def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) -> int:
     from agescan import __version__
     from agescan.io import iter_sources
-    from agescan.store import ResultStore
+    from agescan.store import ResultStore, redact
 
     config = {"sources": sources, "recursive": recursive, "model_id": est.model.id, "model_sha256": est.model.sha256,
               "detector": a.detector, "min_face_size": a.min_face_size, "minor_age": a.minor_age,
@@ -222,7 +224,7 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
         total = sum(1 for _ in iter_sources(sources, recursive=recursive))
         done_files = sum(1 for _, frame in done if frame <= 0)  # a video counts once
         if done:
-            print(f"resuming run {run}: {done_files} of {total} file(s) already in {a.db} ({len(done)} items "
+            print(f"resuming run {run}: {done_files} of {total} file(s) already in {redact(a.db)} ({len(done)} items "
                   f"with video frames); they are skipped", file=sys.stderr)
         n = _scan_with_progress(est, iter_sources(sources, recursive=recursive), total, min(done_files, total),
                                 a.no_progress, lambda r: store.add(run, [r]), skip=lambda s, f: (s, f) in done)
@@ -230,7 +232,7 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
         c = store.counts(run)
     dt = time.time() - t0
     print(f"scanned {n['files']} new file(s) in {dt:.1f}s ({n['files'] / max(dt, 1e-9):.1f} files/s); run {run} "
-          f"now holds {c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {a.db}", file=sys.stderr)
+          f"now holds {c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
     return EXIT_INPUT if c["errors"] else EXIT_OK
 
 

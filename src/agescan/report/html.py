@@ -4,7 +4,8 @@ Files are sorted by their highest P(minor). Face thumbnails are cut from the evi
 read-only; a file whose sha256 no longer matches the scan is not shown) and embedded as data URIs,
 **blurred by default**, revealed one at a time by a click, to spare reviewers needless exposure.
 A threshold slider filters the list; identical files (same sha256) are stacked; errors and the run's
-provenance are listed. ``items.csv`` and ``faces.csv`` beside the page export everything.
+provenance are listed. ``items.csv``/``.jsonl`` and ``faces.csv``/``.jsonl`` beside the page export everything.
+The database is a SQLite file or a ``postgresql://`` URL, opened read-only.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import csv
 import html
 import io
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 
 from agescan.errors import AgescanError, ConfigError
 from agescan.io.archives import load_source
+from agescan.store import Database, check_schema, connect
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -84,12 +85,21 @@ def _histogram_svg(ages: list[float], width: int = 600, height: int = 120) -> st
             f"height='{height}' viewBox='0 0 {width} {height}'>{''.join(bars)}</svg>")
 
 
-def _export_csv(db: sqlite3.Connection, query: str, args: tuple, path: Path) -> None:
+def _export(db: Database, query: str, args: tuple, csv_path: Path) -> None:
+    """Write the rows of ``query`` as CSV and as JSON Lines (same name, ``.jsonl``), streaming."""
     cur = db.execute(query, args)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([d[0] for d in cur.description])
-        w.writerows(cur)
+    cols = [d[0] for d in cur.description]
+    with open(csv_path, "w", newline="", encoding="utf-8") as fc, \
+            open(csv_path.with_suffix(".jsonl"), "w", encoding="utf-8") as fj:
+        w = csv.writer(fc)
+        w.writerow(cols)
+        for row in cur:
+            w.writerow(row)
+            rec = dict(zip(cols, row))
+            for k in ("landmarks", "distribution"):
+                if isinstance(rec.get(k), str):
+                    rec[k] = json.loads(rec[k])
+            fj.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None = None, threshold: float = 0.5,
@@ -104,24 +114,23 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
         max_items: files listed on the page, highest P(minor) first (the CSVs hold all of them).
         thumbnails: cut blurred face thumbnails from the evidence files.
     """
-    db_path = Path(db_path)
-    if not db_path.is_file():
-        raise ConfigError(f"{db_path}: no such results database; create one with `agescan scan SOURCE --db {db_path}`.")
-    # Read-only, through a percent-encoded URI so names with spaces, '?' or '#' work.
-    db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    db = connect(db_path, readonly=True)
     try:
-        run = db.execute("SELECT * FROM runs WHERE id = COALESCE(?, (SELECT MAX(id) FROM runs))", (run_id,)).fetchone()
-        if run is None:
-            raise ConfigError(f"{db_path}: no run {run_id if run_id is not None else ''} in this database.")
-        cols = [d[0] for d in db.execute("SELECT * FROM runs LIMIT 0").description]
-        run = dict(zip(cols, run))
+        check_schema(db)
+        if run_id is None:
+            run_id = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+        cur = db.execute("SELECT * FROM runs WHERE id = ?", (run_id if run_id is not None else -1,))
+        row = cur.fetchone()
+        if row is None:
+            raise ConfigError(f"{db.name}: no run {run_id if run_id is not None else ''} in this database.")
+        run = dict(zip([d[0] for d in cur.description], row))
         rid = run["id"]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _export_csv(db, "SELECT * FROM items WHERE run_id=? ORDER BY COALESCE(max_p_minor, -1) DESC, source",
-                    (rid,), out / "items.csv")
-        _export_csv(db, "SELECT f.*, i.source, i.sha256 FROM faces f JOIN items i ON f.item_id = i.id "
-                        "WHERE i.run_id=? ORDER BY f.p_minor DESC", (rid,), out / "faces.csv")
+        _export(db, "SELECT * FROM items WHERE run_id=? ORDER BY COALESCE(max_p_minor, -1) DESC, source",
+                (rid,), out / "items.csv")
+        _export(db, "SELECT f.*, i.source, i.sha256 FROM faces f JOIN items i ON f.item_id = i.id "
+                    "WHERE i.run_id=? ORDER BY f.p_minor DESC, i.source, f.face_index", (rid,), out / "faces.csv")
         page = _page(db, run, threshold, max_items, thumbnails)
     finally:
         db.close()
@@ -130,7 +139,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     return path
 
 
-def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, thumbnails: bool) -> str:
+def _page(db: Database, run: dict, threshold: float, max_items: int, thumbnails: bool) -> str:
     rid = run["id"]
     items = db.execute("SELECT id, source, sha256, phash, frame_index, timestamp, width, height, n_faces, max_p_minor "
                        "FROM items "
@@ -143,8 +152,9 @@ def _page(db: sqlite3.Connection, run: dict, threshold: float, max_items: int, t
                         (rid,)).fetchall()
     ages = [a for (a,) in db.execute("SELECT f.age FROM faces f JOIN items i ON f.item_id=i.id WHERE i.run_id=?",
                                      (rid,))]
-    n_items, n_noface = (db.execute("SELECT COUNT(*), SUM(n_faces = 0 AND error = '') FROM items WHERE run_id=?",
-                                    (rid,)).fetchone())
+    n_items, n_noface = db.execute("SELECT COUNT(*), SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) "
+                                   "FROM items WHERE run_id=?", (rid,)).fetchone()
+    n_noface = int(n_noface or 0)
     seen_sha: set[str] = set()
     video_digests: dict[str, str] = {}
     rows = []

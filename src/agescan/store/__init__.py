@@ -1,5 +1,6 @@
-"""Results databases: one versioned schema (runs, items, faces) behind resumable scans."""
+"""Results databases: one versioned schema (runs, items, faces) in SQLite or PostgreSQL, behind resumable scans."""
 
-from agescan.store.sqlite import SCHEMA_VERSION, ResultStore
+from agescan.store.db import Database, connect, is_postgres, redact
+from agescan.store.resultstore import SCHEMA_VERSION, ResultStore, check_schema
 
-__all__ = ["ResultStore", "SCHEMA_VERSION"]
+__all__ = ["Database", "ResultStore", "SCHEMA_VERSION", "check_schema", "connect", "is_postgres", "redact"]

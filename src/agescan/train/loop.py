@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from agescan.train.nets import build
+from agescan.train.nets import build, load_init
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    clip_grad: float = 0.0
     input_size: int = 64
     max_age: int = 100
     l1_weight: float = 0.25
@@ -46,6 +47,9 @@ class TrainConfig:
     scale_jitter: float = 0.1
     shift: float = 0.05
     balance: float = 0.0
+    per_age: int = 0
+    age_range: str = ""
+    init: str = ""
     occlusion: str = "org"
     stop_after: int = 0
     seed: int = 0
@@ -163,14 +167,45 @@ def metrics(probs: np.ndarray, ages: np.ndarray) -> dict:
             "minor_recall": float(((pred < 18) & (ages < 18)).sum() / max(1, (ages < 18).sum()))}
 
 
-def epoch_order(ages: np.ndarray, balance: float, gen: torch.Generator) -> np.ndarray:
+def epoch_order(ages: np.ndarray, balance: float, gen: torch.Generator, per_age: int = 0) -> np.ndarray:
     """Indices for one epoch: a permutation, or with ``balance`` > 0 a draw with replacement weighted by
-    ``count(age) ** -balance`` (1 = the paper's per-age balanced sampling, 0.5 = a milder tilt to rare ages)."""
+    ``count(age) ** -balance`` (1 = the paper's per-age balanced sampling, 0.5 = a milder tilt to rare ages),
+    or with ``per_age`` = N the paper's recipe: N images of every age present, drawn with replacement only
+    for ages that have fewer than N."""
+    if per_age > 0:
+        picks = []
+        for a in np.unique(ages):
+            idx = torch.from_numpy(np.nonzero(ages == a)[0])
+            if len(idx) >= per_age:
+                picks.append(idx[torch.randperm(len(idx), generator=gen)[:per_age]])
+            else:
+                picks.append(idx[torch.randint(len(idx), (per_age,), generator=gen)])
+        cat = torch.cat(picks)
+        return cat[torch.randperm(len(cat), generator=gen)].numpy()
     if balance <= 0:
         return torch.randperm(len(ages), generator=gen).numpy()
     counts = np.bincount(ages)
     w = torch.from_numpy(counts[ages].astype(np.float64) ** -balance)
     return torch.multinomial(w, len(ages), replacement=True, generator=gen).numpy()
+
+
+def parse_age_range(text: str) -> tuple[int, int]:
+    """``"0-25"`` -> (0, 25); empty -> every age."""
+    if not text:
+        return 0, 10**6
+    try:
+        lo, hi = (int(v) for v in text.split("-"))
+    except ValueError:
+        raise ValueError(f"--age-range must look like 0-25. Got {text!r}.") from None
+    if lo < 0 or hi < lo:
+        raise ValueError(f"--age-range {text!r}: need 0 <= low <= high.")
+    return lo, hi
+
+
+def selection_score(m: dict, hi: int) -> float:
+    """Checkpoint selection on val: mean of MAE 0-25 and MAE over all ages, or MAE 0-25 alone when the run
+    trains on ages up to 25 only (the paper's setting)."""
+    return m["mae_0_25"] if hi <= 25 else (m["mae"] + m["mae_0_25"]) / 2
 
 
 def fit_temperature(logits: torch.Tensor, ages: np.ndarray) -> float:
@@ -194,6 +229,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     split = d["split"]
     ages = np.minimum(d["age"].astype(np.int64), cfg.max_age)
     tr, va = split == "train", split == "val"
+    lo, hi = parse_age_range(cfg.age_range)
+    tr &= (ages >= lo) & (ages <= hi)
+    va &= (ages >= lo) & (ages <= hi)
     if cfg.occlusion not in OCCLUSION:
         raise ValueError(f"occlusion must be one of {OCCLUSION}. Got {cfg.occlusion!r}.")
     xtr, ytr, xva, yva = d["crops"][tr], ages[tr], d["crops"][va], ages[va]
@@ -206,9 +244,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         xva_band = add_eye_bands(xva, eye_positions(d["landmarks"][va], size, margin), "ocl",
                                  torch.Generator().manual_seed(cfg.seed + 1))
     n_bins = cfg.max_age + 1
-    model = build(cfg.arch, n_bins).to(memory_format=torch.channels_last)
+    model = build(cfg.arch, n_bins)
+    if cfg.init:
+        load_init(model, cfg.init)
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * math.ceil(len(xtr) / cfg.batch_size)
+    epoch_len = cfg.per_age * len(np.unique(ytr)) if cfg.per_age > 0 else len(xtr)
+    steps = cfg.epochs * math.ceil(epoch_len / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(cfg.seed)
     start, best = 0, float("inf")
@@ -223,7 +265,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     end = min(cfg.epochs, start + cfg.stop_after) if cfg.stop_after else cfg.epochs
     for epoch in range(start, end):
         model.train()
-        perm = epoch_order(ytr, cfg.balance, gen)
+        perm = epoch_order(ytr, cfg.balance, gen, cfg.per_age)
         t0, tot, nb = time.time(), 0.0, 0
         bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr,
                    leave=False, disable=not sys.stderr.isatty())
@@ -240,17 +282,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             loss = kl + cfg.l1_weight * l1
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             opt.step()
             sched.step()
             tot += loss.item(); nb += 1
             bar.set_postfix(loss=f"{tot / nb:.3f}")
         vl = predict_logits(model, xva, cfg)
         m = metrics(torch.softmax(vl, 1).numpy(), yva)
-        score = (m["mae"] + m["mae_0_25"]) / 2
+        score = selection_score(m, hi)
         if cfg.occlusion != "org":
             mb = metrics(torch.softmax(predict_logits(model, xva_band, cfg), 1).numpy(), yva)
             m.update({f"band_{k}": v for k, v in mb.items()})
-            score = (score + (mb["mae"] + mb["mae_0_25"]) / 2) / 2
+            score = (score + selection_score(mb, hi)) / 2
         rec = {"epoch": epoch + 1, "loss": tot / nb, "lr": sched.get_last_lr()[0], "seconds": time.time() - t0,
                **{f"val_{k}": v for k, v in m.items()}, "val_score": score}
         if score < best:

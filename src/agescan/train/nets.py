@@ -69,10 +69,56 @@ class ProbsWrapper(nn.Module):
         return p
 
 
+class SSRNetDist(nn.Module):
+    """SSR-Net (agescan.train.ssrnet) made to output a distribution like every other registered model.
+
+    SSR-Net regresses one age. Its logits over the age bins are ``-0.5 ((bin - age) / sigma)^2`` with a learned
+    ``sigma``, so softmax gives a discretised Gaussian around the regressed age (its expectation is the age away
+    from the range ends) and the same loss, calibration and export serve it. The input is the loop's normalised
+    RGB, turned back into the BGR 0..255 the authors trained on, so their Keras weights load unchanged.
+    """
+
+    def __init__(self, n_bins: int = 101, sigma: float = 3.0):
+        super().__init__()
+        from agescan.train.ssrnet import SSRNet
+
+        self.ssr = SSRNet()
+        self.log_sigma = nn.Parameter(torch.tensor(float(sigma)).log())
+        self.register_buffer("bins", torch.arange(n_bins, dtype=torch.float32))
+
+    def age(self, x: torch.Tensor) -> torch.Tensor:
+        bgr = torch.flip(x * 127.5 + 127.5, dims=[1])  # (x - 0.5) / 0.5 in RGB -> BGR 0..255
+        return self.ssr(bgr.contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (self.bins[None] - self.age(x)[:, None]) / self.log_sigma.exp()
+        return -0.5 * z * z
+
+
 ARCHITECTURES = {
     "dexnet-s": lambda n_bins: DexNet(n_bins),
     "dexnet-m": lambda n_bins: DexNet(n_bins, widths=(32, 64, 128, 128, 192, 192, 320)),
+    "ssrnet": lambda n_bins: SSRNetDist(n_bins),
 }
+
+
+def load_init(model: nn.Module, path: str) -> None:
+    """Initialise ``model`` from pretrained weights: the SSR-Net authors' Keras ``.h5`` (into an ``ssrnet``)
+    or one of our own ``best.pt``/``last.pt`` checkpoints of the same architecture."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--init {path}: no such file. Give a Keras .h5 from the SSR-Net release "
+                                "(e.g. ../shared/models/ssrnet/imdb/ssrnet_3_3_3_64_1.0_1.0.h5) or a run's best.pt.")
+    if p.suffix == ".h5":
+        if not isinstance(model, SSRNetDist):
+            raise ValueError(f"--init {path}: Keras SSR-Net weights need --arch ssrnet.")
+        from agescan.train.ssrnet import load_keras_weights
+
+        load_keras_weights(model.ssr, p)
+        return
+    model.load_state_dict(torch.load(p, weights_only=False, map_location="cpu")["model"])
 
 
 def build(name: str, n_bins: int = 101) -> nn.Module:

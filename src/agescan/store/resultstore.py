@@ -1,21 +1,22 @@
-"""SQLite results store: transactional, resumable, one row per item and per face.
+"""The results store: transactional, resumable, one row per item and per face, in SQLite or PostgreSQL.
 
 A *run* is one scan configuration (model, its sha256, detector and decision settings, sources); running
 the same command again reopens the same run and skips the items it already holds, so a scan killed at
 any moment (even ``kill -9``) resumes without losing or duplicating a record: an item and its faces are
 written in one transaction, and ``UNIQUE(run_id, source, frame_index)`` makes a replayed item a no-op.
+The same holds when several scanners (processes, machines, Ray tasks) write one PostgreSQL store at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Iterable
 
 from agescan.errors import ConfigError
+from agescan.store.db import Database, connect
 from agescan.results import SCHEMA, to_dict
 from agescan.types import ImageResult
 
@@ -24,45 +25,45 @@ SCHEMA_VERSION = 1
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
+    id {id},
     config_hash TEXT NOT NULL UNIQUE,
     config TEXT NOT NULL,
     agescan_version TEXT NOT NULL,
     model_id TEXT NOT NULL,
     model_sha256 TEXT NOT NULL,
     detector_id TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL
+    started DOUBLE PRECISION NOT NULL,
+    finished DOUBLE PRECISION
 );
 CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
+    id {id},
+    run_id BIGINT NOT NULL REFERENCES runs(id),
     source TEXT NOT NULL,
     frame_index INTEGER NOT NULL,
-    timestamp REAL NOT NULL,
+    timestamp DOUBLE PRECISION NOT NULL,
     sha256 TEXT NOT NULL,
     phash TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     n_faces INTEGER NOT NULL,
-    max_p_minor REAL,
+    max_p_minor DOUBLE PRECISION,
     error TEXT NOT NULL,
     error_type TEXT NOT NULL,
-    scanned REAL NOT NULL,
+    scanned DOUBLE PRECISION NOT NULL,
     UNIQUE (run_id, source, frame_index)
 );
 CREATE TABLE IF NOT EXISTS faces (
-    id INTEGER PRIMARY KEY,
-    item_id INTEGER NOT NULL REFERENCES items(id),
+    id {id},
+    item_id BIGINT NOT NULL REFERENCES items(id),
     face_index INTEGER NOT NULL,
-    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    x1 DOUBLE PRECISION NOT NULL, y1 DOUBLE PRECISION NOT NULL, x2 DOUBLE PRECISION NOT NULL, y2 DOUBLE PRECISION NOT NULL,
     landmarks TEXT NOT NULL,
-    detector_score REAL NOT NULL,
-    age REAL NOT NULL,
-    interval_lo REAL NOT NULL,
-    interval_hi REAL NOT NULL,
-    interval_level REAL NOT NULL,
-    p_minor REAL NOT NULL,
+    detector_score DOUBLE PRECISION NOT NULL,
+    age DOUBLE PRECISION NOT NULL,
+    interval_lo DOUBLE PRECISION NOT NULL,
+    interval_hi DOUBLE PRECISION NOT NULL,
+    interval_level DOUBLE PRECISION NOT NULL,
+    p_minor DOUBLE PRECISION NOT NULL,
     minor_age INTEGER NOT NULL,
     age_group TEXT NOT NULL,
     model_id TEXT NOT NULL,
@@ -80,7 +81,10 @@ def config_hash(config: dict) -> str:
 
 
 class ResultStore:
-    """A scan's results in one SQLite file (created on first use, schema checked on open).
+    """A scan's results in one database (created on first use, schema checked on open).
+
+    ``target`` is a file path (SQLite, the default for one machine) or a ``postgresql://`` URL (a team
+    server; several scanners may write to it at once).
 
     Example:
         >>> with ResultStore("case.sqlite") as store:                     # doctest: +SKIP
@@ -88,9 +92,9 @@ class ResultStore:
         ...     todo = [s for s in sources if not store.has_item(run, s)]
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._db: sqlite3.Connection | None = None
+    def __init__(self, target: str | Path):
+        self.target = target
+        self._db: Database | None = None
 
     def __enter__(self) -> "ResultStore":
         return self.open()
@@ -100,20 +104,12 @@ class ResultStore:
 
     def open(self) -> "ResultStore":
         if self._db is None:
-            db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed item survives a killed process
-            db.execute("PRAGMA foreign_keys=ON")
-            row = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-            if row is None:
-                db.executescript(_DDL)
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('result_schema', ?)",
-                           (str(SCHEMA_VERSION), SCHEMA))
-            version = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
-            if version != SCHEMA_VERSION:
+            db = connect(self.target)
+            try:
+                check_schema(db, create=True)
+            except BaseException:
                 db.close()
-                raise ConfigError(f"{self.path}: results database schema version {version}; this agescan reads "
-                                  f"version {SCHEMA_VERSION}. Use a matching agescan or a new --db file.")
+                raise
             self._db = db
         return self
 
@@ -123,24 +119,22 @@ class ResultStore:
             self._db = None
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Database:
         return self.open()._db
 
     def open_run(self, config: dict, model_id: str, model_sha256: str, detector_id: str, version: str) -> int:
-        """The id of the run with this configuration, created when new."""
+        """The id of the run with this configuration, created when new (safe against concurrent scanners)."""
         h = config_hash(config)
-        row = self.db.execute("SELECT id FROM runs WHERE config_hash=?", (h,)).fetchone()
-        if row:
-            return int(row[0])
-        cur = self.db.execute(
+        self.db.execute(
             "INSERT INTO runs (config_hash, config, agescan_version, model_id, model_sha256, detector_id, started) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (config_hash) DO NOTHING",
             (h, json.dumps(config, sort_keys=True), version, model_id, model_sha256, detector_id, time.time()))
-        return int(cur.lastrowid)
+        return int(self.db.execute("SELECT id FROM runs WHERE config_hash=?", (h,)).fetchone()[0])
 
     def done_sources(self, run_id: int) -> set[tuple[str, int]]:
         """(source, frame_index) of every item this run already holds."""
-        return set(self.db.execute("SELECT source, frame_index FROM items WHERE run_id=?", (run_id,)))
+        return {(s, int(f)) for s, f in self.db.execute("SELECT source, frame_index FROM items WHERE run_id=?",
+                                                        (run_id,)).fetchall()}
 
     def add(self, run_id: int, results: Iterable[ImageResult]) -> int:
         """Write results, each item with its faces in one transaction; returns how many were new."""
@@ -152,17 +146,17 @@ class ResultStore:
     def _add_one(self, run_id: int, r: ImageResult) -> int:
         d = to_dict(r, include_distribution=True)
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO items (run_id, source, frame_index, timestamp, sha256, phash, width, height, "
-                "n_faces, max_p_minor, error, error_type, scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, d["source"], d["frame_index"], d["timestamp"], d["sha256"], d["phash"], d["width"], d["height"], len(d["faces"]),
-                 max((f["p_minor"] for f in d["faces"]), default=None), d["error"], d["error_type"], time.time()))
-            if cur.rowcount == 0:  # already stored by an earlier (killed) attempt
-                db.execute("ROLLBACK")
+        with db.transaction():
+            row = db.execute(
+                "INSERT INTO items (run_id, source, frame_index, timestamp, sha256, phash, width, height, "
+                "n_faces, max_p_minor, error, error_type, scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, source, frame_index) DO NOTHING RETURNING id",
+                (run_id, d["source"], d["frame_index"], d["timestamp"], d["sha256"], d["phash"], d["width"],
+                 d["height"], len(d["faces"]), max((f["p_minor"] for f in d["faces"]), default=None), d["error"],
+                 d["error_type"], time.time())).fetchone()
+            if row is None:  # already stored by an earlier (killed) attempt or another scanner
                 return 0
-            item_id = cur.lastrowid
+            item_id = row[0]
             db.executemany(
                 "INSERT INTO faces (item_id, face_index, x1, y1, x2, y2, landmarks, detector_score, age, "
                 "interval_lo, interval_hi, interval_level, p_minor, minor_age, age_group, model_id, distribution) "
@@ -170,10 +164,6 @@ class ResultStore:
                 [(item_id, i, *f["box"], json.dumps(f["landmarks"]), f["detector_score"], f["age"], *f["interval"],
                   f["interval_level"], f["p_minor"], f["minor_age"], f["age_group"], f["model_id"],
                   json.dumps(f["distribution"])) for i, f in enumerate(d["faces"])])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return 1
 
     def finish_run(self, run_id: int) -> None:
@@ -185,3 +175,20 @@ class ResultStore:
                 "errors": q("SELECT COUNT(*) FROM items WHERE run_id=? AND error != ''", (run_id,)).fetchone()[0],
                 "faces": q("SELECT COUNT(*) FROM faces JOIN items ON faces.item_id = items.id WHERE run_id=?",
                            (run_id,)).fetchone()[0]}
+
+
+def check_schema(db: Database, create: bool = False) -> None:
+    """Create the tables in a new database (when ``create``) and refuse a database of another schema version."""
+    if not db.has_table("meta"):
+        if not create:
+            raise ConfigError(f"{db.name}: not an agescan results database (no meta table); "
+                              f"create one with `agescan scan SOURCE --db {db.name}`.")
+        with db.transaction():
+            db.serialize_ddl()
+            db.script(_DDL)  # IF NOT EXISTS: a no-op for a scanner that lost the race
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('result_schema', ?) "
+                       "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), SCHEMA))
+    version = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+    if version != SCHEMA_VERSION:
+        raise ConfigError(f"{db.name}: results database schema version {version}; this agescan reads "
+                          f"version {SCHEMA_VERSION}. Use a matching agescan or a new --db target.")
