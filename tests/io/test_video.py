@@ -35,6 +35,23 @@ def test_frames_are_sampled_by_time(video):
     assert len(list(iter_frames(str(video), every_seconds=0.5))) == 8
 
 
+def test_frames_are_sampled_at_scene_changes(video):
+    # The cut from face to wall at 2.0 s is found by the 5-per-second probe (every 2nd frame at 10 fps).
+    assert [f.frame_index for f in iter_frames(str(video), every_seconds=0, scene_change=0.15)] == [0, 20]
+    both = list(iter_frames(str(video), every_seconds=1.5, scene_change=0.15))
+    assert [(f.frame_index, f.timestamp) for f in both] == [(0, 0.0), (15, 1.5), (20, 2.0), (30, 3.0)]
+    # A threshold above any difference in the clip finds no cut: time sampling alone.
+    assert [f.frame_index for f in iter_frames(str(video), every_seconds=1.0, scene_change=0.99)] == [0, 10, 20, 30]
+    with pytest.raises(ValueError, match="scene change"):
+        list(iter_frames(str(video), every_seconds=0, scene_change=0))
+    from agescan import ConfigError
+
+    with pytest.raises(ConfigError, match="no video frame"):
+        AgeEstimator(video_every=0, video_scene=0)
+    results = list(AgeEstimator(video_every=0, video_scene=0.15).stream([str(video)]))
+    assert [(r.provenance.frame_index, len(r.faces)) for r in results] == [(0, 1), (20, 0)]
+
+
 def test_stream_gives_one_result_per_frame_and_records_broken_videos(video, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)

@@ -47,7 +47,12 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
                    help=f"refuse images with more pixels than this (decompression bombs; default: {DEFAULT_MAX_PIXELS})")
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads per model (default: 0 = automatic)")
     g.add_argument("--video-every", type=float, default=1.0, metavar="SECONDS",
-                   help="sample one video frame every SECONDS of video (default: 1.0); each frame is one result")
+                   help="sample one video frame every SECONDS of video (default: 1.0; 0 = first frame and "
+                        "scene changes only); each frame is one result")
+    g.add_argument("--scene-change", type=float, default=0.0, metavar="T",
+                   help="also sample a frame at each scene change: mean absolute difference of 32x32 grey "
+                        "thumbnails, probed 5 times a second, above T of the pixel range (0..1; 0.15 catches hard "
+                        "cuts; default 0 = off)")
 
 
 def _make_estimator(a: argparse.Namespace, **extra):
@@ -55,7 +60,7 @@ def _make_estimator(a: argparse.Namespace, **extra):
 
     return AgeEstimator(a.model, a.detector, minor_age=a.minor_age, interval_level=a.interval,
                         min_face_size=a.min_face_size, max_pixels=a.max_pixels, threads=a.threads,
-                        video_every=a.video_every, **extra).load()
+                        video_every=a.video_every, video_scene=a.scene_change, **extra).load()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +222,8 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
     config = {"sources": sources, "recursive": recursive, "model_id": est.model.id, "model_sha256": est.model.sha256,
               "detector": a.detector, "min_face_size": a.min_face_size, "minor_age": a.minor_age,
               "interval": a.interval, "max_pixels": a.max_pixels, "video_every": a.video_every}
+    if a.scene_change:  # only when used, so the runs of earlier versions resume unchanged
+        config["video_scene"] = a.scene_change
     t0 = time.time()
     with ResultStore(a.db) as store:
         run = store.open_run(config, est.model.id, est.model.sha256, a.detector, __version__)

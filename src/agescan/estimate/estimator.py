@@ -19,7 +19,7 @@ from agescan import __version__
 from agescan._validation import check_number
 from agescan.align import align_face
 from agescan.detect import create_detector
-from agescan.errors import DecodeError
+from agescan.errors import ConfigError, DecodeError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import read_member
 from agescan.io.image import decode_bytes
@@ -64,7 +64,10 @@ class AgeEstimator:
         max_pixels: images larger than this are refused with a DecodeError (decompression bombs).
         batch_size: faces per model call when streaming.
         workers: threads decoding and detecting in parallel in :meth:`stream`.
-        video_every: seconds of video between sampled frames in :meth:`stream` (each frame is one result).
+        video_every: seconds of video between sampled frames in :meth:`stream` (each frame is one result);
+            0 samples only the first frame and scene changes.
+        video_scene: also sample a video frame at each scene change, when the mean absolute difference of
+            32x32 grey thumbnails probed five times a second exceeds this share of the pixel range (0 = off).
         threads: onnxruntime threads per session (0 = automatic: the detector's many small calls run
             fastest on one thread, measured 30 vs 24 images/s at 640x480 on 2 cores; the model uses
             onnxruntime's default with one worker, and one thread per session with several workers,
@@ -80,7 +83,8 @@ class AgeEstimator:
 
     def __init__(self, model: str = DEFAULT_MODEL, detector: str = "mtcnn", *, minor_age: int = 18,
                  interval_level: float = 0.9, min_face_size: int = 24, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0):
+                 batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0,
+                 video_scene: float = 0.0):
         check_number(minor_age, "minor_age", _OWNER, lo=1, hi=100, integer=True)
         check_number(interval_level, "interval_level", _OWNER, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         check_number(min_face_size, "min_face_size", _OWNER, lo=12, integer=True)
@@ -88,7 +92,11 @@ class AgeEstimator:
         check_number(batch_size, "batch_size", _OWNER, lo=1, integer=True)
         check_number(workers, "workers", _OWNER, lo=1, hi=256, integer=True)
         check_number(threads, "threads", _OWNER, lo=0, integer=True)
-        check_number(video_every, "video_every", _OWNER, lo=0.0, lo_open=True)
+        check_number(video_every, "video_every", _OWNER, lo=0.0)
+        check_number(video_scene, "video_scene", _OWNER, lo=0.0, hi=1.0)
+        if video_every == 0 and video_scene == 0:
+            raise ConfigError(f"{_OWNER}: video_every and video_scene are both 0, so no video frame would be "
+                              "sampled. Set video_every (seconds) and/or video_scene (e.g. 0.15).")
         self.model_name = model
         self.detector_name = detector
         self.minor_age = minor_age
@@ -99,6 +107,7 @@ class AgeEstimator:
         self.workers = workers
         self.threads = threads
         self.video_every = float(video_every)
+        self.video_scene = float(video_scene)
         self._model = None
         self._detector = None
 
@@ -209,7 +218,7 @@ class AgeEstimator:
     def _frames(self, path: str) -> Iterator[Any]:
         """A video's sampled frames; a video that cannot be read becomes one error item."""
         try:
-            yield from iter_frames(path, self.video_every, self.max_pixels)
+            yield from iter_frames(path, self.video_every, self.max_pixels, self.video_scene)
         except DecodeError as exc:
             yield SourceItem(path, str(exc).removeprefix(f"{path}: "))
 
