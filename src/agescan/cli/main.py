@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--distribution", action="store_true", help="include the full age distribution (.jsonl only)")
     s.add_argument("--workers", type=int, default=2, help="threads decoding and detecting (default: 2)")
     s.add_argument("--batch-size", type=int, default=64, help="faces per model call (default: 64)")
+    g = s.add_argument_group("distributed scan (with --db; needs agescan[ray]; see docs/scale.md)")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: stream on this machine (default); ray: map the pipeline over partitions of the "
+                        "file list with Ray Data, one Parquet file per partition, merged into --db")
+    g.add_argument("--address", metavar="ADDR", help="Ray cluster to join (e.g. auto or ray://head:10001; default: "
+                                                     "start a local Ray runtime)")
+    g.add_argument("--partition-size", type=int, default=1000, metavar="N",
+                   help="items (files or archive members) per partition (default: 1000)")
+    g.add_argument("--work-dir", metavar="DIR", help="where partition files go, on storage every node sees "
+                                                     "(default: DB.parts beside a SQLite --db; required with PostgreSQL)")
+    g.add_argument("--ray-actors", type=int, default=0, metavar="N",
+                   help="scanning actors, one CPU each (default: the cluster's CPU count)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _estimator_options(s)
 
@@ -228,6 +240,8 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
     with ResultStore(a.db) as store:
         run = store.open_run(config, est.model.id, est.model.sha256, a.detector, __version__)
         done = store.done_sources(run)
+        if a.engine == "ray":
+            return _scan_ray(a, est, store, run, done, sources, recursive, t0)
         total = sum(1 for _ in iter_sources(sources, recursive=recursive))
         done_files = sum(1 for _, frame in done if frame <= 0)  # a video counts once
         if done:
@@ -240,6 +254,35 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
     dt = time.time() - t0
     print(f"scanned {n['files']} new file(s) in {dt:.1f}s ({n['files'] / max(dt, 1e-9):.1f} files/s); run {run} "
           f"now holds {c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
+    return EXIT_INPUT if c["errors"] else EXIT_OK
+
+
+def _scan_ray(a: argparse.Namespace, est, store, run: int, done: set, sources: list[str], recursive: bool,
+              t0: float) -> int:
+    from agescan.errors import ConfigError
+    from agescan.scan.ray_engine import plan_partitions, run_ray_scan
+    from agescan.store import is_postgres, redact
+
+    if a.work_dir:
+        work = Path(a.work_dir)
+    elif is_postgres(a.db):
+        raise ConfigError("--engine ray with a PostgreSQL --db needs --work-dir DIR on storage every node sees.")
+    else:
+        work = Path(a.db + ".parts")
+    parts = plan_partitions(sources, recursive, a.partition_size)
+    options = {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
+               "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
+               "video_every": a.video_every, "video_scene": a.scene_change, "batch_size": max(1, a.batch_size)}
+    print(f"ray: {sum(len(p.items) for p in parts)} item(s) in {len(parts)} partition(s) of up to "
+          f"{a.partition_size}; partition files in {work}", file=sys.stderr)
+    stats = run_ray_scan(parts, options, work, done, lambda recs: store.add_records(run, recs),
+                         address=a.address, actors=a.ray_actors)
+    store.finish_run(run)
+    c = store.counts(run)
+    dt = time.time() - t0
+    print(f"ray: {stats['scanned']} partition(s) scanned, {stats['merged']} merged, {stats['skipped']} already done; "
+          f"{stats['new_items']} new item(s) in {dt:.1f}s; run {run} now holds {c['items']} item(s), "
+          f"{c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
     return EXIT_INPUT if c["errors"] else EXIT_OK
 
 
@@ -279,6 +322,9 @@ def cmd_scan(a: argparse.Namespace) -> int:
         if os.path.exists(a.out) and not a.overwrite:
             print(f"agescan scan: {a.out} exists; pass --overwrite to replace it", file=sys.stderr)
             return EXIT_USAGE
+    if a.engine == "ray" and not a.db:
+        print("agescan scan: --engine ray writes to a results database: add --db", file=sys.stderr)
+        return EXIT_USAGE
     est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
     recursive = not a.no_recursive
     if a.db:

@@ -138,13 +138,17 @@ class ResultStore:
 
     def add(self, run_id: int, results: Iterable[ImageResult]) -> int:
         """Write results, each item with its faces in one transaction; returns how many were new."""
+        return self.add_records(run_id, (to_dict(r, include_distribution=True) for r in results))
+
+    def add_records(self, run_id: int, records: Iterable[dict]) -> int:
+        """Like :meth:`add`, for results already in the result schema (``to_dict(..., include_distribution=True)``),
+        e.g. read back from a distributed scan's partition files."""
         new = 0
-        for r in results:
-            new += self._add_one(run_id, r)
+        for d in records:
+            new += self._add_one(run_id, d)
         return new
 
-    def _add_one(self, run_id: int, r: ImageResult) -> int:
-        d = to_dict(r, include_distribution=True)
+    def _add_one(self, run_id: int, d: dict) -> int:
         db = self.db
         with db.transaction():
             row = db.execute(

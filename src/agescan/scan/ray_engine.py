@@ -1,0 +1,165 @@
+"""Scans beyond one machine: the same pipeline mapped over partitions of the file list with Ray Data.
+
+The driver lists the sources in agescan's deterministic order and cuts the list into partitions of
+``partition_size`` items. Ray Data maps a scanning actor (one :class:`~agescan.AgeEstimator` per actor,
+loaded once) over the partitions; each partition's results are written to one Parquet file in the work
+folder, atomically (a temporary name, then a rename), and the driver merges each finished file into the
+results store (SQLite or PostgreSQL) item by item, idempotently. A ``.merged`` marker beside a file
+records a completed merge.
+
+Resuming is by partition: rerun the same command and finished partitions are neither scanned nor merged
+again; a file written but not merged (the driver died) is merged; a partition that was running is scanned
+again, skipping what the store already holds. Because partition names carry a digest of their item list,
+a changed folder never reuses a stale file. No cluster code here: Ray schedules, retries failed tasks and
+moves data; agescan only decides what a partition is and where its result goes.
+
+Sources and the work folder must be visible at the same paths on every node (a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from agescan.errors import ConfigError
+from agescan.io import SourceItem, iter_sources
+
+#: Columns of a partition file: one row per item (a still image, a video frame, or an error).
+PARTITION_COLUMNS = ("source", "frame_index", "record")
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int
+    digest: str  # of the partition's item list: a changed listing gets new partition names
+    items: tuple[SourceItem, ...]
+
+    @property
+    def name(self) -> str:
+        return f"part-{self.index:06d}-{self.digest[:12]}"
+
+
+def plan_partitions(sources: list[str], recursive: bool, size: int) -> list[Partition]:
+    """Cut the deterministic listing of ``sources`` into partitions of ``size`` items."""
+    if size < 1:
+        raise ConfigError(f"--partition-size must be at least 1. Got {size}.")
+    items = [item for src in sources for item in iter_sources(src, recursive=recursive)]
+    parts = []
+    for i in range(0, len(items), size):
+        chunk = tuple(items[i:i + size])
+        digest = hashlib.sha256("\n".join(f"{it.path}\t{it.error}" for it in chunk).encode()).hexdigest()
+        parts.append(Partition(i // size, digest, chunk))
+    return parts
+
+
+def write_partition(path: Path, rows: list[dict]) -> None:
+    """Write one partition's records to ``path`` atomically (Parquet via pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"source": [r["source"] for r in rows],
+                      "frame_index": pa.array([r["frame_index"] for r in rows], pa.int64()),
+                      "record": [json.dumps(r, ensure_ascii=False) for r in rows]})
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_partition(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [json.loads(r) for r in pq.read_table(path, columns=["record"]).column("record").to_pylist()]
+
+
+class PartitionScanner:
+    """The Ray Data actor: scans whole partitions with one loaded estimator."""
+
+    def __init__(self, estimator_options: dict, work_dir: str):
+        from agescan import AgeEstimator
+
+        self.est = AgeEstimator(**estimator_options).load()
+        self.work = Path(work_dir)
+
+    def __call__(self, batch: dict) -> dict:
+        from agescan.results import to_dict
+
+        out: dict[str, list] = {"name": [], "items": [], "seconds": []}
+        for name, items_json, skip_json in zip(batch["name"], batch["items"], batch["skip"]):
+            t0 = time.time()
+            path = self.work / f"{name}.parquet"
+            if not path.exists():
+                items = [SourceItem(**d) for d in json.loads(items_json)]
+                skip = {(s, int(f)) for s, f in json.loads(skip_json)}
+                rows = [to_dict(r, include_distribution=True)
+                        for r in self.est.stream(items, skip=lambda s, f: (s, f) in skip)]
+                write_partition(path, rows)
+            out["name"].append(name)
+            out["items"].append(len(json.loads(items_json)))
+            out["seconds"].append(time.time() - t0)
+        return out
+
+
+def run_ray_scan(parts: list[Partition], estimator_options: dict, work_dir: Path, done: set[tuple[str, int]],
+                 merge: Callable[[list[dict]], int], *, address: str | None = None, actors: int = 0,
+                 log: Any = sys.stderr) -> dict:
+    """Scan ``parts`` on Ray and merge each finished partition with ``merge(records) -> new items``.
+
+    Returns counts: partitions scanned, merged and skipped, new items merged.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray Data: pip install 'agescan[ray]'.") from None
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stats = {"partitions": len(parts), "scanned": 0, "merged": 0, "skipped": 0, "new_items": 0}
+
+    def merge_file(name: str) -> None:
+        n = merge(read_partition(work_dir / f"{name}.parquet"))
+        (work_dir / f"{name}.merged").touch()
+        stats["merged"] += 1
+        stats["new_items"] += n
+
+    todo = []
+    for p in parts:
+        if (work_dir / f"{p.name}.merged").exists():
+            stats["skipped"] += 1
+        elif (work_dir / f"{p.name}.parquet").exists():
+            merge_file(p.name)  # written by a run that died before merging it
+        else:
+            sources = {it.path for it in p.items}
+            todo.append({"name": p.name, "items": json.dumps([asdict(it) for it in p.items]),
+                         "skip": json.dumps(sorted(k for k in done if k[0] in sources))})
+    if not todo:
+        return stats
+    started_here = not ray.is_initialized()
+    if started_here:
+        import logging
+
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        n_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        options = {**estimator_options, "workers": 1, "threads": estimator_options.get("threads") or 1}
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
+        ds = ds.map_batches(PartitionScanner, fn_constructor_args=(options, str(work_dir)), batch_size=1,
+                            concurrency=min(n_actors, len(todo)), num_cpus=1)
+        for row in ds.iter_rows():
+            merge_file(row["name"])
+            stats["scanned"] += 1
+            print(f"partition {row['name']}: {row['items']} item(s) in {row['seconds']:.1f}s; "
+                  f"{stats['scanned']}/{len(todo)} scanned", file=log, flush=True)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return stats
