@@ -417,6 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # corrupt metadata; agescan records real decode failures per file, so the warnings are only noise
     # that would flood the terminal during a scan of millions of files.
     warnings.filterwarnings("ignore", module=r"PIL\.")
+    # Likewise FFmpeg and OpenCV print their own complaints (in raw, often non-UTF-8 bytes) about every
+    # broken video; the scan records each as an error item, so the terminal stays readable.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     parser = build_parser()
     a = parser.parse_args(argv)
     if not a.command:

@@ -75,7 +75,7 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
 def _sampled(path: str, sha: str, every_seconds: float, max_pixels: int, scene_change: float) -> Iterator[VideoFrame]:
     import cv2
 
-    cap = cv2.VideoCapture(path)
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
             raise DecodeError(f"{path}: not a readable video (OpenCV could not open it).")
@@ -113,7 +113,7 @@ def read_frame(path: str, frame_index: int) -> np.ndarray:
     """One frame of a video as RGB uint8 (for thumbnails of a scanned frame)."""
     import cv2
 
-    cap = cv2.VideoCapture(path)
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         if not cap.isOpened():
             raise DecodeError(f"{path}: not a readable video (OpenCV could not open it).")
