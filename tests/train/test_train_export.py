@@ -88,3 +88,77 @@ def test_training_eye_bands_cover_the_eyes_and_leave_input_alone():
     assert 0.08 < black < 0.14  # about 0.95 * 54 x 0.25 * 72 px of a 96 x 96 crop
     half = add_eye_bands(crops, eyes, "org+ocl", g)
     assert 8 < sum((c == 0).any() for c in half) < 32
+
+
+def test_per_age_sampling_draws_n_of_every_age():
+    from agescan.train.loop import epoch_order
+
+    ages = np.array([1] * 3 + [2] * 50 + [7] * 10)
+    order = epoch_order(ages, 0.0, torch.Generator().manual_seed(0), per_age=20)
+    counts = np.bincount(ages[order], minlength=8)
+    assert counts[1] == counts[2] == counts[7] == 20 and len(order) == 60
+    assert len(set(order[ages[order] == 2])) == 20  # enough images: drawn without replacement
+    assert set(order[ages[order] == 1]) == {0, 1, 2}  # too few: drawn with replacement
+
+
+@pytest.mark.slow
+def test_ssrnet_trains_from_the_authors_weights_and_exports(tmp_path):
+    from tests.train.test_ssrnet import WEIGHTS
+
+    h5 = WEIGHTS / "imdb" / "ssrnet_3_3_3_64_1.0_1.0.h5"
+    if not h5.is_file():
+        pytest.skip(f"SSR-Net weights not available under {WEIGHTS}")
+    from agescan.train.nets import load_init
+
+    data = tmp_path / "d.npz"
+    _fake_dataset(data, n=64)
+    fresh = build("ssrnet")
+    load_init(fresh, str(h5))
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "ssr"), arch="ssrnet", epochs=1, batch_size=16, threads=1,
+                      init=str(h5), per_age=1, age_range="0-60", clip_grad=5.0)
+    train(cfg)
+    net = build("ssrnet")
+    net.load_state_dict(torch.load(tmp_path / "ssr" / "best.pt", weights_only=False)["model"])
+    # started from the authors' weights (not from scratch) and moved away from them
+    w0, w1 = fresh.ssr.x_blocks[0].conv.weight, net.ssr.x_blocks[0].conv.weight
+    assert torch.allclose(w0, w1, atol=0.05) and not torch.equal(w0, w1)
+    card = ModelCard(id="test.ssr", architecture="SSR-Net test", crop=CropRecipe(size=64), mean=MEAN, std=STD,
+                     licence="test only", training_data="random pixels", metrics={"none": {}})
+    path, _ = export_onnx(ProbsWrapper(net.eval()), card, tmp_path / "ssr.onnx")
+    assert parity(ProbsWrapper(net), path) < 1e-4
+    with pytest.raises(ValueError, match="need --arch ssrnet"):
+        load_init(build("dexnet-s"), str(h5))
+
+
+@pytest.mark.slow
+def test_residual_dex_learns_the_first_models_residuals(tmp_path):
+    from agescan.train.loop import build_for, predict_logits
+
+    data = tmp_path / "d.npz"
+    _fake_dataset(data)
+    first = TrainConfig(data=str(data), out=str(tmp_path / "d1"), epochs=1, batch_size=32, threads=1)
+    train(first)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "d2"), epochs=3, batch_size=32, threads=1,
+                      residual_of=str(tmp_path / "d1"), lr=5e-3)
+    train(cfg)
+    combined = build_for(cfg, load_first=False)
+    combined.load_state_dict(torch.load(tmp_path / "d2" / "best.pt", weights_only=False)["model"])
+    d1 = build("dexnet-s")
+    d1.load_state_dict(torch.load(tmp_path / "d1" / "best.pt", weights_only=False)["model"])
+    assert all(torch.equal(a, b) for a, b in zip(combined.d1.state_dict().values(), d1.state_dict().values()))
+    d = np.load(data)
+    va = d["split"] == "val"
+    probs = torch.softmax(predict_logits(combined, d["crops"][va], cfg), 1)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-4)
+    e1 = torch.softmax(predict_logits(d1, d["crops"][va], cfg), 1) @ torch.arange(101.0)
+    combined.eval()
+    with torch.no_grad():
+        from agescan.train.loop import to_input
+
+        x = to_input(d["crops"][va], cfg, False, torch.Generator())
+        e2 = torch.softmax(combined.d2(x), 1) @ combined.offsets
+    # the combined expectation is D1 + D2 (up to the clamping at the ends of the age range)
+    assert torch.allclose(probs @ torch.arange(101.0), (e1 + e2).clamp(0, 100), atol=0.05)
+    log = [json.loads(x) for x in (tmp_path / "d2" / "log.jsonl").read_text().splitlines()]
+    log1 = [json.loads(x) for x in (tmp_path / "d1" / "log.jsonl").read_text().splitlines()]
+    assert min(r["val_mae"] for r in log) < log1[-1]["val_mae"]  # the residual model helps the first

@@ -50,6 +50,7 @@ class TrainConfig:
     per_age: int = 0
     age_range: str = ""
     init: str = ""
+    residual_of: str = ""
     occlusion: str = "org"
     stop_after: int = 0
     seed: int = 0
@@ -64,12 +65,37 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def soft_targets(ages: torch.Tensor, n_bins: int, sigma_min: float, slope: float) -> torch.Tensor:
-    """Gaussian label distributions (DLDL): narrower for children, wider for adults (label noise grows)."""
+def soft_targets(ages: torch.Tensor, n_bins: int, sigma_min: float, slope: float,
+                 centres: torch.Tensor | None = None) -> torch.Tensor:
+    """Gaussian label distributions (DLDL): narrower for children, wider for adults (label noise grows).
+
+    ``centres`` (bin positions; default: the ages) lets Residual DEX centre them on a residual's bin while
+    the width still follows the true age."""
     bins = torch.arange(n_bins, dtype=torch.float32)
     sigma = torch.clamp(ages.float() * slope, min=sigma_min)[:, None]
-    t = torch.exp(-0.5 * ((bins[None] - ages.float()[:, None]) / sigma) ** 2)
+    c = ages.float() if centres is None else centres.float()
+    t = torch.exp(-0.5 * ((bins[None] - c[:, None]) / sigma) ** 2)
     return t / t.sum(1, keepdim=True)
+
+
+def build_for(cfg: TrainConfig, load_first: bool = True) -> torch.nn.Module:
+    """The network a run trains: ``cfg.arch``, or with ``residual_of`` the Residual DEX pair (D1 from that run's
+    best checkpoint, frozen; D2 = ``cfg.arch`` over residuals -50..50)."""
+    if not cfg.residual_of:
+        return build(cfg.arch, cfg.max_age + 1)
+    from agescan.train.nets import ResidualDex
+
+    first = TrainConfig(**json.loads((Path(cfg.residual_of) / "config.json").read_text()))
+    if first.residual_of:
+        raise ValueError(f"--residual-of {cfg.residual_of}: that run is itself a residual model; give its first model.")
+    d1 = build(first.arch, first.max_age + 1)
+    if load_first:
+        d1.load_state_dict(torch.load(Path(cfg.residual_of) / "best.pt", weights_only=False)["model"])
+    return ResidualDex(d1, build(cfg.arch, 2 * RESIDUAL_RADIUS + 1), cfg.max_age + 1, RESIDUAL_RADIUS)
+
+
+#: Residual DEX predicts residuals of -50..50 years (the paper's range).
+RESIDUAL_RADIUS = 50
 
 
 def augment_grid(n: int, cfg: TrainConfig, src: int, train: bool, gen: torch.Generator) -> torch.Tensor:
@@ -244,11 +270,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         xva_band = add_eye_bands(xva, eye_positions(d["landmarks"][va], size, margin), "ocl",
                                  torch.Generator().manual_seed(cfg.seed + 1))
     n_bins = cfg.max_age + 1
-    model = build(cfg.arch, n_bins)
+    model = build_for(cfg)
     if cfg.init:
-        load_init(model, cfg.init)
+        load_init(model.d2 if cfg.residual_of else model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = model.d2 if cfg.residual_of else model
+    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     epoch_len = cfg.per_age * len(np.unique(ytr)) if cfg.per_age > 0 else len(xtr)
     steps = cfg.epochs * math.ceil(epoch_len / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
@@ -274,16 +301,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             batch = xtr[idx] if cfg.occlusion == "org" else add_eye_bands(xtr[idx], eyes_tr[idx], cfg.occlusion, gen)
             x = to_input(batch, cfg, True, gen)
             y = torch.from_numpy(ytr[idx])
-            logits = model(x)
-            logp = F.log_softmax(logits, 1)
-            tgt = soft_targets(y, n_bins, cfg.sigma_min, cfg.sigma_slope)
+            if cfg.residual_of:  # D2 learns age - D1(x) on the same augmented input
+                with torch.no_grad():
+                    r = (y.float() - model.first_age(x)).clamp(-RESIDUAL_RADIUS, RESIDUAL_RADIUS)
+                logp = F.log_softmax(model.d2(x), 1)
+                tgt = soft_targets(y, 2 * RESIDUAL_RADIUS + 1, cfg.sigma_min, cfg.sigma_slope, r + RESIDUAL_RADIUS)
+                l1 = (logp.exp() @ model.offsets - r).abs().mean()
+            else:
+                logp = F.log_softmax(model(x), 1)
+                tgt = soft_targets(y, n_bins, cfg.sigma_min, cfg.sigma_slope)
+                l1 = (logp.exp() @ bins - y.float()).abs().mean()
             kl = F.kl_div(logp, tgt, reduction="batchmean")
-            l1 = (logp.exp() @ bins - y.float()).abs().mean()
             loss = kl + cfg.l1_weight * l1
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.clip_grad)
             opt.step()
             sched.step()
             tot += loss.item(); nb += 1

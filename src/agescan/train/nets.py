@@ -95,6 +95,40 @@ class SSRNetDist(nn.Module):
         return -0.5 * z * z
 
 
+class ResidualDex(nn.Module):
+    """Residual DEX: a frozen first model D1 and a second model D2 trained on D1's residuals.
+
+    D2 has ``2 * radius + 1`` bins for residuals ``-radius..radius`` years. The combined distribution puts D2's
+    probability of residual ``r`` at age ``E[D1] + r`` (clamped to the age range), split linearly between the
+    two neighbouring whole years, so its expectation is D1 + D2 (the paper's combination) and P(minor) and the
+    interval come from the same distribution as every other model. ``forward`` returns log-probabilities, so
+    :class:`ProbsWrapper` (softmax with temperature 1) gives the combined probabilities back unchanged.
+    """
+
+    def __init__(self, d1: nn.Module, d2: nn.Module, n_bins: int = 101, radius: int = 50):
+        super().__init__()
+        self.d1, self.d2, self.radius = d1, d2, radius
+        self.register_buffer("ages", torch.arange(n_bins, dtype=torch.float32))
+        self.register_buffer("offsets", torch.arange(-radius, radius + 1, dtype=torch.float32))
+        for p in self.d1.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ResidualDex":
+        super().train(mode)
+        self.d1.eval()  # D1 stays frozen, batch-norm statistics included
+        return self
+
+    def first_age(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.d1(x), dim=1) @ self.ages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a1 = self.first_age(x)
+        p2 = torch.softmax(self.d2(x), dim=1)
+        pos = torch.clamp(a1[:, None] + self.offsets[None, :], 0.0, float(self.ages[-1]))
+        w = torch.relu(1.0 - torch.abs(self.ages[None, :, None] - pos[:, None, :]))
+        return torch.log((w * p2[:, None, :]).sum(-1) + 1e-12)
+
+
 ARCHITECTURES = {
     "dexnet-s": lambda n_bins: DexNet(n_bins),
     "dexnet-m": lambda n_bins: DexNet(n_bins, widths=(32, 64, 128, 128, 192, 192, 320)),

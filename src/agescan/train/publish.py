@@ -24,8 +24,8 @@ import torch
 from agescan.align import CropRecipe
 from agescan.export import embed_card, export_onnx, parity
 from agescan.models.card import ModelCard
-from agescan.train.loop import MEAN, STD, TrainConfig, fit_temperature, predict_logits
-from agescan.train.nets import ProbsWrapper, build
+from agescan.train.loop import MEAN, STD, TrainConfig, build_for, fit_temperature, predict_logits
+from agescan.train.nets import ProbsWrapper
 
 LICENCE = ("Weights: CC BY-NC 4.0-style non-commercial research use only, because they were trained on UTKFace "
            "(non-commercial research licence). agescan code: Apache-2.0.")
@@ -57,7 +57,7 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
 
     run_dir = Path(run)
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
-    net = build(cfg.arch, cfg.max_age + 1)
+    net = build_for(cfg, load_first=False)
     ck = torch.load(run_dir / "best.pt", weights_only=False)
     net.load_state_dict(ck["model"])
     net.eval()

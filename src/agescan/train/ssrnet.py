@@ -30,7 +30,7 @@ class _Block(nn.Module):
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
     """Keras' channels-last Flatten of an NCHW tensor."""
-    return x.permute(0, 2, 3, 1).reshape(len(x), -1)
+    return x.permute(0, 2, 3, 1).flatten(1)
 
 
 class _Stage(nn.Module):
@@ -74,8 +74,8 @@ class SSRNet(nn.Module):
             ss.append(s)
         # stage 1: last blocks (4x4); stage 2: after the 2nd pooling (14x14 -> 3x3); stage 3: after the 1st (31 -> 3)
         maps = [(ss[3], xs[3], 1), (ss[1], xs[1], 4), (ss[0], xs[0], 8)]
-        age = torch.zeros(len(bgr), dtype=bgr.dtype, device=bgr.device)
-        denom = torch.ones(len(bgr), dtype=bgr.dtype, device=bgr.device)
+        age: torch.Tensor | None = None  # (built from the batch, so an exported graph keeps a dynamic batch size)
+        denom: torch.Tensor | None = None
         for k, ((sm, xm, pool), head) in enumerate(zip(maps, self.heads)):
             sf = torch.relu(self.s_1x1[k](sm))
             xf = torch.relu(self.x_1x1[k](xm))
@@ -83,8 +83,10 @@ class SSRNet(nn.Module):
                 sf, xf = F.max_pool2d(sf, pool), F.avg_pool2d(xf, pool)
             p, eta, delta = head(_flat(sf), _flat(xf))
             idx = torch.arange(self.stages[k], dtype=bgr.dtype, device=bgr.device)
-            denom = denom * self.stages[k] * (1 + self.lambda_d * delta[:, 0])
-            age = age + ((idx + self.lambda_local * eta) * p).sum(1) / denom
+            factor = self.stages[k] * (1 + self.lambda_d * delta[:, 0])
+            denom = factor if denom is None else denom * factor
+            term = ((idx + self.lambda_local * eta) * p).sum(1) / denom
+            age = term if age is None else age + term
         return age * self.v
 
 
