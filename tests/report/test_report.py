@@ -59,6 +59,9 @@ def test_report_page_and_exports(report_dir):
     assert len(items) == 6 and float(items[0]["max_p_minor"]) > 0.9
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
     assert len(faces) == 4
+    # triage: the child (P(minor) > 0.9) is flagged at the default threshold, the adult astronaut copies are not
+    assert [f["flagged"] for f in faces] == ["1", "0", "0", "0"] and "1 flagged for review" in page
+    assert [int(i["flagged_faces"]) for i in items][:2] == [1, 0]
     lines = [json.loads(x) for x in (report_dir / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["source"] for r in lines] == [r["source"] for r in faces]
     assert len(lines[0]["distribution"]["probs"]) == 101 and len(lines[0]["landmarks"]) == 5
@@ -81,6 +84,11 @@ def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgre
     rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
     assert _summary(out) == _summary(report_dir)
+    # the challenge age flags the adults estimated under it too (the same rule in SQL on both engines)
+    rep = subprocess.run([*run, "report", "--db", url, "--out", str(out), "--challenge-age", "99"],
+                         capture_output=True, text=True)
+    assert rep.returncode == 0, rep.stderr
+    assert [f["flagged"] for f in csv.DictReader(open(out / "faces.csv", encoding="utf-8"))] == ["1"] * 4
     strip = lambda page: re.sub(r"<section id='provenance'>.*?</section>", "", page, flags=re.S)  # noqa: E731
     assert strip((out / "index.html").read_text(encoding="utf-8")).count("data-pminor") == 2
 

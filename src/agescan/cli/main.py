@@ -49,6 +49,13 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--video-every", type=float, default=1.0, metavar="SECONDS",
                    help="sample one video frame every SECONDS of video (default: 1.0; 0 = first frame and "
                         "scene changes only); each frame is one result")
+    from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
+
+    g.add_argument("--flag-threshold", type=float, default=DEFAULT_FLAG_THRESHOLD, metavar="P",
+                   help=f"triage: flag a face for review when P(minor) >= P (default: {DEFAULT_FLAG_THRESHOLD}, chosen "
+                        "on val so that at most 1%% of minors pass; see docs/benchmarks.md)")
+    g.add_argument("--challenge-age", type=float, default=DEFAULT_CHALLENGE_AGE, metavar="AGE",
+                   help="triage: also flag a face whose point age is under AGE (e.g. 25; default: 0 = off)")
     g.add_argument("--scene-change", type=float, default=0.0, metavar="T",
                    help="also sample a frame at each scene change: mean absolute difference of 32x32 grey "
                         "thumbnails, probed 5 times a second, above T of the pixel range (0..1; 0.15 catches hard "
@@ -87,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                        description="Walk folders (recursively, in sorted order) and write a result per image to a "
                                    "JSON Lines or CSV file (--out), or to a results database (--db: SQLite or PostgreSQL), with a "
-                                   "progress bar (files/s, faces, possible minors, errors, ETA). Unreadable files are "
+                                   "progress bar (files/s, faces, faces flagged for review, errors, ETA). Unreadable files are "
                                    "recorded as errors and the scan carries on. With --db the scan is resumable: "
                                    "rerun the same command after an interruption (even kill -9) and it continues "
                                    "where it stopped, without losing or duplicating a record.")
@@ -132,7 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "postgresql:// URL; opened read-only)")
     rp.add_argument("--out", required=True, help="report folder (created)")
     rp.add_argument("--run", type=int, help="run id (default: the latest run)")
-    rp.add_argument("--threshold", type=float, default=0.5, help="initial P(minor) filter of the page (default: 0.5)")
+    from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
+
+    rp.add_argument("--threshold", type=float, default=DEFAULT_FLAG_THRESHOLD,
+                    help=f"flag faces with P(minor) >= this; also the page filter's start "
+                         f"(default: {DEFAULT_FLAG_THRESHOLD}, as agescan scan)")
+    rp.add_argument("--challenge-age", type=float, default=DEFAULT_CHALLENGE_AGE, metavar="AGE",
+                    help="also flag faces whose point age is under AGE (default: 0 = off)")
     rp.add_argument("--max-items", type=int, default=2000, help="files listed on the page (default: 2000; CSVs hold all)")
     rp.add_argument("--no-thumbnails", action="store_true", help="do not cut face thumbnails from the evidence files")
 
@@ -208,20 +221,23 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     return EXIT_INPUT if failed else EXIT_OK
 
 
-def _scan_with_progress(est, items, total: int, initial: int, disable: bool, write, skip=None) -> dict:
+def _scan_with_progress(est, items, total: int, initial: int, a: argparse.Namespace, write, skip=None) -> dict:
     """Stream ``items`` through ``est``, hand each result to ``write``, show progress; return counts."""
     from tqdm import tqdm
 
-    n = {"files": 0, "faces": 0, "minors": 0, "errors": 0}
+    from agescan.triage import is_flagged
+
+    disable = a.no_progress
+    n = {"files": 0, "faces": 0, "flagged": 0, "errors": 0}
     bar = tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
     for r in est.stream(items, skip=skip):
         write(r)
         n["files"] += r.provenance.frame_index <= 0  # a video counts once (its first frame or its error)
         n["faces"] += len(r.faces)
-        n["minors"] += sum(1 for f in r.faces if f.p_minor >= 0.5)
+        n["flagged"] += sum(1 for f in r.faces if is_flagged(f.p_minor, f.age, a.flag_threshold, a.challenge_age))
         n["errors"] += bool(r.error)
         bar.update(int(r.provenance.frame_index <= 0))
-        bar.set_postfix(faces=n["faces"], minors=n["minors"], errors=n["errors"], refresh=False)
+        bar.set_postfix(faces=n["faces"], flagged=n["flagged"], errors=n["errors"], refresh=False)
     bar.close()
     return n
 
@@ -248,13 +264,18 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
             print(f"resuming run {run}: {done_files} of {total} file(s) already in {redact(a.db)} ({len(done)} items "
                   f"with video frames); they are skipped", file=sys.stderr)
         n = _scan_with_progress(est, iter_sources(sources, recursive=recursive), total, min(done_files, total),
-                                a.no_progress, lambda r: store.add(run, [r]), skip=lambda s, f: (s, f) in done)
+                                a, lambda r: store.add(run, [r]), skip=lambda s, f: (s, f) in done)
         store.finish_run(run)
         c = store.counts(run)
     dt = time.time() - t0
-    print(f"scanned {n['files']} new file(s) in {dt:.1f}s ({n['files'] / max(dt, 1e-9):.1f} files/s); run {run} "
-          f"now holds {c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
+    print(f"scanned {n['files']} new file(s) in {dt:.1f}s ({n['files'] / max(dt, 1e-9):.1f} files/s), "
+          f"{n['flagged']} new face(s) flagged ({_flag_rule(a)}); run {run} now holds {c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
     return EXIT_INPUT if c["errors"] else EXIT_OK
+
+
+def _flag_rule(a: argparse.Namespace) -> str:
+    rule = f"P(under {a.minor_age}) >= {a.flag_threshold:g}"
+    return rule + (f" or age < {a.challenge_age:g}" if a.challenge_age else "")
 
 
 def _scan_ray(a: argparse.Namespace, est, store, run: int, done: set, sources: list[str], recursive: bool,
@@ -297,12 +318,11 @@ def _scan_file(a: argparse.Namespace, est, recursive: bool) -> int:
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = ResultWriter(fh, fmt, include_distribution=a.distribution)
         writer.write_header()
-        n = _scan_with_progress(est, iter_sources(a.sources, recursive=recursive), total, 0, a.no_progress,
-                                writer.write)
+        n = _scan_with_progress(est, iter_sources(a.sources, recursive=recursive), total, 0, a, writer.write)
     os.replace(tmp, a.out)
     dt = time.time() - t0
     print(f"scanned {total} file(s) in {dt:.1f}s ({total / max(dt, 1e-9):.1f} files/s): {n['faces']} face(s), "
-          f"{n['minors']} with P(under {a.minor_age}) >= 0.5, {n['errors']} error(s) -> {a.out}", file=sys.stderr)
+          f"{n['flagged']} flagged ({_flag_rule(a)}), {n['errors']} error(s) -> {a.out}", file=sys.stderr)
     return EXIT_INPUT if n["errors"] else EXIT_OK
 
 
@@ -325,6 +345,9 @@ def cmd_scan(a: argparse.Namespace) -> int:
     if a.engine == "ray" and not a.db:
         print("agescan scan: --engine ray writes to a results database: add --db", file=sys.stderr)
         return EXIT_USAGE
+    from agescan.triage import check_triage
+
+    check_triage(a.flag_threshold, a.challenge_age)
     est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
     recursive = not a.no_recursive
     if a.db:
@@ -385,7 +408,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from agescan.report import write_report
 
-    path = write_report(a.db, a.out, run_id=a.run, threshold=a.threshold, max_items=a.max_items,
+    path = write_report(a.db, a.out, run_id=a.run, threshold=a.threshold, challenge_age=a.challenge_age,
+                        max_items=a.max_items,
                         thumbnails=not a.no_thumbnails)
     print(f"wrote {path} (open it in a browser; it needs no server or network)", file=sys.stderr)
     return EXIT_OK

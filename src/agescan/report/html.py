@@ -22,6 +22,7 @@ import numpy as np
 from agescan.errors import AgescanError, ConfigError
 from agescan.io.archives import load_source
 from agescan.store import Database, check_schema, connect
+from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD, check_triage, is_flagged
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -102,7 +103,8 @@ def _export(db: Database, query: str, args: tuple, csv_path: Path) -> None:
             fj.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
-def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None = None, threshold: float = 0.5,
+def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None = None,
+                 threshold: float = DEFAULT_FLAG_THRESHOLD, challenge_age: float = DEFAULT_CHALLENGE_AGE,
                  max_items: int = 2000, thumbnails: bool = True) -> Path:
     """Write ``out_dir/index.html``, ``items.csv`` and ``faces.csv`` for one run; returns the page's path.
 
@@ -110,10 +112,13 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
         db_path: a results database written by ``agescan scan --db``.
         out_dir: folder for the report (created).
         run_id: which run (default: the latest).
-        threshold: initial P(minor) threshold of the page's filter.
+        threshold: flag faces with P(minor) >= this (the triage rule of :mod:`agescan.triage`); also the
+            initial value of the page's filter.
+        challenge_age: also flag faces whose point age is under this (0 = off).
         max_items: files listed on the page, highest P(minor) first (the CSVs hold all of them).
         thumbnails: cut blurred face thumbnails from the evidence files.
     """
+    check_triage(threshold, challenge_age)
     db = connect(db_path, readonly=True)
     try:
         check_schema(db)
@@ -127,11 +132,15 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
         rid = run["id"]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _export(db, "SELECT * FROM items WHERE run_id=? ORDER BY COALESCE(max_p_minor, -1) DESC, source",
-                (rid,), out / "items.csv")
-        _export(db, "SELECT f.*, i.source, i.sha256 FROM faces f JOIN items i ON f.item_id = i.id "
-                    "WHERE i.run_id=? ORDER BY f.p_minor DESC, i.source, f.face_index", (rid,), out / "faces.csv")
-        page = _page(db, run, threshold, max_items, thumbnails)
+        rule = "(f.p_minor >= ? OR f.age < ?)"  # agescan.triage.is_flagged, in SQL
+        _export(db, f"SELECT items.*, (SELECT COUNT(*) FROM faces f WHERE f.item_id = items.id AND {rule}) "
+                    "AS flagged_faces FROM items WHERE run_id=? ORDER BY COALESCE(max_p_minor, -1) DESC, source",
+                (threshold, challenge_age, rid), out / "items.csv")
+        _export(db, f"SELECT f.*, i.source, i.sha256, CASE WHEN {rule} THEN 1 ELSE 0 END AS flagged "
+                    "FROM faces f JOIN items i ON f.item_id = i.id "
+                    "WHERE i.run_id=? ORDER BY f.p_minor DESC, i.source, f.face_index",
+                (threshold, challenge_age, rid), out / "faces.csv")
+        page = _page(db, run, threshold, challenge_age, max_items, thumbnails)
     finally:
         db.close()
     path = out / "index.html"
@@ -139,7 +148,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     return path
 
 
-def _page(db: Database, run: dict, threshold: float, max_items: int, thumbnails: bool) -> str:
+def _page(db: Database, run: dict, threshold: float, challenge_age: float, max_items: int, thumbnails: bool) -> str:
     rid = run["id"]
     items = db.execute("SELECT id, source, sha256, phash, frame_index, timestamp, width, height, n_faces, max_p_minor "
                        "FROM items "
@@ -150,8 +159,11 @@ def _page(db: Database, run: dict, threshold: float, max_items: int, thumbnails:
     near = _near_duplicates(items)
     errors = db.execute("SELECT source, error_type, error FROM items WHERE run_id=? AND error != '' ORDER BY source",
                         (rid,)).fetchall()
-    ages = [a for (a,) in db.execute("SELECT f.age FROM faces f JOIN items i ON f.item_id=i.id WHERE i.run_id=?",
-                                     (rid,))]
+    face_rows = db.execute("SELECT f.age, f.p_minor FROM faces f JOIN items i ON f.item_id=i.id WHERE i.run_id=?",
+                           (rid,)).fetchall()
+    ages = [a for a, _ in face_rows]
+    n_flagged = sum(is_flagged(pm, a, threshold, challenge_age) for a, pm in face_rows)
+    rule = f"P(minor) &ge; {threshold:g}" + (f" or estimated age &lt; {challenge_age:g}" if challenge_age else "")
     n_items, n_noface = db.execute("SELECT COUNT(*), SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) "
                                    "FROM items WHERE run_id=?", (rid,)).fetchone()
     n_noface = int(n_noface or 0)
@@ -169,15 +181,17 @@ def _page(db: Database, run: dict, threshold: float, max_items: int, thumbnails:
         for (x1, y1, x2, y2, age, lo, hi, pm, group), t in zip(faces, thumbs):
             img = (f"<img class='thumb' src='{t}' alt='face, blurred: click to reveal' title='click to reveal' "
                    f"onclick='reveal(this)'>" if t.startswith("data:") else f"<span class='dim'>{html.escape(t)}</span>")
-            cls = " class='minor'" if pm >= 0.5 else ""
-            cells.append(f"<div>{img}<span{cls}>age {age:.1f} ({lo:.0f}-{hi:.0f}), P(minor) {pm:.2f}, {group}</span></div>")
+            flag = is_flagged(pm, age, threshold, challenge_age)
+            cls = " class='minor'" if flag else ""
+            cells.append(f"<div>{img}<span{cls}>{'FLAGGED: ' if flag else ''}age {age:.1f} ({lo:.0f}-{hi:.0f}), "
+                         f"P(minor) {pm:.2f}, {group}</span></div>")
         stack = f"<br><span class='dim'>{dup[sha]} identical copies (sha256)</span>" if sha in dup else ""
         if near["stacks"].get(item_id):
             others = ", ".join(html.escape(s) for s in near["stacks"][item_id][:5])
             stack += (f"<br><span class='dim'>{len(near['stacks'][item_id])} near-duplicate(s) (perceptual hash): "
                       f"{others}</span>")
         where = f", frame {frame} at {stamp:.1f} s" if frame >= 0 else ""
-        rows.append(f"<tr class='item' data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= 0.5 else ''}'>"
+        rows.append(f"<tr class='item' data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= threshold else ''}'>"
                     f"{pmax:.2f}</td><td><code>{html.escape(source)}</code><br><span class='dim'>{w}x{h}{where}, sha256 "
                     f"{sha[:16]}…</span>{stack}</td><td>{''.join(cells)}</td></tr>")
     err_rows = "".join(f"<tr><td><code>{html.escape(s)}</code></td><td class='err'>{html.escape(t)}</td>"
@@ -194,7 +208,8 @@ def _page(db: Database, run: dict, threshold: float, max_items: int, thumbnails:
 <title>agescan report: run {rid}</title><style>{_CSS}</style><script>{_JS}</script></head>
 <body>
 <h1>agescan report: run {rid}</h1>
-<p>{n_items} file(s) scanned: {len(ages)} face(s), {n_noface or 0} file(s) without a face, {len(errors)} error(s).
+<p>{n_items} file(s) scanned: {len(ages)} face(s), <b>{n_flagged} flagged for review</b> ({rule}),
+{n_noface} file(s) without a face, {len(errors)} error(s).
 Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% interval; P(minor) = P(age &lt; {config.get('minor_age', 18)}).</p>
 <h2>Estimated ages</h2>
 {_histogram_svg(ages)}
@@ -208,7 +223,8 @@ Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% 
 <table id="errors"><thead><tr><th>file</th><th>type</th><th>reason</th></tr></thead><tbody>{err_rows}</tbody></table>
 <h2>Provenance</h2>
 <table id="provenance">{prov}</table>
-<p class="dim">Exports: <a href="items.csv">items.csv</a>, <a href="faces.csv">faces.csv</a>.</p>
+<p class="dim">Exports: <a href="items.csv">items.csv</a>, <a href="faces.csv">faces.csv</a>, <a href="items.jsonl">items.jsonl</a>,
+<a href="faces.jsonl">faces.jsonl</a> (with the flag of the rule above).</p>
 </body></html>
 """
 
