@@ -12,7 +12,7 @@ more adults; set it (e.g. 25) to add the retail rule.
 from __future__ import annotations
 
 #: Flag a face when P(age < minor age) >= this (chosen on val: at most 1% of minors pass).
-DEFAULT_FLAG_THRESHOLD = 0.02
+DEFAULT_FLAG_THRESHOLD = 0.016
 #: Also flag a face whose point age is under this (0 = off).
 DEFAULT_CHALLENGE_AGE = 0.0
 
