@@ -255,9 +255,9 @@ def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) ->
     t0 = time.time()
     with ResultStore(a.db) as store:
         run = store.open_run(config, est.model.id, est.model.sha256, a.detector, __version__)
-        done = store.done_sources(run)
         if a.engine == "ray":
-            return _scan_ray(a, est, store, run, done, sources, recursive, t0)
+            return _scan_ray(a, store, run, sources, recursive, t0)
+        done = store.done_sources(run)
         total = sum(1 for _ in iter_sources(sources, recursive=recursive))
         done_files = sum(1 for _, frame in done if frame <= 0)  # a video counts once
         if done:
@@ -278,8 +278,7 @@ def _flag_rule(a: argparse.Namespace) -> str:
     return rule + (f" or age < {a.challenge_age:g}" if a.challenge_age else "")
 
 
-def _scan_ray(a: argparse.Namespace, est, store, run: int, done: set, sources: list[str], recursive: bool,
-              t0: float) -> int:
+def _scan_ray(a: argparse.Namespace, store, run: int, sources: list[str], recursive: bool, t0: float) -> int:
     from agescan.errors import ConfigError
     from agescan.scan.ray_engine import plan_partitions, run_ray_scan
     from agescan.store import is_postgres, redact
@@ -290,18 +289,18 @@ def _scan_ray(a: argparse.Namespace, est, store, run: int, done: set, sources: l
         raise ConfigError("--engine ray with a PostgreSQL --db needs --work-dir DIR on storage every node sees.")
     else:
         work = Path(a.db + ".parts")
-    parts = plan_partitions(sources, recursive, a.partition_size)
+    parts = plan_partitions(sources, recursive, a.partition_size, work)
     options = {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
                "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
                "video_every": a.video_every, "video_scene": a.scene_change, "batch_size": max(1, a.batch_size)}
-    print(f"ray: {sum(len(p.items) for p in parts)} item(s) in {len(parts)} partition(s) of up to "
-          f"{a.partition_size}; partition files in {work}", file=sys.stderr)
-    stats = run_ray_scan(parts, options, work, done, lambda recs: store.add_records(run, recs),
-                         address=a.address, actors=a.ray_actors)
+    print(f"ray: partitions of up to {a.partition_size} item(s); partition files in {work}", file=sys.stderr)
+    stats = run_ray_scan(parts, options, work, lambda srcs: store.stored_among(run, srcs),
+                         lambda recs: store.add_records(run, recs), address=a.address, actors=a.ray_actors)
     store.finish_run(run)
     c = store.counts(run)
     dt = time.time() - t0
-    print(f"ray: {stats['scanned']} partition(s) scanned, {stats['merged']} merged, {stats['skipped']} already done; "
+    print(f"ray: {stats['items']} item(s) in {stats['partitions']} partition(s): "
+          f"{stats['scanned']} partition(s) scanned, {stats['merged']} merged, {stats['skipped']} already done; "
           f"{stats['new_items']} new item(s) in {dt:.1f}s; run {run} now holds {c['items']} item(s), "
           f"{c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
     return EXIT_INPUT if c["errors"] else EXIT_OK

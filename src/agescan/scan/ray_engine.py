@@ -1,7 +1,8 @@
 """Scans beyond one machine: the same pipeline mapped over partitions of the file list with Ray Data.
 
-The driver lists the sources in agescan's deterministic order and cuts the list into partitions of
-``partition_size`` items. Ray Data maps a scanning actor (one :class:`~agescan.AgeEstimator` per actor,
+The driver streams the listing of the sources in agescan's deterministic order and cuts it into partitions of
+``partition_size`` items, writing each partition's item list to the work folder as it goes (memory stays at
+one partition, whatever the size of the case). Ray Data maps a scanning actor (one :class:`~agescan.AgeEstimator` per actor,
 loaded once) over the partitions; each partition's results are written to one Parquet file in the work
 folder, atomically (a temporary name, then a rename), and the driver merges each finished file into the
 results store (SQLite or PostgreSQL) item by item, idempotently. A ``.merged`` marker beside a file
@@ -25,7 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from agescan.errors import ConfigError
 from agescan.io import SourceItem, iter_sources
@@ -38,24 +39,42 @@ PARTITION_COLUMNS = ("source", "frame_index", "record")
 class Partition:
     index: int
     digest: str  # of the partition's item list: a changed listing gets new partition names
-    items: tuple[SourceItem, ...]
+    n_items: int
+    sources: tuple[str, ...]
 
     @property
     def name(self) -> str:
         return f"part-{self.index:06d}-{self.digest[:12]}"
 
 
-def plan_partitions(sources: list[str], recursive: bool, size: int) -> list[Partition]:
-    """Cut the deterministic listing of ``sources`` into partitions of ``size`` items."""
+def plan_partitions(sources: list[str], recursive: bool, size: int, work_dir: Path) -> Iterator[Partition]:
+    """Stream the deterministic listing of ``sources`` into partitions of ``size`` items, writing each one's item
+    list to ``work_dir/NAME.items.json`` (atomically; kept, so a resumed run plans the same partitions)."""
     if size < 1:
         raise ConfigError(f"--partition-size must be at least 1. Got {size}.")
-    items = [item for src in sources for item in iter_sources(src, recursive=recursive)]
-    parts = []
-    for i in range(0, len(items), size):
-        chunk = tuple(items[i:i + size])
-        digest = hashlib.sha256("\n".join(f"{it.path}\t{it.error}" for it in chunk).encode()).hexdigest()
-        parts.append(Partition(i // size, digest, chunk))
-    return parts
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    def emit(index: int, chunk: list[SourceItem]) -> Partition:
+        text = json.dumps([asdict(it) for it in chunk], ensure_ascii=False)
+        part = Partition(index, hashlib.sha256(text.encode()).hexdigest(), len(chunk),
+                         tuple(it.path for it in chunk))
+        path = work_dir / f"{part.name}.items.json"
+        if not path.exists():
+            tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        return part
+
+    chunk: list[SourceItem] = []
+    index = 0
+    for src in sources:
+        for item in iter_sources(src, recursive=recursive):
+            chunk.append(item)
+            if len(chunk) == size:
+                yield emit(index, chunk)
+                index, chunk = index + 1, []
+    if chunk:
+        yield emit(index, chunk)
 
 
 def write_partition(path: Path, rows: list[dict]) -> None:
@@ -90,34 +109,35 @@ class PartitionScanner:
         from agescan.results import to_dict
 
         out: dict[str, list] = {"name": [], "items": [], "seconds": []}
-        for name, items_json, skip_json in zip(batch["name"], batch["items"], batch["skip"]):
+        for name, skip_json in zip(batch["name"], batch["skip"]):
             t0 = time.time()
             path = self.work / f"{name}.parquet"
+            items = [SourceItem(**d) for d in json.loads((self.work / f"{name}.items.json").read_text("utf-8"))]
             if not path.exists():
-                items = [SourceItem(**d) for d in json.loads(items_json)]
                 skip = {(s, int(f)) for s, f in json.loads(skip_json)}
                 rows = [to_dict(r, include_distribution=True)
                         for r in self.est.stream(items, skip=lambda s, f: (s, f) in skip)]
                 write_partition(path, rows)
             out["name"].append(name)
-            out["items"].append(len(json.loads(items_json)))
+            out["items"].append(len(items))
             out["seconds"].append(time.time() - t0)
         return out
 
 
-def run_ray_scan(parts: list[Partition], estimator_options: dict, work_dir: Path, done: set[tuple[str, int]],
-                 merge: Callable[[list[dict]], int], *, address: str | None = None, actors: int = 0,
-                 log: Any = sys.stderr) -> dict:
+def run_ray_scan(parts: Iterable[Partition], estimator_options: dict, work_dir: Path,
+                 stored: Callable[[tuple[str, ...]], set[tuple[str, int]]], merge: Callable[[list[dict]], int], *,
+                 address: str | None = None, actors: int = 0, log: Any = sys.stderr) -> dict:
     """Scan ``parts`` on Ray and merge each finished partition with ``merge(records) -> new items``.
 
-    Returns counts: partitions scanned, merged and skipped, new items merged.
+    ``stored(sources)`` returns the (source, frame) keys the store already holds among ``sources``: a partition
+    to scan skips them. Returns counts: partitions, scanned, merged and skipped, items, new items merged.
     """
     try:
         import ray
     except ImportError:
         raise ConfigError("--engine ray needs Ray Data: pip install 'agescan[ray]'.") from None
     work_dir.mkdir(parents=True, exist_ok=True)
-    stats = {"partitions": len(parts), "scanned": 0, "merged": 0, "skipped": 0, "new_items": 0}
+    stats = {"partitions": 0, "items": 0, "scanned": 0, "merged": 0, "skipped": 0, "new_items": 0}
 
     def merge_file(name: str) -> None:
         n = merge(read_partition(work_dir / f"{name}.parquet"))
@@ -127,14 +147,14 @@ def run_ray_scan(parts: list[Partition], estimator_options: dict, work_dir: Path
 
     todo = []
     for p in parts:
+        stats["partitions"] += 1
+        stats["items"] += p.n_items
         if (work_dir / f"{p.name}.merged").exists():
             stats["skipped"] += 1
         elif (work_dir / f"{p.name}.parquet").exists():
             merge_file(p.name)  # written by a run that died before merging it
         else:
-            sources = {it.path for it in p.items}
-            todo.append({"name": p.name, "items": json.dumps([asdict(it) for it in p.items]),
-                         "skip": json.dumps(sorted(k for k in done if k[0] in sources))})
+            todo.append({"name": p.name, "skip": json.dumps(sorted(stored(p.sources)))})
     if not todo:
         return stats
     started_here = not ray.is_initialized()

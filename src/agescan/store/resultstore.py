@@ -136,6 +136,19 @@ class ResultStore:
         return {(s, int(f)) for s, f in self.db.execute("SELECT source, frame_index FROM items WHERE run_id=?",
                                                         (run_id,)).fetchall()}
 
+    def stored_among(self, run_id: int, sources: Iterable[str], chunk: int = 500) -> set[tuple[str, int]]:
+        """(source, frame_index) of the items this run holds among ``sources`` (queried in chunks, so a
+        distributed scan never loads a whole case's keys)."""
+        sources = list(sources)
+        out: set[tuple[str, int]] = set()
+        for i in range(0, len(sources), chunk):
+            part = sources[i:i + chunk]
+            marks = ", ".join("?" * len(part))
+            out.update((s, int(f)) for s, f in self.db.execute(
+                f"SELECT source, frame_index FROM items WHERE run_id=? AND source IN ({marks})",
+                (run_id, *part)).fetchall())
+        return out
+
     def add(self, run_id: int, results: Iterable[ImageResult]) -> int:
         """Write results, each item with its faces in one transaction; returns how many were new."""
         return self.add_records(run_id, (to_dict(r, include_distribution=True) for r in results))
