@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out")
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--videos", type=int, default=0, metavar="K",
+                   help="instead: write K one-minute 1280x720 25-fps MPEG-4 clips to OUT/, each a slideshow of "
+                        "photos already in OUT (2 s per photo, so a cut every 2 s)")
     a = p.parse_args(argv)
+    if a.videos:
+        return make_videos(Path(a.out), a.videos)
     rng = np.random.default_rng(a.seed)
     root = utkface_dir()
     with open(root / "labels.csv", newline="") as fh:
@@ -94,6 +99,23 @@ def main(argv: list[str] | None = None) -> None:
                 w.writerow([name, r["path"], r["age"], x, y, x + side, y + side])
             cv2.imwrite(str(out / name), np.ascontiguousarray(photo[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 88])
     print(f"{a.n} photos in {out}")
+
+
+def make_videos(out: Path, k: int, seconds: int = 60, fps: int = 25) -> None:
+    photos = sorted(out.glob("*/photo_*.jpg"))
+    if len(photos) < k * seconds // 2:
+        raise SystemExit(f"{out} holds {len(photos)} photos; build the photo corpus first")
+    vdir = out.parent / (out.name + "-videos")
+    vdir.mkdir(exist_ok=True)
+    for v in range(k):
+        w = cv2.VideoWriter(str(vdir / f"clip_{v:02d}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (1280, 720))
+        for s in range(seconds // 2):
+            img = cv2.imread(str(photos[v * seconds // 2 + s]))
+            frame = cv2.resize(img, (1280, 720), interpolation=cv2.INTER_AREA)
+            for _ in range(2 * fps):
+                w.write(frame)
+        w.release()
+    print(f"{k} clips in {vdir}")
 
 
 if __name__ == "__main__":

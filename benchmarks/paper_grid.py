@@ -24,7 +24,7 @@ import torch
 from _common import shared_dir
 
 from agescan.eval.metrics import group_accuracy, impv
-from agescan.train.loop import TrainConfig, add_eye_bands, eye_positions, predict_logits, train
+from agescan.train.loop import TrainConfig, add_eye_bands, build_for, eye_positions, predict_logits, train
 from agescan.train.nets import build, load_init
 
 INITS = {"scratch": "", "imdb": "imdb", "morph2": "morph2"}
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-age", default="250,0", help="comma-separated N images per age (0 = all available)")
     p.add_argument("--occlusion", default="org,ocl,org+ocl")
     p.add_argument("--init", default="scratch,imdb")
+    p.add_argument("--compare", nargs="*", default=[], metavar="RUN",
+                   help="also evaluate these finished training runs (any architecture, e.g. the shipped default's "
+                        "run) on the same test inputs, as rows of the table")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -91,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
         results[key] = evaluate(net, cfg, test)
         results[key]["best_epoch"] = int(torch.load(Path(cfg.out) / "best.pt", weights_only=False)["epoch"]) + 1
         (out / "grid.json").write_text(json.dumps(results, indent=2))
+    for run in a.compare:
+        cfg = TrainConfig(**json.loads((Path(run) / "config.json").read_text()))
+        net = build_for(cfg, load_first=False)
+        net.load_state_dict(torch.load(Path(run) / "best.pt", weights_only=False)["model"])
+        results[f"run {Path(run).name}"] = evaluate(net, cfg, test)
     (out / "grid.json").write_text(json.dumps(results, indent=2))
     (out / "grid.md").write_text(markdown(results))
     print(markdown(results))
@@ -100,7 +108,7 @@ def markdown(results: dict) -> str:
     rows = ["| cell (N per age - training - init) | MAE clean | MAE band | 5-group clean | 5-group band | "
             "Impv clean | Impv band |", "|---|---|---|---|---|---|---|"]
     for key, r in results.items():
-        init = key.rsplit("-", 1)[-1]
+        init = key.rsplit("-", 1)[-1] if key.startswith("n") else ""
         base = results.get(f"pretrained-{init}")
         iv = (f"{impv(base['clean']['mae'], r['clean']['mae']):+.1f}% | {impv(base['band']['mae'], r['band']['mae']):+.1f}%"
               if base and not key.startswith("pretrained") else "- | -")
