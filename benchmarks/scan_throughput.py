@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
            "faces": faces, "errors": errors, "items_per_s": round(items / wall, 2),
            "peak_rss_mb": round(max((r for _, r in samples), default=0.0), 1),
            "rss_mb_by_tenth": [round(x, 1) for x in tenths], "machine": _common.machine(),
+           "db_bytes": sum(f.stat().st_size for f in work.glob("case.sqlite*")),
+           "parquet_bytes": sum(f.stat().st_size for f in work.glob("parts/*.parquet")),
            "scan_summary": err.strip().splitlines()[-1] if err.strip() else ""}
     print(res)
     if a.json:
