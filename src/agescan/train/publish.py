@@ -68,7 +68,9 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
     card = ModelCard(
         id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
         crop=CropRecipe(size=cfg.input_size, margin=0.0), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
-        licence=LICENCE, training_data=DATA,
+        licence=LICENCE,
+        training_data=DATA + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older "
+                              "ages (its estimates saturate near the top of that range)." if cfg.age_range else ""),
         training={"command": train_command(cfg),
                   "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
