@@ -49,6 +49,14 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--video-every", type=float, default=1.0, metavar="SECONDS",
                    help="sample one video frame every SECONDS of video (default: 1.0; 0 = first frame and "
                         "scene changes only); each frame is one result")
+    g.add_argument("--scene-change", type=float, default=0.0, metavar="T",
+                   help="also sample a frame at each scene change: mean absolute difference of 32x32 grey "
+                        "thumbnails, probed 5 times a second, above T of the pixel range (0..1; 0.15 catches hard "
+                        "cuts; default 0 = off)")
+
+
+def _triage_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("triage (which faces go to the reviewer; agescan.triage)")
     from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
 
     g.add_argument("--flag-threshold", type=float, default=DEFAULT_FLAG_THRESHOLD, metavar="P",
@@ -56,10 +64,6 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
                         "on val so that at most 1%% of minors pass; see docs/benchmarks.md)")
     g.add_argument("--challenge-age", type=float, default=DEFAULT_CHALLENGE_AGE, metavar="AGE",
                    help="triage: also flag a face whose point age is under AGE (e.g. 25; default: 0 = off)")
-    g.add_argument("--scene-change", type=float, default=0.0, metavar="T",
-                   help="also sample a frame at each scene change: mean absolute difference of 32x32 grey "
-                        "thumbnails, probed 5 times a second, above T of the pixel range (0..1; 0.15 catches hard "
-                        "cuts; default 0 = off)")
 
 
 def _make_estimator(a: argparse.Namespace, **extra):
@@ -122,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scanning actors, one CPU each (default: the cluster's CPU count)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _estimator_options(s)
+    _triage_options(s)
 
     m = sub.add_parser("models", help="list the registered models with their cards, and the detectors",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
