@@ -53,7 +53,7 @@ def bad_exif_jpeg(base: bytes, rng: np.random.Generator) -> bytes:
     return base[:2] + seg + base[2:]
 
 
-def _seeds(seed_image: np.ndarray) -> dict[str, bytes]:
+def seed_files(seed_image: np.ndarray) -> dict[str, bytes]:
     small = Image.fromarray(seed_image).resize((96, 96))
     out = {}
     for ext, fmt, kw in ((".jpg", "JPEG", {"quality": 90}), (".png", "PNG", {}), (".gif", "GIF", {}),
@@ -162,7 +162,7 @@ def make_corpus(folder: str | Path, n: int, seed: int = 0, seed_image: np.ndarra
     if seed_image is None:
         yy, xx = np.mgrid[0:96, 0:96]
         seed_image = np.stack([xx * 2, yy * 2, (xx + yy)], -1).astype(np.uint8)
-    seeds = _seeds(seed_image)
+    seeds = seed_files(seed_image)
     exts = list(seeds)
     root = Path(folder)
     out = []
