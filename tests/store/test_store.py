@@ -17,21 +17,38 @@ from agescan import ConfigError
 from agescan.store import SCHEMA_VERSION, ResultStore, connect
 
 
-def test_items_and_faces_round_trip_and_replays_are_no_ops(store_target, estimator, astronaut_path):
-    results = [estimator.predict(astronaut_path), estimator.predict(np.zeros((30, 30, 3), np.uint8))]
+def test_items_and_faces_round_trip_and_replays_are_no_ops(store_target, estimator, astronaut_path, tmp_path):
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    results = [estimator.predict(astronaut_path), estimator.predict(np.zeros((30, 30, 3), np.uint8)),
+               *estimator.stream([bad])]
+    assert results[2].error  # recorded, not raised
     with ResultStore(store_target) as store:
         run = store.open_run({"a": 1}, "m", "sha", "mtcnn", "0.1.0")
         assert store.open_run({"a": 1}, "m", "sha", "mtcnn", "0.1.0") == run
         assert store.open_run({"a": 2}, "m", "sha", "mtcnn", "0.1.0") != run
-        assert store.add(run, results) == 2
+        assert store.add(run, results) == 3
         assert store.add(run, results) == 0  # the same items again: nothing duplicated
-        assert store.counts(run) == {"items": 2, "errors": 0, "faces": 1}
-        assert store.done_sources(run) == {(str(astronaut_path), -1), ("<array>", -1)}
+        assert store.counts(run) == {"items": 3, "errors": 1, "faces": 1}
+        assert store.done_sources(run) == {(str(astronaut_path), -1), ("<array>", -1), (str(bad), -1)}
     db = connect(store_target, readonly=True)
+    source, error_type, error = db.execute("SELECT source, error_type, error FROM errors").fetchone()
+    assert source == str(bad) and error_type == results[2].error_type and error == results[2].error
     age, p_minor, group = db.execute("SELECT age, p_minor, age_group FROM faces").fetchone()
     f = results[0].faces[0]
     assert abs(age - f.age) < 0.01 and abs(p_minor - f.p_minor) < 1e-3 and group == f.age_group
     assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+def test_a_database_from_before_the_errors_view_gets_it_on_open(store_target):
+    ResultStore(store_target).open().close()
+    db = connect(store_target)
+    db.execute("DROP VIEW errors")
+    assert not db.has_table("errors")
+    db.close()
+    with ResultStore(store_target) as store:
+        assert store.db.has_table("errors")
+        assert store.counts(store.open_run({}, "m", "sha", "mtcnn", "0.1.0"))["errors"] == 0
 
 
 def test_other_schema_version_is_refused(store_target):

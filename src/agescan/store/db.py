@@ -65,6 +65,7 @@ class Database:
                 self.conn.execute(stmt)
 
     def has_table(self, name: str) -> bool:
+        """Whether a table or view of this name exists."""
         raise NotImplementedError
 
     def serialize_ddl(self) -> None:
@@ -98,7 +99,7 @@ class SQLiteDatabase(Database):
         super().__init__(conn, str(p))
 
     def has_table(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() \
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name=?", (name,)).fetchone() \
             is not None
 
     @contextmanager

@@ -74,6 +74,14 @@ CREATE INDEX IF NOT EXISTS items_p_minor ON items(run_id, max_p_minor DESC);
 CREATE INDEX IF NOT EXISTS items_sha256 ON items(sha256);
 """
 
+#: The per-file errors (unreadable, corrupt, hostile inputs) as their own relation: a view over ``items``,
+#: so an error is still one item of the run (counted, resumable, exported) and never stored twice.
+_ERRORS_VIEW = """
+CREATE VIEW errors AS
+SELECT id AS item_id, run_id, source, frame_index, sha256, error_type, error, scanned
+FROM items WHERE error <> ''
+"""
+
 
 def config_hash(config: dict) -> str:
     """sha256 of the canonical JSON of a run configuration."""
@@ -189,7 +197,7 @@ class ResultStore:
     def counts(self, run_id: int) -> dict:
         q = self.db.execute
         return {"items": q("SELECT COUNT(*) FROM items WHERE run_id=?", (run_id,)).fetchone()[0],
-                "errors": q("SELECT COUNT(*) FROM items WHERE run_id=? AND error != ''", (run_id,)).fetchone()[0],
+                "errors": q("SELECT COUNT(*) FROM errors WHERE run_id=?", (run_id,)).fetchone()[0],
                 "faces": q("SELECT COUNT(*) FROM faces JOIN items ON faces.item_id = items.id WHERE run_id=?",
                            (run_id,)).fetchone()[0]}
 
@@ -203,8 +211,15 @@ def check_schema(db: Database, create: bool = False) -> None:
         with db.transaction():
             db.serialize_ddl()
             db.script(_DDL)  # IF NOT EXISTS: a no-op for a scanner that lost the race
+            if not db.has_table("errors"):
+                db.script(_ERRORS_VIEW)
             db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('result_schema', ?) "
                        "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), SCHEMA))
+    elif create and not db.has_table("errors"):  # a v1 database written before the view existed
+        with db.transaction():
+            db.serialize_ddl()
+            if not db.has_table("errors"):
+                db.script(_ERRORS_VIEW)
     version = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
     if version != SCHEMA_VERSION:
         raise ConfigError(f"{db.name}: results database schema version {version}; this agescan reads "
