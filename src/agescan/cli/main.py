@@ -162,12 +162,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                        description="Run the full pipeline (detect, align, model) on a labelled set: a folder with "
-                                    "labels.csv (columns path, age, optional split, gender, race), e.g. UTKFace. "
-                                    "Prints metrics and optionally writes JSON and per-image predictions.")
+                        description="Run the full pipeline (detect, align, model) on a labelled set and print "
+                                    "metrics (MAE, 5-group accuracy, minors, Challenge-25, slices), optionally as "
+                                    "JSON, Markdown, plots and per-image predictions. DATA is a folder with "
+                                    "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
+                                    "layout), any CSV given with --labels, or a folder whose sub-folder or file "
+                                    "names start with the age (7/a.jpg, 25_0_1_x.jpg). Protocols: the fixed split, "
+                                    "k-fold or leave-one-group-out (per-fold metrics, mean and sd).")
     ev.add_argument("model", help="registered model name or .onnx path")
-    ev.add_argument("data", help="folder with labels.csv")
-    ev.add_argument("--split", default="test", help="value of the split column to use (default: test; 'all' = every row)")
+    ev.add_argument("data", help="folder with labels.csv, or age-named sub-folders or files")
+    ev.add_argument("--split", default="test",
+                    help="value of the split column to use (default: test; 'all' = every row; a set without a "
+                         "split column is used whole)")
+    ev.add_argument("--labels", metavar="CSV", help="labels file (default: DATA/labels.csv); paths relative to DATA")
+    ev.add_argument("--path-column", default="path", help="column of image paths (default: path)")
+    ev.add_argument("--age-column", default="age", help="column of true ages (default: age)")
+    ev.add_argument("--split-column", default="split", help="column of split names (default: split)")
+    ev.add_argument("--protocol", default="split", choices=["split", "kfold", "logo"],
+                    help="split: metrics of --split; kfold: also per fold of a seeded --folds partition, with mean "
+                         "and sd; logo: also per value of --group-column left out (default: split). Train per "
+                         "fold with `agescan train fit --fold I/K` or `--holdout COLUMN=VALUE`")
+    ev.add_argument("--folds", type=int, default=5, help="k of --protocol kfold (default: 5)")
+    ev.add_argument("--group-column", default="", help="column of groups for --protocol logo (e.g. race)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
+    ev.add_argument("--compare", metavar="BASELINE.json",
+                    help="an earlier --out report on the same set: add the paper's Impv of this run over it")
     ev.add_argument("--condition", default="clean", choices=["clean", "eyeband"],
                     help="clean faces, or an eye band drawn from the detected landmarks (default: clean)")
     ev.add_argument("--out", help="write metrics JSON here")
@@ -390,12 +409,22 @@ def cmd_models(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from agescan.eval.run import evaluate_folder
 
-    if not (Path(a.data) / "labels.csv").is_file():
-        print(f"agescan evaluate: {a.data}/labels.csv not found (need columns path, age[, split])", file=sys.stderr)
-        return EXIT_USAGE
+    baseline = None
+    if a.compare:
+        try:
+            baseline = json.loads(Path(a.compare).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"agescan evaluate: --compare {a.compare}: cannot read a report ({exc})", file=sys.stderr)
+            return EXIT_USAGE
     report = evaluate_folder(a.model, a.data, split=a.split, condition=a.condition, limit=a.limit,
                              predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold,
-                             plots_dir=a.plots)
+                             plots_dir=a.plots, labels=a.labels, path_column=a.path_column, age_column=a.age_column,
+                             split_column=a.split_column, protocol=a.protocol, folds=a.folds,
+                             group_column=a.group_column, seed=a.seed)
+    if baseline is not None:
+        from agescan.eval.run import compare
+
+        report["impv"] = compare(baseline, report)
     if a.markdown:
         from agescan.eval.report import markdown
 

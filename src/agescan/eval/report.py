@@ -27,9 +27,28 @@ def markdown(report: dict) -> str:
         ("no detection (template alignment)", report["fallback_alignment"]),
     ]
     bands = " | ".join(f"{k} {v['mae']:.2f} (n={v['n']})" for k, v in report["mae_by_band"].items())
-    return (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']})\n\n"
+    text = (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']})\n\n"
             "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
             + f"\n\nMAE by band: {bands}\n")
+    if "protocol" in report:
+        text += _protocol_table(report["protocol"])
+    if "impv" in report:
+        c = report["impv"]
+        text += (f"\nImpv over {c['baseline_model']} (paper's Eq. 2; MAE: positive = better, accuracy: negative = "
+                 "better)\n\n| metric | baseline | this | Impv % |\n|---|---|---|---|\n"
+                 + "".join(f"| {k} | {v['baseline']:.3f} | {v['this']:.3f} | {v['impv']:.2f} |\n"
+                           for k, v in c["metrics"].items()))
+    return text
+
+
+def _protocol_table(p: dict) -> str:
+    keys = ("mae", "mae_0_25", "group_accuracy_0_25", "minor_recall", "challenge25_teens_under_25")
+    head = ("fold" if p["name"] == "kfold" else p["group_column"]) + " | n | MAE | MAE 0-25 | 5-group | " \
+        "minor recall | Challenge-25"
+    lines = [f"| {r['fold']} | {r['n']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in p["folds"]]
+    lines.append("| mean ± sd | | " + " | ".join(f"{p['mean'][k]:.3f} ± {p['sd'][k]:.3f}" for k in keys) + " |")
+    title = f"{p['k']}-fold (seed {p['seed']})" if p["name"] == "kfold" else f"leave-one-{p['group_column']}-out"
+    return f"\n{title}\n\n| {head} |\n|" + "---|" * 7 + "\n" + "\n".join(lines) + "\n"
 
 
 def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = "") -> list[Path]:

@@ -1,7 +1,7 @@
 """Evaluate a model through the full inference pipeline on a labelled face folder.
 
-The folder holds ``labels.csv`` with at least ``path`` and ``age`` (``split``, ``gender``, ``race``
-optional). Each image is padded by replicating its edge pixels (tight face chips such as UTKFace's
+The set is any labelled folder or CSV (:mod:`agescan.eval.datasets`; UTKFace's ``labels.csv`` holds
+``path``, ``age``, ``split``, ``gender``, ``race``). Each image is padded by replicating its edge pixels (tight face chips such as UTKFace's
 fill the frame and MTCNN needs context to fire; a black border instead would put black bars into the
 model's crop, which real photos never have: it cost 1.1 years of MAE 0-25 on val), the detector runs,
 the face nearest the centre is aligned with the model card's crop recipe and the model predicts a
@@ -26,7 +26,10 @@ import cv2
 import numpy as np
 
 from agescan.align import UTKFACE_TEMPLATE, align_face
+from agescan.errors import ConfigError
+from agescan.eval.datasets import read_dataset
 from agescan.eval.metrics import age_metrics
+from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, kfold_assign
 from agescan.io import read_image
 from agescan.privacy import eye_band
 
@@ -58,13 +61,6 @@ def chip_face(detector, padded: np.ndarray, w: int, h: int):
     return face.landmarks.as_array(), face
 
 
-def read_labels(data: str | Path, split: str = "test", limit: int = 0) -> list[dict]:
-    rows = list(csv.DictReader(open(Path(data) / "labels.csv", newline="", encoding="utf-8")))
-    if split != "all":
-        rows = [r for r in rows if r.get("split", "") == split]
-    return rows[:limit] if limit else rows
-
-
 SLICE_NAMES = {"gender": {"0": "male", "1": "female"},
                "race": {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}}
 
@@ -85,20 +81,34 @@ def slices(rows: list[dict], true: np.ndarray, pred: np.ndarray) -> dict:
 
 def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
                     predictions: str | None = None, threads: int = 0, detector: str = "mtcnn",
-                    minor_threshold: float | None = None, plots_dir: str | None = None) -> dict:
-    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`)."""
+                    minor_threshold: float | None = None, plots_dir: str | None = None,
+                    labels: str | None = None, path_column: str = "path", age_column: str = "age",
+                    split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
+                    seed: int = 0) -> dict:
+    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
+
+    ``data``/``labels``/``*_column``: any labelled set (see :func:`agescan.eval.datasets.read_dataset`).
+    ``protocol``: ``split`` (metrics of the chosen split), ``kfold`` (also per fold of a seeded ``folds``-way
+    partition, with mean and sd) or ``logo`` (also per value of ``group_column``, leave-one-group-out).
+    """
     from agescan import AgeEstimator
 
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
+    if protocol == "logo" and not group_column:
+        raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
+    ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
+                      age_column=age_column, split_column=split_column)
+    rows = ds.rows
+    if group_column and group_column not in ds.columns:
+        raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
     est = AgeEstimator(model, detector, threads=threads).load()
     recipe = est.card.crop
-    rows = read_labels(data, split, limit)
-    if not rows:
-        raise ValueError(f"no rows with split={split!r} in {data}/labels.csv")
     crops = np.zeros((len(rows), recipe.size, recipe.size, 3), dtype=np.uint8)
     fallback = 0
     t0 = time.time()
     for i, r in enumerate(rows):
-        img = read_image(Path(data) / r["path"])
+        img = read_image(r["file"])
         h, w = img.shape[:2]
         padded = pad_chip(img)
         if condition == "eyeband":
@@ -112,11 +122,12 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     t1 = time.time()
     probs = est.model.predict_probs(crops)
     t_model = time.time() - t1
-    true = np.array([float(r["age"]) for r in rows])
+    true = np.array([r["age"] for r in rows], dtype=np.float64)
     ages = np.arange(est.card.min_age, est.card.min_age + probs.shape[1])
     pred = probs @ ages
     report = {
-        "model": est.model.id, "model_sha256": est.model.sha256, "data": str(data), "split": split,
+        "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
+        "unlabelled_files": ds.unlabelled,
         "condition": condition, "fallback_alignment": fallback,
         "seconds": {"detect_align": round(t_detect, 1), "model": round(t_model, 2)},
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
@@ -124,6 +135,14 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         **age_metrics(true, probs, est.card.min_age, minor_threshold=minor_threshold),
         "slices": slices(rows, true, pred),
     }
+    if protocol == "kfold":
+        report["protocol"] = {"name": "kfold", "k": folds, "seed": seed,
+                              **fold_summary(true, probs, est.card.min_age, kfold_assign(len(rows), folds, seed))}
+    elif protocol == "logo":
+        assign, names = group_assign([r.get(group_column, "") for r in rows])
+        names = [SLICE_NAMES.get(group_column, {}).get(v, v) for v in names]  # UTKFace's race codes by name
+        report["protocol"] = {"name": "logo", "group_column": group_column, "left_out_without_group":
+                              int((assign < 0).sum()), **fold_summary(true, probs, est.card.min_age, assign, names)}
     if plots_dir:
         from agescan.eval.report import plots
 
@@ -135,5 +154,26 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
             wtr = csv.writer(fh)
             wtr.writerow(["path", "age", "pred", "p_minor", "gender", "race"])
             for r, pa, pm in zip(rows, pred, p_minor):
-                wtr.writerow([r["path"], r["age"], f"{pa:.3f}", f"{pm:.4f}", r.get("gender", ""), r.get("race", "")])
+                wtr.writerow([r["path"], f"{r['age']:g}", f"{pa:.3f}", f"{pm:.4f}", r.get("gender", ""), r.get("race", "")])
     return report
+
+
+#: The metrics :func:`compare` puts side by side (all in every :func:`evaluate_folder` report).
+COMPARED = ("mae", "mae_0_25", "group_accuracy_0_25", "cs5", "challenge25_teens_under_25")
+
+
+def compare(baseline: dict, report: dict) -> dict:
+    """The paper's Impv (Eq. 2, :func:`agescan.eval.metrics.impv`) of ``report`` over ``baseline``, per metric.
+
+    For MAE a positive Impv means the new run is better; for accuracies a negative one does (the paper's sign).
+    Refuses reports of different data, split or condition: an Impv between different test sets means nothing.
+    """
+    from agescan.eval.metrics import impv
+
+    for key in ("data", "split", "condition", "n"):
+        if baseline.get(key) != report.get(key):
+            raise ConfigError(f"cannot compare: baseline {key} {baseline.get(key)!r} but this run has "
+                              f"{report.get(key)!r}. Evaluate both on the same set, split and condition.")
+    return {"baseline_model": baseline["model"], "baseline_sha256": baseline.get("model_sha256", ""),
+            "metrics": {k: {"baseline": baseline[k], "this": report[k], "impv": impv(baseline[k], report[k])}
+                        for k in COMPARED}}

@@ -24,7 +24,7 @@ import torch
 from agescan.align import CropRecipe
 from agescan.export import embed_card, export_onnx, parity
 from agescan.models.card import ModelCard
-from agescan.train.loop import MEAN, STD, TrainConfig, build_for, fit_temperature, predict_logits
+from agescan.train.loop import MEAN, STD, TrainConfig, build_for, fit_temperature, parse_age_range, predict_logits
 from agescan.train.nets import ProbsWrapper
 
 LICENCE = ("Weights: CC BY-NC 4.0-style non-commercial research use only, because they were trained on UTKFace "
@@ -63,6 +63,9 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
     net.eval()
     d = np.load(cfg.data)
     va = d["split"] == "val"
+    if cfg.age_range:  # calibrate on the ages the model was trained for (an adult cannot be fitted by a 0-25 model)
+        lo, hi = parse_age_range(cfg.age_range)
+        va &= (d["age"] >= lo) & (d["age"] <= hi)
     logits = predict_logits(net, d["crops"][va], cfg)
     temperature = fit_temperature(logits, np.minimum(d["age"][va], cfg.max_age))
     card = ModelCard(
