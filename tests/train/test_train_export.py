@@ -162,3 +162,33 @@ def test_residual_dex_learns_the_first_models_residuals(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "d2" / "log.jsonl").read_text().splitlines()]
     log1 = [json.loads(x) for x in (tmp_path / "d1" / "log.jsonl").read_text().splitlines()]
     assert min(r["val_mae"] for r in log) < log1[-1]["val_mae"]  # the residual model helps the first
+
+
+@pytest.mark.slow
+def test_kfold_and_holdout_runs_report_their_held_out_rows(tmp_path, capsys):
+    from agescan.eval.protocols import kfold_assign
+    from agescan.train import cv
+
+    data = tmp_path / "d.npz"
+    _fake_dataset(data, n=60)
+    d = dict(np.load(data))
+    d["race"] = np.arange(60) % 3
+    np.savez(data, **d)
+    runs = []
+    for i in range(3):
+        cfg = TrainConfig(data=str(data), out=str(tmp_path / f"f{i}"), epochs=1, batch_size=16, threads=1,
+                          fold=f"{i}/3", fold_seed=7)
+        runs.append(train(cfg))
+        rep = json.loads((runs[-1] / "heldout.json").read_text())
+        assert rep["n"] == int((kfold_assign(60, 3, 7) == i).sum()) and rep["clean"]["n"] == rep["n"]
+    cv.main([str(r) for r in runs] + ["--out", str(tmp_path / "cv.json")])
+    s = json.loads((tmp_path / "cv.json").read_text())
+    assert sum(r["n"] for r in s["runs"]) == 60  # every row held out exactly once
+    assert s["mean"]["clean"]["mae"] == pytest.approx(np.mean([r["clean"]["mae"] for r in s["runs"]]))
+    assert "| mean ± sd |" in capsys.readouterr().out
+    train(TrainConfig(data=str(data), out=str(tmp_path / "h"), epochs=1, batch_size=16, threads=1, holdout="race=2"))
+    assert json.loads((tmp_path / "h" / "heldout.json").read_text())["n"] == 20
+    with pytest.raises(ValueError, match=r"takes the values \['0', '1', '2'\]"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "x"), epochs=1, holdout="race=9"))
+    with pytest.raises(ValueError, match="I/K"):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "x"), epochs=1, fold="3"))

@@ -52,6 +52,9 @@ class TrainConfig:
     init: str = ""
     residual_of: str = ""
     occlusion: str = "org"
+    fold: str = ""
+    fold_seed: int = 0
+    holdout: str = ""
     stop_after: int = 0
     seed: int = 0
     threads: int = 0
@@ -189,7 +192,7 @@ def metrics(probs: np.ndarray, ages: np.ndarray) -> dict:
     pred = probs @ np.arange(probs.shape[1])
     err = np.abs(pred - ages)
     young = ages <= 25
-    return {"mae": float(err.mean()), "mae_0_25": float(err[young].mean()),
+    return {"mae": float(err.mean()), "mae_0_25": float(err[young].mean()) if young.any() else float("nan"),
             "minor_recall": float(((pred < 18) & (ages < 18)).sum() / max(1, (ages < 18).sum()))}
 
 
@@ -230,7 +233,10 @@ def parse_age_range(text: str) -> tuple[int, int]:
 
 def selection_score(m: dict, hi: int) -> float:
     """Checkpoint selection on val: mean of MAE 0-25 and MAE over all ages, or MAE 0-25 alone when the run
-    trains on ages up to 25 only (the paper's setting)."""
+    trains on ages up to 25 only (the paper's setting). A val set without anyone aged 0-25 falls back to MAE
+    (a NaN score would never select a checkpoint)."""
+    if not np.isfinite(m["mae_0_25"]):
+        return m["mae"]
     return m["mae_0_25"] if hi <= 25 else (m["mae"] + m["mae_0_25"]) / 2
 
 
@@ -245,6 +251,52 @@ def fit_temperature(logits: torch.Tensor, ages: np.ndarray) -> float:
     return best_t
 
 
+def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
+    """'train'/'val'/'test' per prepared row: the data's fixed split, or for ``--fold I/K`` fold I of the
+    seeded k-fold partition :func:`agescan.eval.protocols.kfold_assign` (the one ``agescan evaluate
+    --protocol kfold`` scores), or for ``--holdout COLUMN=VALUE`` that group; val is then 15% of the rest."""
+    from agescan.eval.protocols import group_assign, kfold_assign, training_split
+
+    if cfg.fold and cfg.holdout:
+        raise ValueError("give --fold or --holdout, not both.")
+    if cfg.fold:
+        try:
+            i, k = (int(v) for v in cfg.fold.split("/"))
+        except ValueError:
+            raise ValueError(f"--fold takes I/K, e.g. 0/5. Got {cfg.fold!r}.") from None
+        if not 0 <= i < k:
+            raise ValueError(f"--fold I/K needs 0 <= I < K. Got {cfg.fold!r}.")
+        return training_split(kfold_assign(len(d["split"]), k, cfg.fold_seed), i, cfg.seed)
+    if cfg.holdout:
+        col, _, value = cfg.holdout.partition("=")
+        if col not in d.files or col in ("crops", "landmarks"):
+            raise ValueError(f"--holdout COLUMN=VALUE: no column {col!r} in {cfg.data} (have gender, race, ...).")
+        folds, names = group_assign(d[col])
+        if value not in names:
+            raise ValueError(f"--holdout {cfg.holdout}: {col} takes the values {names}.")
+        return training_split(folds, names.index(value), cfg.seed)
+    return d["split"]
+
+
+def heldout_report(model, d, split: np.ndarray, cfg: TrainConfig) -> dict:
+    """Metrics of ``model`` on the held-out ('test') rows of a fold or group run, clean and with the eye band
+    (crops as prepared; the full-pipeline numbers of a published model come from ``agescan evaluate``)."""
+    from agescan.eval.metrics import age_metrics
+
+    te = split == "test"
+    ages = d["age"][te].astype(np.float64)
+    out = {"fold": cfg.fold, "fold_seed": cfg.fold_seed, "holdout": cfg.holdout, "n": int(te.sum())}
+    crops = {"clean": d["crops"][te]}
+    if "landmarks" in d.files:
+        eyes = eye_positions(d["landmarks"][te], int(d["crop_size"]), float(d["crop_margin"]))
+        crops["eyeband"] = add_eye_bands(crops["clean"], eyes, "ocl", torch.Generator().manual_seed(cfg.seed + 2))
+    for cond, x in crops.items():
+        with torch.no_grad():
+            probs = torch.softmax(predict_logits(model, x, cfg), 1).numpy()
+        out[cond] = age_metrics(ages, probs, 0)
+    return out
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +304,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
     d = np.load(cfg.data)
-    split = d["split"]
+    split = protocol_split(d, cfg)
     ages = np.minimum(d["age"].astype(np.int64), cfg.max_age)
     tr, va = split == "train", split == "val"
     lo, hi = parse_age_range(cfg.age_range)
@@ -340,6 +392,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "np_rng": np.random.get_state(),
                     "epoch": epoch, "best": best}, out / "last.pt")
+    if (cfg.fold or cfg.holdout) and end == cfg.epochs and (out / "best.pt").exists():
+        model.load_state_dict(torch.load(out / "best.pt", weights_only=False)["model"])
+        rep = heldout_report(model, d, split, cfg)
+        (out / "heldout.json").write_text(json.dumps(rep, indent=2))
+        print(f"held-out {cfg.fold or cfg.holdout}: n {rep['n']}, MAE {rep['clean']['mae']:.2f}, "
+              f"MAE 0-25 {rep['clean']['mae_0_25']:.2f}", file=sys.stderr)
     return out
 
 
