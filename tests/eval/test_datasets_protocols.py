@@ -95,7 +95,7 @@ def test_ages_from_folder_and_file_names(tmp_path):
 
 
 def test_compare_gives_the_papers_impv_and_refuses_other_sets():
-    base = {"model": "a", "data": "d", "split": "test", "condition": "eyeband", "n": 10, "mae": 5.37,
+    base = {"model": "a", "rows_sha256": "f00", "condition": "eyeband", "n": 10, "mae": 5.37,
             "mae_0_25": 4.0, "group_accuracy_0_25": 0.4, "cs5": 0.5, "challenge25_teens_under_25": 0.9}
     new = {**base, "model": "b", "mae": 4.40, "group_accuracy_0_25": 0.5}
     c = compare(base, new)
@@ -103,6 +103,8 @@ def test_compare_gives_the_papers_impv_and_refuses_other_sets():
     assert c["metrics"]["group_accuracy_0_25"]["impv"] == pytest.approx(-25.0)
     with pytest.raises(ConfigError, match="condition"):
         compare(base, {**new, "condition": "clean"})
+    with pytest.raises(ConfigError, match="rows_sha256"):
+        compare(base, {**new, "rows_sha256": "ba5"})
 
 
 @pytest.mark.slow
@@ -132,6 +134,12 @@ def test_evaluate_kfold_logo_and_compare_on_real_faces(tmp_path):
     b = json.loads((tmp_path / "b.json").read_text())
     assert b["impv"]["metrics"]["mae"]["impv"] == pytest.approx(impv(a["mae"], b["mae"]))
     assert "Impv over " + DEFAULT_MODEL in (tmp_path / "b.md").read_text()
+    # Another set: the report is still written, the Impv refused with the reason and exit code 3.
+    out = subprocess.run([sys.executable, "-m", "agescan", "evaluate", DEFAULT_MODEL, data, "--limit", "5",
+                          "--compare", tmp_path / "a.json", "--out", tmp_path / "d.json"], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 3 and "Evaluate both on the same" in out.stderr
+    assert json.loads((tmp_path / "d.json").read_text())["n"] == 5
     evaluate(DEFAULT_MODEL, UTKFACE, "--limit", "40", "--protocol", "logo", "--group-column", "race",
              "--out", tmp_path / "c.json", "--markdown", tmp_path / "c.md")
     c = json.loads((tmp_path / "c.json").read_text())

@@ -422,10 +422,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                              plots_dir=a.plots, labels=a.labels, path_column=a.path_column, age_column=a.age_column,
                              split_column=a.split_column, protocol=a.protocol, folds=a.folds,
                              group_column=a.group_column, seed=a.seed)
+    refused = ""
     if baseline is not None:
+        from agescan.errors import ConfigError
         from agescan.eval.run import compare
 
-        report["impv"] = compare(baseline, report)
+        try:
+            report["impv"] = compare(baseline, report)
+        except ConfigError as exc:  # keep this run's report; say why no Impv
+            refused = f"agescan evaluate: --compare {a.compare}: {exc}"
     if a.markdown:
         from agescan.eval.report import markdown
 
@@ -436,6 +441,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(text + "\n")
     print(text)
+    if refused:
+        print(refused, file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 

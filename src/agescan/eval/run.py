@@ -17,6 +17,7 @@ evidence; the detector then runs on the banded image.
 from __future__ import annotations
 
 import csv
+import hashlib
 import platform
 import time
 from datetime import datetime, timezone
@@ -127,6 +128,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     pred = probs @ ages
     report = {
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
+        "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
         "unlabelled_files": ds.unlabelled,
         "condition": condition, "fallback_alignment": fallback,
         "seconds": {"detect_align": round(t_detect, 1), "model": round(t_model, 2)},
@@ -166,11 +168,12 @@ def compare(baseline: dict, report: dict) -> dict:
     """The paper's Impv (Eq. 2, :func:`agescan.eval.metrics.impv`) of ``report`` over ``baseline``, per metric.
 
     For MAE a positive Impv means the new run is better; for accuracies a negative one does (the paper's sign).
-    Refuses reports of different data, split or condition: an Impv between different test sets means nothing.
+    Refuses reports of other rows (paths and ages, however the set was named) or another condition: an Impv
+    between different test sets means nothing.
     """
     from agescan.eval.metrics import impv
 
-    for key in ("data", "split", "condition", "n"):
+    for key in ("rows_sha256", "condition", "n"):
         if baseline.get(key) != report.get(key):
             raise ConfigError(f"cannot compare: baseline {key} {baseline.get(key)!r} but this run has "
                               f"{report.get(key)!r}. Evaluate both on the same set, split and condition.")
