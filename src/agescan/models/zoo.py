@@ -9,8 +9,9 @@ packaged("dexnet-m-ocl.utkface", "dexnet-m-ocl.utkface.onnx",
 # Trained on clean faces only (org): slightly better on clean faces, fails on banded ones.
 packaged("dexnet-m.utkface", "dexnet-m.utkface.onnx",
          "1b219fa515eb2740c10104b8be5592c014d53656a6439593fd00dfe0244a309f")
-# The paper's setting (Chaves et al.): SSR-Net trained on ages 0-25 only, org+ocl, 188 KB. The most accurate
-# on faces aged 0-25 (test MAE 0-25 2.90 clean, 3.44 banded) but it cannot estimate adults (they come out
-# near 25), so P(minor) flags many adults: for sets known to hold young faces, or a second opinion.
+# The paper's setting (Chaves et al.): SSR-Net trained on ages 0-25 only, org+ocl, 188 KB. Lowest MAE over
+# ages 0-25 (test 2.90 clean, 3.44 banded), won on ages 16-25 because no estimate can exceed ~25; worse than
+# the default on children under 11, and it cannot estimate adults (they come out near 25, so P(minor) flags
+# many of them): for sets known to hold only young faces, or as a second opinion.
 packaged("ssrnet-025-ocl.utkface", "ssrnet-025-ocl.utkface.onnx",
          "0dcec824d581532d675cd82aa5fd07118a0ea87e3410d49c9779241ae5d4e40c")
