@@ -192,3 +192,48 @@ def test_kfold_and_holdout_runs_report_their_held_out_rows(tmp_path, capsys):
         train(TrainConfig(data=str(data), out=str(tmp_path / "x"), epochs=1, holdout="race=9"))
     with pytest.raises(ValueError, match="I/K"):
         train(TrainConfig(data=str(data), out=str(tmp_path / "x"), epochs=1, fold="3"))
+
+
+@pytest.mark.slow
+def test_plateau_schedule_halves_the_rate_after_patience_epochs_without_progress(tmp_path, monkeypatch):
+    from agescan.train import loop
+
+    data = tmp_path / "d.npz"
+    _fake_dataset(data, n=48)
+    monkeypatch.setattr(loop, "selection_score", lambda m, hi: 1.0)  # val never improves after epoch 1
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "p"), epochs=4, batch_size=16, threads=1, lr=1e-3,
+                      schedule="plateau", patience=1, stop_after=2)
+    train(cfg)
+    train(TrainConfig(**{**cfg.__dict__, "stop_after": 0}), resume=True)  # the schedule's state survives a resume
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "p" / "log.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
+
+
+def test_val_share_redraws_val_from_train_and_val_and_leaves_test_alone():
+    from agescan.train.loop import protocol_split
+
+    split = np.array(["train"] * 700 + ["val"] * 100 + ["test"] * 200)
+    d = {"split": split}
+    cfg = TrainConfig(data="d.npz", out="o", val_share=0.2)
+    s = protocol_split(d, cfg)
+    assert (s[800:] == "test").all() and np.array_equal(s, protocol_split(d, cfg))
+    assert 0.16 < (s[:800] == "val").mean() < 0.24 and set(s[:800]) == {"train", "val"}
+    with pytest.raises(ValueError, match="fraction"):
+        protocol_split(d, TrainConfig(data="d.npz", out="o", val_share=1.5))
+
+
+@pytest.mark.slow
+def test_lr_batch_grid_selects_on_val_and_resumes(tmp_path, capsys):
+    from agescan.train import grid
+
+    data = tmp_path / "d.npz"
+    _fake_dataset(data, n=48)
+    args = [str(data), str(tmp_path / "g"), "--epochs", "1", "--threads", "1", "--lrs", "1e-3,3e-3",
+            "--batch-sizes", "16"]
+    grid.main(args)
+    res = json.loads((tmp_path / "g" / "grid.json").read_text())
+    assert [(c["lr"], c["batch_size"]) for c in res["cells"]] == [(1e-3, 16), (3e-3, 16)]
+    assert res["best"]["val_score"] == min(c["val_score"] for c in res["cells"])
+    assert "**best**" in (tmp_path / "g" / "grid.md").read_text() and "best: lr" in capsys.readouterr().out
+    grid.main(args)  # finished cells are kept, not retrained
+    assert len((tmp_path / "g" / "lr0.001-bs16" / "log.jsonl").read_text().splitlines()) == 1

@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
                         add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "
                                                     "lists its options. Needs torch: pip install 'agescan[train]'.")
-    tr.add_argument("step", choices=["prepare", "fit", "publish", "cv"],
-                    help="prepare crops | fit a model | publish a run | summarise --fold/--holdout runs")
+    tr.add_argument("step", choices=["prepare", "fit", "publish", "cv", "grid"],
+                    help="prepare crops | fit a model | publish a run | summarise --fold/--holdout runs | "
+                         "learning-rate x batch grid search on val")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="the step's own arguments (see STEP --help)")
 
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
@@ -466,7 +467,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         print("agescan train: needs PyTorch: pip install 'agescan[train]' (a CPU build is enough)", file=sys.stderr)
         return EXIT_CONFIG
     module = {"prepare": "agescan.train.prepare", "fit": "agescan.train.loop", "publish": "agescan.train.publish",
-              "cv": "agescan.train.cv"}
+              "cv": "agescan.train.cv", "grid": "agescan.train.grid"}
     importlib.import_module(module[a.step]).main(a.args)
     return EXIT_OK
 

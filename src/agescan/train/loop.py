@@ -52,6 +52,9 @@ class TrainConfig:
     init: str = ""
     residual_of: str = ""
     occlusion: str = "org"
+    schedule: str = "onecycle"
+    patience: int = 5
+    val_share: float = 0.0
     fold: str = ""
     fold_seed: int = 0
     holdout: str = ""
@@ -252,7 +255,9 @@ def fit_temperature(logits: torch.Tensor, ages: np.ndarray) -> float:
 
 
 def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
-    """'train'/'val'/'test' per prepared row: the data's fixed split, or for ``--fold I/K`` fold I of the
+    """'train'/'val'/'test' per prepared row: the data's fixed split; with ``--val-share F`` (the paper's
+    80/20 is 0.2) a seeded F of the train and val rows as val and the rest as train, test untouched; for
+    ``--fold I/K`` fold I of the
     seeded k-fold partition :func:`agescan.eval.protocols.kfold_assign` (the one ``agescan evaluate
     --protocol kfold`` scores), or for ``--holdout COLUMN=VALUE`` that group; val is then 15% of the rest."""
     from agescan.eval.protocols import group_assign, kfold_assign, training_split
@@ -275,6 +280,14 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
         if value not in names:
             raise ValueError(f"--holdout {cfg.holdout}: {col} takes the values {names}.")
         return training_split(folds, names.index(value), cfg.seed)
+    if cfg.val_share:
+        if not 0 < cfg.val_share < 1:
+            raise ValueError(f"--val-share takes a fraction in (0, 1), e.g. 0.2. Got {cfg.val_share}.")
+        split = d["split"].copy()
+        pool = np.flatnonzero((split == "train") | (split == "val"))
+        pick = np.random.default_rng(cfg.seed + 1).random(len(pool)) < cfg.val_share
+        split[pool] = np.where(pick, "val", "train")
+        return split
     return d["split"]
 
 
@@ -330,7 +343,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     epoch_len = cfg.per_age * len(np.unique(ytr)) if cfg.per_age > 0 else len(xtr)
     steps = cfg.epochs * math.ceil(epoch_len / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    elif cfg.schedule == "plateau":  # the paper's: constant, halved after `patience` epochs without a better val
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5,
+                                                           patience=max(0, cfg.patience - 1))
+    else:
+        raise ValueError(f"--schedule must be onecycle or plateau. Got {cfg.schedule!r}.")
+    per_batch = cfg.schedule == "onecycle"
     gen = torch.Generator().manual_seed(cfg.seed)
     start, best = 0, float("inf")
     if resume and (out / "last.pt").exists():
@@ -370,7 +390,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if cfg.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.clip_grad)
             opt.step()
-            sched.step()
+            if per_batch:
+                sched.step()
             tot += loss.item(); nb += 1
             bar.set_postfix(loss=f"{tot / nb:.3f}")
         vl = predict_logits(model, xva, cfg)
@@ -380,7 +401,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             mb = metrics(torch.softmax(predict_logits(model, xva_band, cfg), 1).numpy(), yva)
             m.update({f"band_{k}": v for k, v in mb.items()})
             score = (score + selection_score(mb, hi)) / 2
-        rec = {"epoch": epoch + 1, "loss": tot / nb, "lr": sched.get_last_lr()[0], "seconds": time.time() - t0,
+        lr_used = opt.param_groups[0]["lr"]
+        if not per_batch:
+            sched.step(score)
+        rec = {"epoch": epoch + 1, "loss": tot / nb, "lr": lr_used, "seconds": time.time() - t0,
                **{f"val_{k}": v for k, v in m.items()}, "val_score": score}
         if score < best:
             best = score
@@ -401,18 +425,51 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="agescan train fit", description="Train a DEX-head age model on prepared crops.")
-    p.add_argument("data")
-    p.add_argument("out")
+#: ``agescan train fit --help`` text of each :class:`TrainConfig` option.
+HELP = {
+    "arch": "network: dexnet-s, dexnet-m, ssrnet, ... (agescan.train.nets)",
+    "epochs": "epochs to train", "batch_size": "batch size",
+    "lr": "peak (onecycle) or starting (plateau) learning rate", "weight_decay": "AdamW weight decay",
+    "clip_grad": "clip the gradient norm to this (0 = off)", "input_size": "model input size in pixels",
+    "max_age": "oldest age bin (bins 0..MAX_AGE)", "l1_weight": "weight of the L1 loss on the expected age",
+    "sigma_min": "smallest sigma of the Gaussian label distribution",
+    "sigma_slope": "label sigma = max(SIGMA_MIN, SIGMA_SLOPE x age)",
+    "rotate_deg": "rotation augmentation, +- degrees", "scale_jitter": "scale augmentation, +- fraction",
+    "shift": "shift augmentation, +- fraction of the crop",
+    "balance": "draw each epoch weighted by count(age)^-BALANCE (1 = per-age balanced, 0 = off)",
+    "per_age": "the paper's recipe: N images of every age per epoch (with replacement when short)",
+    "age_range": "train and select on these ages only, e.g. 0-25",
+    "init": "initial weights: an authors' Keras .h5 (ssrnet) or one of our RUN/best.pt",
+    "residual_of": "Residual DEX: train ARCH on the residuals of RUN's frozen model",
+    "occlusion": "eye band at train time: org (none), ocl (every face), org+ocl (half)",
+    "schedule": "onecycle, or plateau: constant learning rate halved after PATIENCE epochs without a better val",
+    "patience": "epochs without a better val score before plateau halves the learning rate",
+    "val_share": "select on a seeded share of train+val (the paper's 80/20 is 0.2) instead of the fixed val",
+    "fold": "k-fold protocol: train on fold I of K (I/K, e.g. 0/5) and score the held-out fold",
+    "fold_seed": "seed of the k-fold partition (the one `agescan evaluate --protocol kfold --seed` uses)",
+    "holdout": "leave-one-group-out: hold out COLUMN=VALUE (e.g. race=2) and score it",
+    "seed": "seed of everything random (deterministic runs)", "threads": "torch threads (0 = torch's choice)",
+}
+
+
+def build_parser(prog: str = "agescan train fit") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train an age model (DEX head or SSR-Net) on prepared crops "
+                                "(agescan train prepare). Writes config.json, log.jsonl, best.pt and last.pt.")
+    p.add_argument("data", help="prepared crops (.npz from agescan train prepare)")
+    p.add_argument("out", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same settings)")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
                    help="stop after N more epochs (time-sliced runs on a shared CPU; --resume later)")
     for f in TrainConfig.__dataclass_fields__.values():
         if f.name in ("data", "out", "extra", "select_on", "stop_after"):
             continue
-        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
-    a = vars(p.parse_args(argv))
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
+                       help=f"{HELP.get(f.name, '')} (default: {f.default!r})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = vars(build_parser().parse_args(argv))
     resume = a.pop("resume")
     train(TrainConfig(**a), resume=resume)
 
