@@ -318,6 +318,9 @@ def detector_configs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     if args.threads:
         base["threads"] = args.threads
     configs = [(f"min_face_size={args.min_face_size}", base)]
+    if args.thresholds:
+        th = tuple(float(v) for v in args.thresholds.split(","))
+        configs.append((f"min_face_size={args.min_face_size}, thresholds={th}", {**base, "thresholds": th}))
     if args.max_side:
         configs.append((f"min_face_size={args.min_face_size}, max_side={args.max_side}",
                         {**base, "max_side": args.max_side}))
@@ -578,6 +581,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenes", type=int, default=300, help="number of synthetic scenes (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
     p.add_argument("--min-face-size", type=int, default=24, help="MTCNN min_face_size (default 24)")
+    p.add_argument("--thresholds", default="", help="also measure MTCNN with these P,R,O-Net score thresholds, "
+                                                    "e.g. 0.4,0.4,0.2 (mtcnn-occluded's)")
     p.add_argument("--max-side", type=int, default=1280,
                    help="also measure MTCNN with this max_side (default 1280; 0 skips it)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (default 0: its default)")

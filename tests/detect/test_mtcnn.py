@@ -70,3 +70,24 @@ def test_children_and_small_faces_in_a_scene(detector, utkface_faces):
     for x1, y1, x2, y2 in boxes:
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert any(d.box.x1 < cx < d.box.x2 and d.box.y1 < cy < d.box.y2 for d in dets), (x1, y1, x2, y2)
+
+
+def test_occluded_preset_finds_more_eye_banded_faces():
+    from agescan.eval.run import _central_face, pad_chip
+    from agescan.privacy import eye_band
+    from tests.conftest import UTKFACE, utkface_rows
+
+    strict, lenient = create_detector("mtcnn", threads=1), create_detector("mtcnn-occluded", threads=1)
+    assert lenient.config.thresholds == (0.4, 0.4, 0.2) and strict.config.thresholds == (0.6, 0.7, 0.8)
+    found = {"mtcnn": 0, "mtcnn-occluded": 0}
+    for r in utkface_rows("val")[:40]:
+        img = read_image(UTKFACE / r["path"])
+        h, w = img.shape[:2]
+        padded = pad_chip(img)
+        face = _central_face(strict.detect(padded), w, h)
+        if face is None:
+            continue
+        banded = eye_band(padded, face.landmarks, face.box)
+        found["mtcnn"] += _central_face(strict.detect(banded), w, h) is not None
+        found["mtcnn-occluded"] += _central_face(lenient.detect(banded), w, h) is not None
+    assert found["mtcnn-occluded"] > found["mtcnn"] * 1.3, found

@@ -199,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "here (needs matplotlib, in the train extra)")
     ev.add_argument("--minor-threshold", type=float, metavar="P",
                     help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val)")
+    ev.add_argument("--detector", default="mtcnn",
+                    help="registered face detector (default: mtcnn; mtcnn-occluded for eye-banded sets)")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
     return p
 
@@ -422,7 +424,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                              predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold,
                              plots_dir=a.plots, labels=a.labels, path_column=a.path_column, age_column=a.age_column,
                              split_column=a.split_column, protocol=a.protocol, folds=a.folds,
-                             group_column=a.group_column, seed=a.seed)
+                             group_column=a.group_column, seed=a.seed, detector=a.detector)
     refused = ""
     if baseline is not None:
         from agescan.errors import ConfigError

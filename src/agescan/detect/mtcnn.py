@@ -236,3 +236,15 @@ class MTCNNDetector:
 def _mtcnn(**kwargs) -> MTCNNDetector:
     """MTCNN (Zhang et al. 2016), weights MIT via the mtcnn 1.0.0 wheel; boxes + 5 landmarks."""
     return MTCNNDetector(**kwargs)
+
+
+#: Score thresholds of ``mtcnn-occluded``, chosen on val chips with the paper's eye band (docs/benchmarks.md).
+OCCLUDED_THRESHOLDS = (0.4, 0.4, 0.2)
+
+
+@detectors.register("mtcnn-occluded")
+def _mtcnn_occluded(**kwargs) -> MTCNNDetector:
+    """MTCNN with lenient score thresholds for faces whose eyes are hidden (eye bands, mosaics): finds
+    about twice as many banded faces, at the cost of more false detections; for redacted material."""
+    kwargs.setdefault("thresholds", OCCLUDED_THRESHOLDS)
+    return MTCNNDetector(**kwargs)

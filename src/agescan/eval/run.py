@@ -130,7 +130,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
         "unlabelled_files": ds.unlabelled,
-        "condition": condition, "fallback_alignment": fallback,
+        "condition": condition, "detector": detector, "fallback_alignment": fallback,
         "seconds": {"detect_align": round(t_detect, 1), "model": round(t_model, 2)},
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
