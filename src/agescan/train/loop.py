@@ -271,11 +271,14 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
-    """'train'/'val'/'test' per prepared row: the data's fixed split; with ``--val-share F`` (the paper's
-    80/20 is 0.2) a seeded F of the train and val rows as val and the rest as train, test untouched; for
-    ``--fold I/K`` fold I of the
-    seeded k-fold partition :func:`agescan.eval.protocols.kfold_assign` (the one ``agescan evaluate
-    --protocol kfold`` scores), or for ``--holdout COLUMN=VALUE`` that group; val is then 15% of the rest."""
+    """'train'/'val'/'test' per prepared row.
+
+    The data's fixed split by default; ``--val-share F`` (the paper's 80/20 is 0.2): a seeded F of the train
+    and val rows as val, the rest as train, test untouched; ``--fold I/K``: fold I of the seeded k-fold
+    partition :func:`agescan.eval.protocols.kfold_assign` (the one ``agescan evaluate --protocol kfold``
+    scores) as test; ``--holdout COLUMN=VALUE``: that group as test. For the last two, val is a seeded 15%
+    of the other rows.
+    """
     from agescan.eval.protocols import group_assign, kfold_assign, training_split
 
     if cfg.fold and cfg.holdout:
