@@ -413,6 +413,9 @@ def cmd_models(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from agescan.eval.run import evaluate_folder
 
+    if not Path(a.data).exists():
+        print(f"agescan evaluate: {a.data}: no such file or folder", file=sys.stderr)
+        return EXIT_USAGE
     baseline = None
     if a.compare:
         try:
