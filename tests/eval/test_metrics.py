@@ -69,3 +69,16 @@ def test_full_metric_set_on_distributions():
     assert sum(map(sum, m["child_teen_adult_confusion"])) == 400
     assert m["challenge25_teens_under_25"] == 1.0
     assert m["at_minor_threshold"]["recall"] > 0.9
+
+
+def test_recall_at_precision_sweeps_thresholds_and_respects_ties():
+    from agescan.eval.metrics import recall_at_precision
+
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    minor = np.array([True, True, False, True, True, False])
+    r = recall_at_precision(p, minor, 0.75)  # at 0.5: 4 tp, 1 fp = 80%; at 0.4 the last adult drops it to 66.7%
+    assert r == {"recall": 1.0, "precision": 0.8, "threshold": 0.5}
+    assert recall_at_precision(p, minor, 0.95) == {"recall": 0.5, "precision": 1.0, "threshold": 0.8}
+    tied = recall_at_precision(np.array([0.9, 0.5, 0.5]), np.array([True, True, False]), 0.95)
+    assert tied["recall"] == 0.5  # the minor at 0.5 cannot be taken without the adult at 0.5
+    assert np.isnan(recall_at_precision(p, np.zeros(6, bool))["recall"])

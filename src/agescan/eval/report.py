@@ -22,6 +22,8 @@ def markdown(report: dict) -> str:
         ("Adience exact / 1-off", f"{report['adience_exact']:.1%} / {report['adience_1off']:.1%}"),
         ("child/teen/adult accuracy", f"{report['child_teen_adult_accuracy']:.1%}"),
         ("under 18, P>=0.5: recall / precision / F2", f"{b['recall']:.1%} / {b['precision']:.1%} / {b['f2']:.3f}"),
+        ("under 18: best recall at precision >= 95% (threshold chosen on this split)",
+         f"{report['minor_recall_at_precision_95']['recall']:.1%}"),
         ("Challenge-25 (13-17 estimated under 25)", f"{report['challenge25_teens_under_25']:.1%}"),
         ("90% interval coverage", f"{report['interval_coverage']:.1%}"),
         ("no detection (template alignment)", report["fallback_alignment"]),
