@@ -237,22 +237,3 @@ def test_lr_batch_grid_selects_on_val_and_resumes(tmp_path, capsys):
     assert "**best**" in (tmp_path / "g" / "grid.md").read_text() and "best: lr" in capsys.readouterr().out
     grid.main(args)  # finished cells are kept, not retrained
     assert len((tmp_path / "g" / "lr0.001-bs16" / "log.jsonl").read_text().splitlines()) == 1
-
-
-@pytest.mark.slow
-def test_ema_weights_are_validated_saved_and_resumed(tmp_path):
-    data = tmp_path / "d.npz"
-    _fake_dataset(data, n=64)
-    cfg = TrainConfig(data=str(data), out=str(tmp_path / "full"), epochs=2, batch_size=16, threads=1, ema=0.9)
-    train(cfg)
-    cut = TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "cut"), "stop_after": 1})
-    train(cut)
-    train(TrainConfig(**{**cut.__dict__, "stop_after": 0}), resume=True)
-    full, resumed = (torch.load(tmp_path / d / "last.pt", weights_only=False) for d in ("full", "cut"))
-    assert all(torch.equal(full["ema"][k], resumed["ema"][k]) for k in full["ema"])  # resume keeps the average
-    # The average differs from the raw weights, and the saved best is an average (of epoch 1 or 2).
-    assert any(not torch.equal(full["ema"][k], full["model"][k]) for k in full["model"] if k.endswith("weight"))
-    best = torch.load(tmp_path / "full" / "best.pt", weights_only=False)["model"]
-    assert any(not torch.equal(best[k], full["model"][k]) for k in best if k.endswith("weight"))
-    with pytest.raises(ValueError, match="--ema"):
-        train(TrainConfig(data=str(data), out=str(tmp_path / "x"), epochs=1, ema=1.5))

@@ -9,7 +9,6 @@ The run directory holds config.json, log.jsonl (one line of metrics per epoch), 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import random
@@ -55,7 +54,6 @@ class TrainConfig:
     occlusion: str = "org"
     schedule: str = "onecycle"
     patience: int = 5
-    ema: float = 0.0
     val_share: float = 0.0
     fold: str = ""
     fold_seed: int = 0
@@ -256,15 +254,6 @@ def fit_temperature(logits: torch.Tensor, ages: np.ndarray) -> float:
     return best_t
 
 
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema = decay * ema + (1 - decay) * model for parameters; buffers (BatchNorm statistics) copied."""
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
-
-
 def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
     """'train'/'val'/'test' per prepared row.
 
@@ -353,11 +342,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.init:
         load_init(model.d2 if cfg.residual_of else model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
-    if not 0.0 <= cfg.ema < 1.0:
-        raise ValueError(f"--ema takes a decay in [0, 1), e.g. 0.999 (0 = off). Got {cfg.ema}.")
-    ema = copy.deepcopy(model).eval() if cfg.ema else None  # validated, selected and saved instead of model
-    for p_ in (ema.parameters() if ema is not None else ()):
-        p_.requires_grad_(False)
     trained = model.d2 if cfg.residual_of else model
     opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     epoch_len = cfg.per_age * len(np.unique(ytr)) if cfg.per_age > 0 else len(xtr)
@@ -375,8 +359,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
-        if ema is not None:
-            ema.load_state_dict(ck["ema"])
         gen.set_state(ck["gen"]); torch.set_rng_state(ck["torch_rng"]); np.random.set_state(ck["np_rng"])
         start, best = ck["epoch"] + 1, ck["best"]
         print(f"resumed at epoch {start}", file=sys.stderr)
@@ -413,16 +395,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             opt.step()
             if per_batch:
                 sched.step()
-            if ema is not None:
-                update_ema(ema, model, cfg.ema)
             tot += loss.item(); nb += 1
             bar.set_postfix(loss=f"{tot / nb:.3f}")
-        judged = ema if ema is not None else model
-        vl = predict_logits(judged, xva, cfg)
+        vl = predict_logits(model, xva, cfg)
         m = metrics(torch.softmax(vl, 1).numpy(), yva)
         score = selection_score(m, hi)
         if cfg.occlusion != "org":
-            mb = metrics(torch.softmax(predict_logits(judged, xva_band, cfg), 1).numpy(), yva)
+            mb = metrics(torch.softmax(predict_logits(model, xva_band, cfg), 1).numpy(), yva)
             m.update({f"band_{k}": v for k, v in mb.items()})
             score = (score + selection_score(mb, hi)) / 2
         lr_used = opt.param_groups[0]["lr"]
@@ -432,15 +411,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                **{f"val_{k}": v for k, v in m.items()}, "val_score": score}
         if score < best:
             best = score
-            torch.save({"model": judged.state_dict(), "epoch": epoch, "metrics": rec}, out / "best.pt")
+            torch.save({"model": model.state_dict(), "epoch": epoch, "metrics": rec}, out / "best.pt")
             rec["best"] = True
         with open(out / "log.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         print(json.dumps(rec), file=sys.stderr, flush=True)
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "np_rng": np.random.get_state(),
-                    "epoch": epoch, "best": best, **({"ema": ema.state_dict()} if ema is not None else {})},
-                   out / "last.pt")
+                    "epoch": epoch, "best": best}, out / "last.pt")
     if (cfg.fold or cfg.holdout) and end == cfg.epochs and (out / "best.pt").exists():
         model.load_state_dict(torch.load(out / "best.pt", weights_only=False)["model"])
         rep = heldout_report(model, d, split, cfg)
@@ -469,8 +447,6 @@ HELP = {
     "occlusion": "eye band at train time: org (none), ocl (every face), org+ocl (half)",
     "schedule": "onecycle, or plateau: constant learning rate halved after PATIENCE epochs without a better val",
     "patience": "epochs without a better val score before plateau halves the learning rate",
-    "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate, "
-           "select and save it instead of the raw weights (0 = off)",
     "val_share": "select on a seeded share of train+val (the paper's 80/20 is 0.2) instead of the fixed val",
     "fold": "k-fold protocol: train on fold I of K (I/K, e.g. 0/5) and score the held-out fold",
     "fold_seed": "seed of the k-fold partition (the one `agescan evaluate --protocol kfold --seed` uses)",
