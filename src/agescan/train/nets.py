@@ -132,6 +132,7 @@ class ResidualDex(nn.Module):
 ARCHITECTURES = {
     "dexnet-s": lambda n_bins: DexNet(n_bins),
     "dexnet-m": lambda n_bins: DexNet(n_bins, widths=(32, 64, 128, 128, 192, 192, 320)),
+    "dexnet-l": lambda n_bins: DexNet(n_bins, widths=(48, 96, 160, 160, 256, 256, 384)),
     "ssrnet": lambda n_bins: SSRNetDist(n_bins),
 }
 
