@@ -55,6 +55,23 @@ def training_split(folds: np.ndarray, test_fold: int, seed: int = 0, val_share: 
     return out
 
 
+def fold_row(rep: dict) -> dict:
+    """The :data:`FOLD_KEYS` numbers of one :func:`age_metrics` report (minor ones at P(minor) >= 0.5)."""
+    return {key: rep["minor_by_p_minor_0.5"][key.split("_", 1)[1]] if key.startswith("minor_") else rep[key]
+            for key in FOLD_KEYS}
+
+
+def mean_sd(rows: list[dict]) -> tuple[dict, dict]:
+    """Mean and standard deviation (ddof=1) of each :data:`FOLD_KEYS` number over ``rows`` (NaN skipped)."""
+    mean, sd = {}, {}
+    for key in FOLD_KEYS:
+        v = np.array([r[key] for r in rows], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        mean[key] = float(v.mean()) if len(v) else float("nan")
+        sd[key] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+    return mean, sd
+
+
 def fold_summary(true: np.ndarray, probs: np.ndarray, min_age: int, folds: np.ndarray,
                  names: list[str] | None = None) -> dict:
     """Metrics of each fold and their mean and standard deviation (ddof=1) across folds."""
@@ -62,17 +79,7 @@ def fold_summary(true: np.ndarray, probs: np.ndarray, min_age: int, folds: np.nd
     for f in sorted(set(folds.tolist()) - {-1}):
         m = folds == f
         rep = age_metrics(true[m], probs[m], min_age)
-        row = {"fold": names[f] if names else int(f), "n": int(m.sum()), "n_0_25": rep["n_0_25"]}
-        for key in FOLD_KEYS:
-            if key.startswith("minor_"):
-                row[key] = rep["minor_by_p_minor_0.5"][key.split("_", 1)[1]]
-            else:
-                row[key] = rep[key]
-        per.append(row)
-    summary = {"folds": per, "mean": {}, "sd": {}}
-    for key in FOLD_KEYS:
-        v = np.array([r[key] for r in per], dtype=np.float64)
-        v = v[np.isfinite(v)]
-        summary["mean"][key] = float(v.mean()) if len(v) else float("nan")
-        summary["sd"][key] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
-    return summary
+        per.append({"fold": names[f] if names else int(f), "n": int(m.sum()), "n_0_25": rep["n_0_25"],
+                    **fold_row(rep)})
+    mean, sd = mean_sd(per)
+    return {"folds": per, "mean": mean, "sd": sd}

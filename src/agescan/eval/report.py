@@ -43,14 +43,24 @@ def markdown(report: dict) -> str:
     return text
 
 
+#: Columns of a per-fold table: (key in :data:`agescan.eval.protocols.FOLD_KEYS`, heading).
+FOLD_COLUMNS = (("mae", "MAE"), ("mae_0_25", "MAE 0-25"), ("group_accuracy_0_25", "5-group"), ("cs5", "CS@5"),
+                ("challenge25_teens_under_25", "Challenge-25"), ("minor_recall", "minor recall"))
+
+
+def fold_table(label: str, rows: list[tuple[str, int, dict]], mean: dict, sd: dict) -> str:
+    """A Markdown table of per-fold numbers (``rows``: fold name, n, numbers) and their mean ± sd."""
+    lines = [f"| {label} | n | " + " | ".join(h for _, h in FOLD_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(FOLD_COLUMNS)]
+    lines += [f"| {name} | {n} | " + " | ".join(f"{v[k]:.3f}" for k, _ in FOLD_COLUMNS) + " |" for name, n, v in rows]
+    lines.append("| mean ± sd | | " + " | ".join(f"{mean[k]:.3f} ± {sd[k]:.3f}" for k, _ in FOLD_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _protocol_table(p: dict) -> str:
-    keys = ("mae", "mae_0_25", "group_accuracy_0_25", "minor_recall", "challenge25_teens_under_25")
-    head = ("fold" if p["name"] == "kfold" else p["group_column"]) + " | n | MAE | MAE 0-25 | 5-group | " \
-        "minor recall | Challenge-25"
-    lines = [f"| {r['fold']} | {r['n']} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |" for r in p["folds"]]
-    lines.append("| mean ± sd | | " + " | ".join(f"{p['mean'][k]:.3f} ± {p['sd'][k]:.3f}" for k in keys) + " |")
     title = f"{p['k']}-fold (seed {p['seed']})" if p["name"] == "kfold" else f"leave-one-{p['group_column']}-out"
-    return f"\n{title}\n\n| {head} |\n|" + "---|" * 7 + "\n" + "\n".join(lines) + "\n"
+    label = "fold" if p["name"] == "kfold" else p["group_column"]
+    return f"\n{title}\n\n" + fold_table(label, [(r["fold"], r["n"], r) for r in p["folds"]], p["mean"], p["sd"])
 
 
 def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = "") -> list[Path]:

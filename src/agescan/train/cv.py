@@ -14,16 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-KEYS = (("mae", "MAE"), ("mae_0_25", "MAE 0-25"), ("group_accuracy_0_25", "5-group"), ("cs5", "CS@5"),
-        ("challenge25_teens_under_25", "Challenge-25"))
-
-
-def _row(rep: dict) -> dict:
-    out = {k: rep[k] for k, _ in KEYS}
-    out["minor_recall"] = rep["minor_by_p_minor_0.5"]["recall"]
-    return out
+from agescan.eval.protocols import fold_row, mean_sd
+from agescan.eval.report import fold_table
 
 
 def summarise(runs: list[str | Path]) -> dict:
@@ -35,27 +27,18 @@ def summarise(runs: list[str | Path]) -> dict:
             raise SystemExit(f"{path}: missing. Train the run to its last epoch with --fold I/K or --holdout.")
         rep = json.loads(path.read_text())
         per.append({"run": str(run), "fold": rep["fold"] or rep["holdout"], "n": rep["n"],
-                    **{c: _row(rep[c]) for c in ("clean", "eyeband") if c in rep}})
+                    **{c: fold_row(rep[c]) for c in ("clean", "eyeband") if c in rep}})
     summary: dict = {"runs": per, "mean": {}, "sd": {}}
     for cond in ("clean", "eyeband"):
         if all(cond in r for r in per):
-            for stat, fn in (("mean", np.nanmean), ("sd", lambda v: np.nanstd(v, ddof=1) if len(v) > 1 else np.nan)):
-                summary[stat][cond] = {k: float(fn(np.array([r[cond][k] for r in per], dtype=np.float64)))
-                                       for k in per[0][cond]}
+            summary["mean"][cond], summary["sd"][cond] = mean_sd([r[cond] for r in per])
     return summary
 
 
 def markdown(summary: dict) -> str:
-    cols = [*KEYS, ("minor_recall", "minor recall")]
-    lines = []
-    for cond in summary["mean"]:
-        lines += [f"\n{cond}\n", "| fold | n | " + " | ".join(n for _, n in cols) + " |",
-                  "|---|---|" + "---|" * len(cols)]
-        for r in summary["runs"]:
-            lines.append(f"| {r['fold']} | {r['n']} | " + " | ".join(f"{r[cond][k]:.3f}" for k, _ in cols) + " |")
-        lines.append("| mean ± sd | | " + " | ".join(
-            f"{summary['mean'][cond][k]:.3f} ± {summary['sd'][cond][k]:.3f}" for k, _ in cols) + " |")
-    return "\n".join(lines) + "\n"
+    return "".join(f"\n{cond}\n\n" + fold_table("fold", [(r["fold"], r["n"], r[cond]) for r in summary["runs"]],
+                                                 summary["mean"][cond], summary["sd"][cond])
+                   for cond in summary["mean"])
 
 
 def main(argv: list[str] | None = None) -> None:
