@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agescan.errors import ConfigError
+from agescan.io import IMAGE_EXTENSIONS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 _LEADING_AGE = re.compile(r"^(\d{1,3})(?:[_\-. ]|$)")
 
 
@@ -83,7 +83,7 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
         raise ConfigError(f"{labels_path}: no such labels file.")
     elif data.is_dir():
         rows, columns = [], ["path", "age"]
-        for f in sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        for f in sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()):
             age = _age_from_path(f, data)
             if age is None:
                 unlabelled += 1
