@@ -66,12 +66,17 @@ def _triage_options(p: argparse.ArgumentParser) -> None:
                    help="triage: also flag a face whose point age is under AGE (e.g. 25; default: 0 = off)")
 
 
+def _estimator_kwargs(a: argparse.Namespace) -> dict:
+    """AgeEstimator's arguments from the common options (this process's estimator and Ray's actors alike)."""
+    return {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
+            "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
+            "video_every": a.video_every, "video_scene": a.scene_change}
+
+
 def _make_estimator(a: argparse.Namespace, **extra):
     from agescan import AgeEstimator
 
-    return AgeEstimator(a.model, a.detector, minor_age=a.minor_age, interval_level=a.interval,
-                        min_face_size=a.min_face_size, max_pixels=a.max_pixels, threads=a.threads,
-                        video_every=a.video_every, video_scene=a.scene_change, **extra).load()
+    return AgeEstimator(**_estimator_kwargs(a), **extra).load()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,9 +323,7 @@ def _scan_ray(a: argparse.Namespace, store, run: int, sources: list[str], recurs
     else:
         work = Path(a.db + ".parts")
     parts = plan_partitions(sources, recursive, a.partition_size, work)
-    options = {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
-               "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
-               "video_every": a.video_every, "video_scene": a.scene_change, "batch_size": max(1, a.batch_size)}
+    options = {**_estimator_kwargs(a), "batch_size": max(1, a.batch_size)}
     print(f"ray: partitions of up to {a.partition_size} item(s); partition files in {work}", file=sys.stderr)
     stats = run_ray_scan(parts, options, work, lambda srcs: store.stored_among(run, srcs),
                          lambda recs: store.add_records(run, recs), address=a.address, actors=a.ray_actors)
