@@ -211,16 +211,14 @@ def check_schema(db: Database, create: bool = False) -> None:
         with db.transaction():
             db.serialize_ddl()
             db.script(_DDL)  # IF NOT EXISTS: a no-op for a scanner that lost the race
-            if not db.has_table("errors"):
-                db.script(_ERRORS_VIEW)
             db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('result_schema', ?) "
                        "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), SCHEMA))
-    elif create and not db.has_table("errors"):  # a v1 database written before the view existed
-        with db.transaction():
-            db.serialize_ddl()
-            if not db.has_table("errors"):
-                db.script(_ERRORS_VIEW)
     version = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
     if version != SCHEMA_VERSION:
         raise ConfigError(f"{db.name}: results database schema version {version}; this agescan reads "
                           f"version {SCHEMA_VERSION}. Use a matching agescan or a new --db target.")
+    if create and not db.has_table("errors"):  # a new database, or a v1 one written before the view existed
+        with db.transaction():
+            db.serialize_ddl()
+            if not db.has_table("errors"):
+                db.script(_ERRORS_VIEW)
