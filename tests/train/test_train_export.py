@@ -237,3 +237,20 @@ def test_lr_batch_grid_selects_on_val_and_resumes(tmp_path, capsys):
     assert "**best**" in (tmp_path / "g" / "grid.md").read_text() and "best: lr" in capsys.readouterr().out
     grid.main(args)  # finished cells are kept, not retrained
     assert len((tmp_path / "g" / "lr0.001-bs16" / "log.jsonl").read_text().splitlines()) == 1
+
+
+def test_float16_storage_halves_the_file_and_keeps_the_rounded_function(tmp_path):
+    from agescan.export import round_to_half
+
+    net = build("dexnet-m").eval()
+    card = ModelCard(id="test.half", architecture="DexNet-M test", crop=CropRecipe(size=64), mean=MEAN, std=STD,
+                     licence="test only", training_data="none", metrics={"none": {}})
+    full, _ = export_onnx(ProbsWrapper(net), card, tmp_path / "full.onnx")
+    assert round_to_half(net) > 0
+    half, sha = export_onnx(ProbsWrapper(net), card, tmp_path / "half.onnx", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    assert parity(ProbsWrapper(net), half) < 1e-5  # float16 storage of float16-rounded weights is exact
+    m = create_model(str(half))
+    assert m.card == card and m.sha256 == sha
+    crops = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    assert np.allclose(m.predict_probs(crops).sum(1), 1.0, atol=1e-5)

@@ -28,10 +28,49 @@ def embed_card(onnx_bytes: bytes, card: ModelCard) -> bytes:
     return model.SerializeToString()
 
 
-def export_onnx(module, card: ModelCard, path: str | Path, opset: int = 17) -> tuple[Path, str]:
+def half_storage(onnx_bytes: bytes, min_size: int = 1024) -> bytes:
+    """Store every float32 weight of at least ``min_size`` values as float16, cast back to float32 when the
+    session is created (onnxruntime folds the casts), so the file is about half the size and inference still
+    computes in float32. Lossless for weights already rounded to float16 (:func:`round_to_half`)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), name + "__f16"))
+        casts.append(helper.make_node("Cast", [name + "__f16"], [name], to=TensorProto.FLOAT, name=name + "__cast"))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def round_to_half(module) -> int:
+    """Round ``module``'s parameters of at least 1024 values to float16 precision in place (they stay float32),
+    so torch and a :func:`half_storage` export compute the same function. Returns how many tensors changed."""
+    import torch
+
+    n = 0
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dtype == torch.float32 and p.numel() >= 1024:
+                p.copy_(p.half().float())
+                n += 1
+    return n
+
+
+def export_onnx(module, card: ModelCard, path: str | Path, opset: int = 17,
+                half: bool = False) -> tuple[Path, str]:
     """Export ``module`` (N x 3 x S x S normalised input -> N x bins probabilities) with ``card``.
 
-    Returns the path and the sha256 of the written file.
+    With ``half`` the large weights are stored as float16 (:func:`half_storage`; round the module first with
+    :func:`round_to_half` for exact parity). Returns the path and the sha256 of the written file.
     """
     import torch
 
@@ -42,7 +81,7 @@ def export_onnx(module, card: ModelCard, path: str | Path, opset: int = 17) -> t
     torch.onnx.export(module, (dummy,), buf, input_names=[card.input_name], output_names=[card.output_name],
                       dynamic_axes={card.input_name: {0: "N"}, card.output_name: {0: "N"}}, opset_version=opset,
                       dynamo=False)
-    data = embed_card(buf.getvalue(), card)
+    data = embed_card(half_storage(buf.getvalue()) if half else buf.getvalue(), card)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from agescan.align import CropRecipe
-from agescan.export import embed_card, export_onnx, parity
+from agescan.export import embed_card, export_onnx, parity, round_to_half
 from agescan.models.card import ModelCard
 from agescan.train.loop import MEAN, STD, TrainConfig, build_for, fit_temperature, parse_age_range, predict_logits
 from agescan.train.nets import ProbsWrapper
@@ -52,7 +52,8 @@ def train_command(cfg: TrainConfig) -> str:
     return " ".join(["python -m agescan.train.loop", cfg.data, cfg.out, *opts])
 
 
-def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: bool = False) -> str:
+def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
+            half: bool = False) -> str:
     from agescan.eval.run import evaluate_folder
 
     run_dir = Path(run)
@@ -61,6 +62,8 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
     ck = torch.load(run_dir / "best.pt", weights_only=False)
     net.load_state_dict(ck["model"])
     net.eval()
+    if half:  # the shipped function is the rounded one: calibrate, check and evaluate that
+        round_to_half(net)
     d = np.load(cfg.data)
     va = d["split"] == "val"
     if cfg.age_range:  # calibrate on the ages the model was trained for (an adult cannot be fitted by a 0-25 model)
@@ -79,13 +82,13 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                              if k not in ("extra",)},
                   "best_epoch": int(ck["epoch"]) + 1, "temperature": temperature,
-                  "test_time_flip": flip,
+                  "test_time_flip": flip, "float16_weights": half,
                   "publish": f"python -m agescan.train.publish {run} --id {model_id} --data DATA"
-                             + (" --flip" if flip else ""),
+                             + (" --flip" if flip else "") + (" --half" if half else ""),
                   "loss": "KL to Gaussian label distribution (sigma = max(1, 0.08*age)) + 0.25 * L1 of expectation"})
     wrapped = ProbsWrapper(net, temperature, flip=flip)
     path = Path(out) / f"{model_id}.onnx"
-    export_onnx(wrapped, card, path)
+    export_onnx(wrapped, card, path, half=half)
     diff = parity(wrapped, path)
     print(f"parity max |torch - onnxruntime| = {diff:.2e}; temperature {temperature:.2f}", file=sys.stderr)
     if diff > 1e-4:
@@ -146,8 +149,10 @@ def main(argv: list[str] | None = None) -> None:
                                           "~11M multiply-adds, DEX head (softmax over 0..100 years, expectation)")
     p.add_argument("--flip", action="store_true",
                    help="average the distributions of the face and its mirror image inside the exported graph")
+    p.add_argument("--half", action="store_true",
+                   help="store the weights as float16 (half the file; computed in float32; metrics are of the rounded model)")
     a = p.parse_args(argv)
-    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip)
+    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half)
 
 
 if __name__ == "__main__":
