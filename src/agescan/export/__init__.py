@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +79,11 @@ def export_onnx(module, card: ModelCard, path: str | Path, opset: int = 17,
     size = card.crop.size
     dummy = torch.zeros(1, 3, size, size)
     buf = io.BytesIO()
-    torch.onnx.export(module, (dummy,), buf, input_names=[card.input_name], output_names=[card.output_name],
-                      dynamic_axes={card.input_name: {0: "N"}, card.output_name: {0: "N"}}, opset_version=opset,
-                      dynamo=False)
+    with warnings.catch_warnings():  # shape tests in a network are constants for the card's fixed input size
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, (dummy,), buf, input_names=[card.input_name], output_names=[card.output_name],
+                          dynamic_axes={card.input_name: {0: "N"}, card.output_name: {0: "N"}}, opset_version=opset,
+                          dynamo=False)
     data = embed_card(half_storage(buf.getvalue()) if half else buf.getvalue(), card)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

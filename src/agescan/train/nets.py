@@ -129,6 +129,19 @@ class ResidualDex(nn.Module):
         return torch.log((w * p2[:, None, :]).sum(-1) + 1e-12)
 
 
+class Ensemble(nn.Module):
+    """Several trained networks of the same input as one: the mean of their distributions. ``forward`` returns the
+    log of that mean, so :class:`ProbsWrapper` (and its temperature) treats it like any single network's logits."""
+
+    def __init__(self, nets: list[nn.Module]):
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.softmax(n(x), dim=1) for n in self.nets]).mean(0)
+        return torch.log(p + 1e-12)
+
+
 ARCHITECTURES = {
     "dexnet-s": lambda n_bins: DexNet(n_bins),
     "dexnet-m": lambda n_bins: DexNet(n_bins, widths=(32, 64, 128, 128, 192, 192, 320)),

