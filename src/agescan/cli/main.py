@@ -61,7 +61,8 @@ def _triage_options(p: argparse.ArgumentParser) -> None:
 
     g.add_argument("--flag-threshold", type=float, default=DEFAULT_FLAG_THRESHOLD, metavar="P",
                    help=f"triage: flag a face for review when P(minor) >= P (default: {DEFAULT_FLAG_THRESHOLD}, chosen "
-                        "on val so that at most 1%% of minors pass; see docs/benchmarks.md)")
+                        "on val for the default model so that at most 1%% of minors pass, clean or with the eye band; "
+                        "choose your own for another model; see docs/benchmarks.md)")
     g.add_argument("--challenge-age", type=float, default=DEFAULT_CHALLENGE_AGE, metavar="AGE",
                    help="triage: also flag a face whose point age is under AGE (e.g. 25; default: 0 = off)")
 

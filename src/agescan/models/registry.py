@@ -13,7 +13,7 @@ from agescan.models.onnx_model import OnnxAgeModel
 models: Registry[OnnxAgeModel] = Registry("model")
 
 #: The model used when none is named: trained by agescan on UTKFace (non-commercial licence).
-DEFAULT_MODEL = "dexnet-m-ocl.utkface"
+DEFAULT_MODEL = "resnet10x2-ocl.utkface"
 
 
 def register_model(name: str):
