@@ -254,3 +254,16 @@ def test_float16_storage_halves_the_file_and_keeps_the_rounded_function(tmp_path
     assert m.card == card and m.sha256 == sha
     crops = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     assert np.allclose(m.predict_probs(crops).sum(1), 1.0, atol=1e-5)
+
+
+def test_model_crop_depends_on_margin_not_on_input_size():
+    from agescan.train.loop import augment_grid
+
+    g = torch.Generator()
+    extent = lambda **kw: augment_grid(1, TrainConfig(data="", out="", **kw), 96, False, g)[0, -1, -1, 0].item()  # noqa: E731
+    # the template square is the centre 2/3 of a margin-0.25 crop, whatever the model's input size
+    assert extent(input_size=64) * 64 / 63 == pytest.approx(2 / 3)
+    assert extent(input_size=96) * 96 / 95 == pytest.approx(2 / 3)
+    assert extent(input_size=64, margin=0.25) * 64 / 63 == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="--margin must be between 0 and 0.25"):
+        extent(margin=0.3)

@@ -105,10 +105,17 @@ def build_for(cfg: TrainConfig, load_first: bool = True) -> torch.nn.Module:
 RESIDUAL_RADIUS = 50
 
 
+#: Margin of the prepared crops (``agescan.train.prepare``'s default): the model's crop is cut from inside them.
+PREPARED_MARGIN = 0.25
+
+
 def augment_grid(n: int, cfg: TrainConfig, src: int, train: bool, gen: torch.Generator) -> torch.Tensor:
-    """Affine grids selecting the model crop from a src-sized, margin-0.25 prepared crop: its centre input_size
-    pixels at ``cfg.margin`` 0 (the template square), or that square plus ``cfg.margin`` on every side."""
-    base = cfg.input_size / src * (1 + 2 * cfg.margin)
+    """Affine grids selecting the model crop (the template square plus ``cfg.margin`` of it on every side,
+    resampled to input_size pixels) from a prepared crop at :data:`PREPARED_MARGIN` of any size ``src``."""
+    if not 0 <= cfg.margin <= PREPARED_MARGIN:
+        raise ValueError(f"--margin must be between 0 and {PREPARED_MARGIN} (the prepared crops' margin). "
+                         f"Got {cfg.margin}.")
+    base = (1 + 2 * cfg.margin) / (1 + 2 * PREPARED_MARGIN)
     if not train:
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = base
@@ -322,6 +329,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
     d = np.load(cfg.data)
+    if "crop_margin" in d.files and abs(float(d["crop_margin"]) - PREPARED_MARGIN) > 1e-6:
+        raise ValueError(f"{cfg.data} was prepared at margin {float(d['crop_margin'])}; training cuts its crops from "
+                         f"margin-{PREPARED_MARGIN} crops: re-run agescan train prepare with --margin {PREPARED_MARGIN}.")
     split = protocol_split(d, cfg)
     ages = np.minimum(d["age"].astype(np.int64), cfg.max_age)
     tr, va = split == "train", split == "val"
