@@ -38,7 +38,7 @@ def report_dir(tmp_path_factory, astronaut_path):
     db = tmp / "case #1 (copy?).sqlite"  # characters that break naive sqlite URIs
     run = [sys.executable, "-m", "agescan"]
     # A threshold between the child's P(minor) (> 0.9) and the adult astronaut's (~0.1 with the default model):
-    # at the default 0.027 the triage rightly sends this adult to review too, as it does about a quarter of adults.
+    # at the default 0.026 the triage rightly sends this adult to review too, as it does about 30% of adults.
     scan = subprocess.run([*run, "scan", str(ev), "--db", str(db), "--no-progress", "--flag-threshold", "0.3"],
                           capture_output=True, text=True)
     assert scan.returncode == 1, scan.stderr
