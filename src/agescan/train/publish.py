@@ -62,9 +62,9 @@ def train_command(cfg: TrainConfig) -> str:
     return " ".join(["python -m agescan.train.loop", cfg.data, cfg.out, *opts])
 
 
-def load_runs(runs: list[str]) -> tuple[TrainConfig, torch.nn.Module, list[int]]:
-    """The first run's settings, its best network (or, for several runs, their :class:`Ensemble`) and the best
-    epoch of each. Runs of one ensemble must agree on the input: size, margin, age bins and age range."""
+def load_runs(runs: list[str]) -> tuple[list[TrainConfig], torch.nn.Module, list[int]]:
+    """Each run's settings, the best network (or, for several runs, their :class:`Ensemble`) and each run's best
+    epoch. Runs of one ensemble must agree on the input: size, margin, age bins and age range."""
     cfgs, nets, epochs = [], [], []
     for run in runs:
         cfg = TrainConfig(**json.loads((Path(run) / "config.json").read_text()))
@@ -75,7 +75,7 @@ def load_runs(runs: list[str]) -> tuple[TrainConfig, torch.nn.Module, list[int]]
     key = lambda c: (c.input_size, c.margin, c.max_age, c.age_range)  # noqa: E731
     if any(key(c) != key(cfgs[0]) for c in cfgs):
         raise SystemExit("publish: the runs of an ensemble must share input size, margin, max age and age range.")
-    return cfgs[0], (nets[0] if len(nets) == 1 else Ensemble(nets).eval()), epochs
+    return cfgs, (nets[0] if len(nets) == 1 else Ensemble(nets).eval()), epochs
 
 
 def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
@@ -87,7 +87,8 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
 
     runs = [run] if isinstance(run, str) else list(run)
     run_dir = Path(runs[0])
-    cfg, net, epochs = load_runs(runs)
+    members, net, epochs = load_runs(runs)
+    cfg = members[0]
     report_dir = run_dir if len(runs) == 1 else run_dir.parent / f"ensemble-{model_id}"
     report_dir.mkdir(parents=True, exist_ok=True)
     if half:  # the shipped function is the rounded one: calibrate, check and evaluate that
@@ -99,7 +100,6 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
         va &= (d["age"] >= lo) & (d["age"] <= hi)
     logits = predict_logits(net, d["crops"][va], cfg)
     temperature = fit_temperature(logits, np.minimum(d["age"][va], cfg.max_age))
-    members = [TrainConfig(**json.loads((Path(r) / "config.json").read_text())) for r in runs]
     card = ModelCard(
         id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
         crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
