@@ -3,9 +3,16 @@
 from agescan.detect.base import Detections, FaceDetector, detectors
 from agescan.detect import mtcnn as _mtcnn  # noqa: F401  (registers "mtcnn")
 from agescan.detect.mtcnn import MTCNNDetector
+from agescan.detect import zoo as _zoo  # noqa: F401  (registers the packaged YuNet-family detectors)
+from agescan.detect.yunet import YuNetDetector
 
 
-def create_detector(name: str = "mtcnn", **kwargs) -> FaceDetector:
+#: The detector used when none is named (AgeEstimator, CLI, evaluation); its card holds its threshold and the face
+#: sizes it finds. docs/benchmarks.md ("Face detection") has the measurements behind the choice.
+DEFAULT_DETECTOR = "mtcnn"
+
+
+def create_detector(name: str = DEFAULT_DETECTOR, **kwargs) -> FaceDetector:
     """Create a registered face detector by name (see :func:`list_detectors`)."""
     return detectors.create(name, **kwargs)
 
@@ -14,4 +21,4 @@ def list_detectors() -> list[str]:
     return detectors.names()
 
 
-__all__ = ["Detections", "FaceDetector", "MTCNNDetector", "create_detector", "list_detectors", "detectors"]
+__all__ = ["DEFAULT_DETECTOR", "Detections", "FaceDetector", "MTCNNDetector", "YuNetDetector", "create_detector", "list_detectors", "detectors"]

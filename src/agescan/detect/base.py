@@ -15,11 +15,17 @@ Detections = tuple[Detection, ...]
 
 @runtime_checkable
 class FaceDetector(Protocol):
-    """Anything with ``detect(rgb_uint8_image) -> tuple[Detection, ...]``."""
+    """Anything with ``detect(rgb_uint8_image) -> tuple[Detection, ...]``, ``detect_batch(images)`` (the same for
+    several images, in order; a backend may share network calls between them) and ``info()`` (a dict: name,
+    architecture, licence, training data, threshold, ...)."""
 
     name: str
 
     def detect(self, image: np.ndarray) -> Detections: ...
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]: ...
+
+    def info(self) -> dict: ...
 
 
 detectors: Registry[FaceDetector] = Registry("detector")
@@ -34,3 +40,28 @@ def onnx_session(model: bytes | str, threads: int = 0):
     if threads:
         opts.intra_op_num_threads = int(threads)
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union",
+        offset: float = 0.0) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, highest score first.
+
+    ``method`` "union" compares intersection over union, "min" over the smaller box; ``offset`` 1 counts
+    box sides in whole pixels (x2 - x1 + 1, MTCNN's convention), 0 as continuous coordinates.
+    """
+    if len(boxes) == 0:
+        return np.empty(0, dtype=np.int64)
+    x1, y1, x2, y2 = boxes.T
+    area = (x2 - x1 + offset) * (y2 - y1 + offset)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + offset)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + offset)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
+        order = rest[inter / np.maximum(denom, 1e-12) <= threshold]
+    return np.asarray(keep, dtype=np.int64)

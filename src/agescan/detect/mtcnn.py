@@ -16,30 +16,10 @@ import cv2
 import numpy as np
 
 from agescan._validation import check_number
-from agescan.detect.base import Detections, detectors, onnx_session
+from agescan.detect.base import Detections, detectors, nms, onnx_session
 from agescan.types import BBox, Detection, Landmarks5
 
 _OWNER = "MTCNNDetector"
-
-
-def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices, highest score first."""
-    if len(boxes) == 0:
-        return np.empty(0, dtype=np.int64)
-    x1, y1, x2, y2 = boxes.T
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
-        order = rest[inter / denom <= threshold]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
@@ -166,6 +146,17 @@ class MTCNNDetector:
             out.append(Detection(BBox(x1, y1, x2, y2), Landmarks5.from_array(lm), float(s)))
         return tuple(out)
 
+    def info(self) -> dict:
+        """What ``agescan models`` shows about this detector (MTCNN's weights carry no card of their own)."""
+        return {"name": self.name, "architecture": "MTCNN (Zhang et al. 2016): P-, R- and O-Net cascade over an "
+                "image pyramid; box + 5 landmarks", "licence": "MIT (weights of the mtcnn 1.0.0 wheel, converted by "
+                "tools/convert_mtcnn.py)", "training_data": "WIDER FACE and CelebA, by the MTCNN authors",
+                "score_threshold": list(self.config.thresholds), "min_face_size": self.config.min_face_size}
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
+        """:meth:`detect` for each image, in order (the cascade's stages depend on each image's own candidates)."""
+        return [self.detect(img) for img in images]
+
     # -- cascade stages ----------------------------------------------------------------------
     def _stage1(self, image: np.ndarray, min_face: float) -> np.ndarray:
         pnet = self._nets[0]
@@ -195,14 +186,14 @@ class MTCNNDetector:
             y2 = ys * 2.0 + 12.0 + r[:, 3] * 12.0
             b = np.stack([x1, y1, x2, y2], axis=1) / s
             sc = score[ys, xs]
-            keep = _nms(b, sc, 0.5)
+            keep = nms(b, sc, 0.5, offset=1.0)
             all_boxes.append(b[keep])
             all_scores.append(sc[keep])
         if not all_boxes:
             return np.empty((0, 4), dtype=np.float32)
         b = np.concatenate(all_boxes)
         sc = np.concatenate(all_scores)
-        keep = _nms(b, sc, 0.7)
+        keep = nms(b, sc, 0.7, offset=1.0)
         return _square(b[keep])
 
     def _stage2(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -214,7 +205,7 @@ class MTCNNDetector:
             return boxes
         size = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1] * 2, axis=1)
         boxes = boxes + reg * size
-        keep = _nms(boxes, sc, 0.7)
+        keep = nms(boxes, sc, 0.7, offset=1.0)
         return _square(boxes[keep])
 
     def _stage3(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,7 +219,7 @@ class MTCNNDetector:
         boxes = boxes + reg * np.concatenate([bw, bh, bw, bh], axis=1)
         keep = sc > self.config.thresholds[2]
         boxes, landmarks, sc = boxes[keep], landmarks[keep], sc[keep]
-        keep = _nms(boxes, sc, 0.7, method="min")
+        keep = nms(boxes, sc, 0.7, method="min", offset=1.0)
         return boxes[keep].astype(np.float64), landmarks[keep].astype(np.float64), sc[keep]
 
 
@@ -248,4 +239,6 @@ def _mtcnn_occluded(**kwargs) -> MTCNNDetector:
     val chips with the paper's band it finds 50% of the faces instead of 35%, at 0.27 false detections per
     synthetic scene instead of 0.03 (docs/benchmarks.md); for redacted material."""
     kwargs.setdefault("thresholds", OCCLUDED_THRESHOLDS)
-    return MTCNNDetector(**kwargs)
+    det = MTCNNDetector(**kwargs)
+    det.name = "mtcnn-occluded"
+    return det

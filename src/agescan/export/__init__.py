@@ -15,16 +15,17 @@ import numpy as np
 from agescan.models.card import CARD_KEY, ModelCard
 
 
-def embed_card(onnx_bytes: bytes, card: ModelCard) -> bytes:
-    """Return the ONNX model with ``card`` stored in its metadata (replacing any earlier card)."""
+def embed_card(onnx_bytes: bytes, card, key: str = CARD_KEY) -> bytes:
+    """Return the ONNX model with ``card`` (a model or detector card) stored in its metadata under ``key``
+    (replacing any earlier card)."""
     import onnx
 
     model = onnx.load_from_string(onnx_bytes)
-    props = [p for p in model.metadata_props if p.key != CARD_KEY]
+    props = [p for p in model.metadata_props if p.key != key]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
     entry = model.metadata_props.add()
-    entry.key, entry.value = CARD_KEY, card.to_json()
+    entry.key, entry.value = key, card.to_json()
     model.producer_name = "agescan"
     return model.SerializeToString()
 
