@@ -2,7 +2,7 @@
 
 For the first ``--n`` chips of a UTKFace split whose clean face the default detector finds (padded as
 ``agescan evaluate`` pads them), the band is drawn from that detection (``agescan.privacy.eye_band``) and
-each setting runs on the banded chip; found = a central face again (``agescan.eval.run._central_face``).
+each setting runs on the banded chip; found = a central face again (``agescan.eval.run.central_face``).
 Eye error: mean distance of the two eye centres from the clean detection's, in % of its eye distance.
 False detections on face-free backgrounds come from ``benchmarks/detection.py --thresholds``.
 
@@ -19,7 +19,7 @@ import numpy as np
 
 import _common
 from agescan.detect import create_detector
-from agescan.eval.run import _central_face, pad_chip
+from agescan.eval.run import central_face, pad_chip
 from agescan.io import read_image
 from agescan.privacy import eye_band
 
@@ -40,7 +40,7 @@ def main() -> None:
         img = read_image(data / r["path"])
         h, w = img.shape[:2]
         padded = pad_chip(img)
-        face = _central_face(base.detect(padded), w, h)
+        face = central_face(base.detect(padded), w, h)
         if face is not None:
             chips.append((eye_band(padded, face.landmarks, face.box), w, h, face.landmarks.as_array()[:2]))
     results = []
@@ -48,7 +48,7 @@ def main() -> None:
         det = create_detector("mtcnn", thresholds=th, threads=1)
         found, errs, t0 = 0, [], time.time()
         for banded, w, h, eyes in chips:
-            g = _central_face(det.detect(banded), w, h)
+            g = central_face(det.detect(banded), w, h)
             if g is not None:
                 found += 1
                 errs.append(100 * np.linalg.norm(g.landmarks.as_array()[:2] - eyes, axis=1).mean()

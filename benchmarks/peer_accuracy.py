@@ -14,7 +14,7 @@ How the inputs are built:
 2. Each chip is decoded with ``agescan.read_image`` and padded exactly as agescan's evaluation pads
    it (``agescan.eval.run.pad_chip``: ``PAD`` = 50 px on every side, edge pixels replicated).
 3. ``eyeband``: agescan's detector (MTCNN) runs on the padded clean chip; the face nearest the
-   centre (``agescan.eval.run._central_face``) gets the paper's eye band
+   centre (``agescan.eval.run.central_face``) gets the paper's eye band
    (``agescan.privacy.eye_band``: 25% of box height, 95% of box width, black, along the eye line).
    When no face is found on the clean chip no band is drawn (as in ``evaluate_folder``); the count
    is reported.
@@ -59,7 +59,7 @@ import _common  # noqa: E402
 from agescan import DEFAULT_MODEL, AgeEstimator, read_image  # noqa: E402
 from agescan.align import align_face  # noqa: E402
 from agescan.eval.metrics import BANDS, PAPER_GROUPS, binary, group_accuracy  # noqa: E402
-from agescan.eval.run import PAD, _central_face, chip_face, evaluate_folder, pad_chip  # noqa: E402
+from agescan.eval.run import PAD, central_face, chip_face, evaluate_folder, pad_chip  # noqa: E402
 from agescan.privacy import eye_band  # noqa: E402
 
 MINOR_AGE = 18
@@ -109,7 +109,7 @@ def padded_chip(path: Path) -> np.ndarray:
 def with_eye_band(est: AgeEstimator, padded: np.ndarray) -> tuple[np.ndarray, bool]:
     """Draw the eye band over the central face agescan detects on the clean padded chip."""
     h, w = padded.shape[0] - 2 * PAD, padded.shape[1] - 2 * PAD
-    face = _central_face(est.detector.detect(padded), w, h)
+    face = central_face(est.detector.detect(padded), w, h)
     if face is None:
         return padded, False
     return eye_band(padded, face.landmarks, face.box), True

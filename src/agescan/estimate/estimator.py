@@ -18,7 +18,7 @@ import numpy as np
 from agescan import __version__
 from agescan._validation import check_number
 from agescan.align import align_face
-from agescan.detect import create_detector
+from agescan.detect import DEFAULT_DETECTOR, create_detector
 from agescan.errors import ConfigError, DecodeError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import read_member
@@ -81,7 +81,7 @@ class AgeEstimator:
         [(34, 0.01)]
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, detector: str = "mtcnn", *, minor_age: int = 18,
+    def __init__(self, model: str = DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR, *, minor_age: int = 18,
                  interval_level: float = 0.9, min_face_size: int = 24, max_pixels: int = DEFAULT_MAX_PIXELS,
                  batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0,
                  video_scene: float = 0.0):

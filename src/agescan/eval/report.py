@@ -26,10 +26,17 @@ def markdown(report: dict) -> str:
          f"{report['minor_recall_at_precision_95']['recall']:.1%}"),
         ("Challenge-25 (13-17 estimated under 25)", f"{report['challenge25_teens_under_25']:.1%}"),
         ("90% interval coverage", f"{report['interval_coverage']:.1%}"),
-        ("no detection (template alignment)", report["fallback_alignment"]),
+        ("faces found by the detector", f"{report['faces_found']} of {report['n']}"),
+        ("misses", report["miss_rule"]),
     ]
+    for key, label in (("found_only", "found faces only"), ("template_fallback", "misses aligned by template")):
+        sec = report.get(key) or {}
+        if sec:
+            rows.append((f"secondary, {label}: n / MAE / MAE 0-25 / minor recall",
+                         f"{sec['n']} / {sec['mae']:.2f} / {sec['mae_0_25']:.2f} / {sec['minor_recall']:.1%}"))
     bands = " | ".join(f"{k} {v['mae']:.2f} (n={v['n']})" for k, v in report["mae_by_band"].items())
-    text = (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']})\n\n"
+    text = (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']}, "
+            f"detector {report['detector']}; end to end, misses counted)\n\n"
             "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
             + f"\n\nMAE by band: {bands}\n")
     if "protocol" in report:

@@ -50,7 +50,7 @@ def _summary(rep: dict) -> dict:
     out = {k: round(rep[k], 3) if isinstance(rep[k], float) else rep[k] for k in keys}
     out["minor_recall"] = round(rep["minor_by_p_minor_0.5"]["recall"], 3)
     out["minor_precision"] = round(rep["minor_by_p_minor_0.5"]["precision"], 3)
-    out["fallback_alignment"] = rep["fallback_alignment"]
+    out["faces_missed"] = rep["faces_missed"]
     return out
 
 
@@ -143,7 +143,7 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
 def model_card_markdown(card: ModelCard, sha: str, size: int) -> str:
     rows = "\n".join(
         f"| {k} | {v['n']} | {v['mae']:.2f} | {v['mae_0_25']:.2f} | {v['group_accuracy_0_25']:.1%} | "
-        f"{v['minor_recall']:.1%} | {v['minor_precision']:.1%} | {v['interval_coverage']:.1%} | {v['fallback_alignment']} |"
+        f"{v['minor_recall']:.1%} | {v['minor_precision']:.1%} | {v['interval_coverage']:.1%} | {v.get('faces_missed', v.get('fallback_alignment'))} |"
         for k, v in card.metrics.items())
     return f"""# Model card: {card.id}
 
@@ -158,9 +158,10 @@ def model_card_markdown(card: ModelCard, sha: str, size: int) -> str:
 - **Training**: `{card.training.get('prepare')}` then `{card.training.get('command')}`; best epoch
   {card.training.get('best_epoch')}, temperature {card.training.get('temperature'):.2f}.
 
-## Metrics (full pipeline: MTCNN -> alignment -> this model; `agescan evaluate`)
+## Metrics (end to end through AgeEstimator: detector -> alignment -> this model; `agescan evaluate`; a face the
+detector misses is scored as a miss, see docs/benchmarks.md)
 
-| split-condition | n | MAE | MAE 0-25 | 5-group acc (0-25) | minor recall | minor precision | 90% interval coverage | fallback alignments |
+| split-condition | n | MAE | MAE 0-25 | 5-group acc (0-25) | minor recall | minor precision | 90% interval coverage | faces missed |
 |---|---|---|---|---|---|---|---|---|
 {rows}
 
