@@ -115,7 +115,9 @@ def test_models_lists_cards():
     assert out.returncode == 0
     assert "(default)" in out.stdout and "licence" in out.stdout and "sha256" in out.stdout
     js = json.loads(agescan("models", "--json").stdout)
-    assert any(m["default"] for m in js["models"]) and "mtcnn" in js["detectors"]
+    assert any(m["default"] for m in js["models"]) and "mtcnn" in [d["name"] for d in js["detectors"]]
+    assert sum(d["default"] for d in js["detectors"]) == 1
+    assert all(d["licence"] and d["training_data"] for d in js["detectors"])
 
 
 @pytest.mark.slow

@@ -30,13 +30,15 @@ EPILOG = """exit codes:
 
 
 def _estimator_options(p: argparse.ArgumentParser) -> None:
+    from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
     from agescan.models import DEFAULT_MODEL
 
     g = p.add_argument_group("model and decisions")
     g.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"registered model name (see `agescan models`) or an exported .onnx file (default: {DEFAULT_MODEL})")
-    g.add_argument("--detector", default="mtcnn", help="registered face detector (default: mtcnn)")
+    g.add_argument("--detector", default=DEFAULT_DETECTOR,
+                   help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
     g.add_argument("--min-face-size", type=int, default=24, metavar="PX",
                    help="smallest face side in pixels to look for (default: 24)")
     g.add_argument("--minor-age", type=int, default=18, metavar="AGE",
@@ -81,6 +83,8 @@ def _make_estimator(a: argparse.Namespace, **extra):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agescan.detect import DEFAULT_DETECTOR
+
     from agescan import __version__
 
     p = argparse.ArgumentParser(
@@ -163,9 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
                         add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "
                                                     "lists its options. Needs torch: pip install 'agescan[train]'.")
-    tr.add_argument("step", choices=["prepare", "fit", "publish", "cv", "grid"],
+    tr.add_argument("step", choices=["prepare", "fit", "publish", "cv", "grid", "detector"],
                     help="prepare crops | fit a model | publish a run | summarise --fold/--holdout runs | "
-                         "learning-rate x batch grid search on val")
+                         "learning-rate x batch grid search on val | fine-tune the face detector")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="the step's own arguments (see STEP --help)")
 
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
@@ -205,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "here (needs matplotlib, in the train extra)")
     ev.add_argument("--minor-threshold", type=float, metavar="P",
                     help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val)")
-    ev.add_argument("--detector", default="mtcnn",
-                    help="registered face detector (default: mtcnn; mtcnn-occluded for eye-banded sets)")
+    ev.add_argument("--detector", default=DEFAULT_DETECTOR,
+                    help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
     return p
 
@@ -387,13 +391,14 @@ def cmd_scan(a: argparse.Namespace) -> int:
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from agescan.detect import list_detectors
+    from agescan.detect import DEFAULT_DETECTOR, create_detector, list_detectors
     from agescan.models import DEFAULT_MODEL, create_model, list_models
 
     loaded = [create_model(n) for n in list_models()]
+    detectors = [{**create_detector(n).info(), "default": n == DEFAULT_DETECTOR} for n in list_detectors()]
     if a.json:
         out = {"models": [{**m.card.to_dict(), "sha256": m.sha256, "default": m.id == DEFAULT_MODEL} for m in loaded],
-               "detectors": list_detectors()}
+               "detectors": detectors}
         print(json.dumps(out, indent=2))
         return EXIT_OK
     for m in loaded:
@@ -410,7 +415,17 @@ def cmd_models(a: argparse.Namespace) -> int:
             shown = ", ".join(f"{k} {v}" for k, v in vals.items()) if isinstance(vals, dict) else vals
             print(f"  metrics      : {split}: {shown}")
         print(f"  sha256       : {m.sha256}")
-    print("detectors: " + ", ".join(list_detectors()))
+    print("\ndetectors:")
+    for d in detectors:
+        print(f"{d['name']}{' (default)' if d['default'] else ''}")
+        print(f"  architecture : {d['architecture']}")
+        print(f"  licence      : {d['licence']}")
+        print(f"  training data: {d['training_data']}")
+        print(f"  threshold    : {d['score_threshold']}")
+        if d.get("metrics"):
+            print(f"  metrics      : {json.dumps(d['metrics'])}")
+        if d.get("sha256"):
+            print(f"  sha256       : {d['sha256']}")
     return EXIT_OK
 
 
@@ -476,7 +491,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         print("agescan train: needs PyTorch: pip install 'agescan[train]' (a CPU build is enough)", file=sys.stderr)
         return EXIT_CONFIG
     module = {"prepare": "agescan.train.prepare", "fit": "agescan.train.loop", "publish": "agescan.train.publish",
-              "cv": "agescan.train.cv", "grid": "agescan.train.grid"}
+              "cv": "agescan.train.cv", "grid": "agescan.train.grid", "detector": "agescan.train.detector"}
     importlib.import_module(module[a.step]).main(a.args)
     return EXIT_OK
 
