@@ -1,0 +1,426 @@
+"""Fine-tune a YuNet-family face detector on agescan's training scenes, export it with its card.
+
+    agescan train detector ../shared/data/utkface runs/det/yunet-band --init ../shared/models/detectors/yunet/yunet_s.pth
+
+Targets are assigned as the authors train YuNet (YOLOX's SimOTA: candidates inside a face box or within 2.5 strides
+of its centre, a cost of classification and IoU, a dynamic number of points per face); losses: objectness (BCE on
+every point), class score (BCE towards the IoU of the predicted box, on assigned points), box (DIoU, weight 5) and
+landmarks (smooth L1 in stride units, weight 0.1), each summed and divided by the number of assigned points.
+
+Every ``--eval-every`` steps the network is exported to ONNX with a card and measured *through the inference
+detector* (:class:`agescan.detect.yunet.YuNetDetector`) at several score thresholds on UTKFace **val** chips, clean
+and with the eye band (placed by the reference detector, as in ``agescan evaluate``), and on face-free synthetic
+backgrounds (benchmarks/detection.py's recipe, another seed) for false detections. ``best.onnx`` is the step and
+threshold (:func:`choose`) with the highest banded recall whose clean recall stays within ``--max-clean-drop`` of
+the starting weights' and whose false detections per background are at most ``--max-false``; the threshold goes
+into its card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agescan.train import detector_data as dd
+from agescan.train.yunet import STRIDES, YuNet, export, load_checkpoint
+
+
+@dataclass
+class DetTrainConfig:
+    data: str
+    out: str
+    init: str = ""
+    teacher: str = "yunet-s.wider"
+    teacher_threshold: float = 0.5
+    morph: str = ""
+    steps: int = 3000
+    batch_size: int = 16
+    size: int = 320
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup: int = 100
+    occlusion: float = 0.5
+    min_face: float = 10.0
+    max_face: float = 280.0
+    eval_every: int = 500
+    eval_chips: int = 600
+    max_clean_drop: float = 0.005
+    max_false: float = 0.05
+    threads: int = 1
+    workers: int = 1
+    seed: int = 0
+
+
+# -- target assignment and losses -------------------------------------------------------------------------
+def grid_points(size_h: int, size_w: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, 2) grid points (x, y in pixels; offset 0 like the authors') and (P,) strides, levels in order."""
+    pts, strides = [], []
+    for s in STRIDES:
+        h, w = size_h // s, size_w // s
+        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        pts.append(torch.stack([xs.reshape(-1), ys.reshape(-1)], 1).float() * s)
+        strides.append(torch.full((h * w,), float(s), device=device))
+    return torch.cat(pts), torch.cat(strides)
+
+
+def decode_boxes(box: torch.Tensor, points: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    """Raw (P, 4) box outputs -> xyxy pixels, as :mod:`agescan.detect.yunet` decodes them."""
+    s = strides[:, None]
+    c = points + box[:, :2] * s
+    wh = torch.exp(box[:, 2:].clamp(max=10)) * s
+    return torch.cat([c - wh / 2, c + wh / 2], 1)
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(2)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
+    return inter / (area_a[:, None] + area_b[None] - inter + 1e-9)
+
+
+def diou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Distance-IoU loss per row of two (N, 4) xyxy boxes."""
+    lt = torch.max(pred[:, :2], target[:, :2])
+    rb = torch.min(pred[:, 2:], target[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    ap = (pred[:, 2:] - pred[:, :2]).clamp(min=0).prod(1)
+    at = (target[:, 2:] - target[:, :2]).clamp(min=0).prod(1)
+    iou = inter / (ap + at - inter + 1e-9)
+    outer = (torch.max(pred[:, 2:], target[:, 2:]) - torch.min(pred[:, :2], target[:, :2])).pow(2).sum(1) + 1e-9
+    centre = ((pred[:, :2] + pred[:, 2:]) / 2 - (target[:, :2] + target[:, 2:]) / 2).pow(2).sum(1)
+    return 1 - iou + centre / outer
+
+
+@torch.no_grad()
+def simota(scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, strides: torch.Tensor,
+           gt: torch.Tensor, radius: float = 2.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SimOTA for one image: (fg mask (P,), matched face index (P,), IoU of each fg prediction with its face).
+
+    ``scores``: (P,) sqrt(class * objectness) probabilities; ``boxes``: (P, 4) decoded predictions; ``gt``: (G, 4).
+    """
+    P, G = len(points), len(gt)
+    fg = torch.zeros(P, dtype=torch.bool)
+    matched = torch.full((P,), -1, dtype=torch.long)
+    if G == 0:
+        return fg, matched, torch.zeros(0)
+    px, py = points[:, 0:1], points[:, 1:2]
+    in_box = (px > gt[None, :, 0]) & (px < gt[None, :, 2]) & (py > gt[None, :, 1]) & (py < gt[None, :, 3])
+    gc = (gt[:, :2] + gt[:, 2:]) / 2
+    r = radius * strides[:, None]
+    in_ctr = ((px - gc[None, :, 0]).abs() < r) & ((py - gc[None, :, 1]).abs() < r)
+    cand = (in_box | in_ctr).any(1)
+    idx = torch.nonzero(cand).squeeze(1)
+    if idx.numel() == 0:
+        return fg, matched, torch.zeros(0)
+    ious = box_iou(boxes[idx], gt)  # (C, G)
+    cls_cost = -torch.log(scores[idx].clamp(1e-6, 1.0))[:, None].expand(-1, G)
+    cost = cls_cost + 3.0 * -torch.log(ious + 1e-8) + 1e5 * (~(in_box[idx] & in_ctr[idx])).float()
+    k = min(10, idx.numel())
+    dyn = torch.topk(ious, k, dim=0).values.sum(0).int().clamp(min=1)
+    match = torch.zeros_like(cost, dtype=torch.bool)
+    for g in range(G):
+        kk = int(min(dyn[g], idx.numel()))
+        match[torch.topk(cost[:, g], kk, largest=False).indices, g] = True
+    multi = match.sum(1) > 1
+    if multi.any():
+        best = cost[multi].argmin(1)
+        match[multi] = False
+        match[multi.nonzero().squeeze(1), best] = True
+    has = match.any(1)
+    sel = idx[has]
+    fg[sel] = True
+    g_of = match[has].float().argmax(1)
+    matched[sel] = g_of
+    return fg, matched, ious[has, g_of]
+
+
+def detection_loss(outputs, gt_boxes: list[torch.Tensor], gt_kps: list[torch.Tensor], size_h: int,
+                   size_w: int) -> tuple[torch.Tensor, dict]:
+    """The training loss of one batch (``outputs``: :meth:`YuNet.forward`'s levels)."""
+    cls = torch.cat([lv[0] for lv in outputs], 1)[..., 0]  # (B, P)
+    obj = torch.cat([lv[1] for lv in outputs], 1)[..., 0]
+    box = torch.cat([lv[2] for lv in outputs], 1)
+    kps = torch.cat([lv[3] for lv in outputs], 1)
+    points, strides = grid_points(size_h, size_w)
+    obj_t = torch.zeros_like(obj)
+    cls_terms, box_terms, kps_terms = [], [], []
+    n_fg = 0
+    for b in range(cls.shape[0]):
+        decoded = decode_boxes(box[b], points, strides)
+        scores = torch.sqrt(torch.sigmoid(cls[b]) * torch.sigmoid(obj[b])).detach()
+        fg, matched, ious = simota(scores, decoded.detach(), points, strides, gt_boxes[b])
+        if not fg.any():
+            continue
+        obj_t[b, fg] = 1.0
+        n_fg += int(fg.sum())
+        g = matched[fg]
+        cls_terms.append(F.binary_cross_entropy_with_logits(cls[b, fg], ious.to(cls.dtype), reduction="sum"))
+        box_terms.append(diou_loss(decoded[fg], gt_boxes[b][g]).sum())
+        s = strides[fg][:, None, None]
+        target = (gt_kps[b][g] - points[fg][:, None, :]) / s  # (F, 5, 2) in stride units from the point
+        kps_terms.append(F.smooth_l1_loss(kps[b, fg].reshape(-1, 5, 2), target, beta=1 / 9, reduction="sum"))
+    norm = max(n_fg, 1)
+    l_obj = F.binary_cross_entropy_with_logits(obj, obj_t, reduction="sum") / norm
+    zero = obj.sum() * 0
+    l_cls = sum(cls_terms, zero) / norm
+    l_box = 5.0 * sum(box_terms, zero) / norm
+    l_kps = 0.1 * sum(kps_terms, zero) / norm
+    total = l_obj + l_cls + l_box + l_kps
+    parts = {k: float(v.detach()) for k, v in (("obj", l_obj), ("cls", l_cls), ("box", l_box), ("kps", l_kps))}
+    return total, {**parts, "fg": n_fg}
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+class _Scenes(torch.utils.data.IterableDataset):
+    def __init__(self, sampler: dd.SceneSampler, seed: int):
+        self.sampler, self.seed = sampler, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            img, boxes, kps = self.sampler.sample(rng)
+            yield torch.from_numpy(img).permute(2, 0, 1).float(), torch.from_numpy(boxes), torch.from_numpy(kps)
+
+
+def _collate(batch):
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch], [b[2] for b in batch]
+
+
+# -- measurement through the inference detector --------------------------------------------------------------
+def _val_chips(data: str, n: int) -> list[dict]:
+    """The first ``n`` val chips, padded, with the eye band drawn from the reference detector (as evaluate)."""
+    import csv
+
+    from agescan.detect import create_detector
+    from agescan.eval.run import BAND_REFERENCE, pad_chip, reference_face
+    from agescan.io import read_image
+    from agescan.privacy import eye_band
+    from agescan.types import BBox, Landmarks5
+
+    ref = create_detector(BAND_REFERENCE, threads=1)
+    with open(Path(data) / "labels.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "val"][:n]
+    chips = []
+    for r in rows:
+        img = read_image(Path(data) / r["path"])
+        h, w = img.shape[:2]
+        padded = pad_chip(img)
+        lm, box, _ = reference_face(ref, padded, w, h)
+        chips.append({"w": w, "h": h, "age": int(r["age"]), "clean": padded,
+                      "eyeband": eye_band(padded, Landmarks5.from_array(lm), BBox(*box))})
+    return chips
+
+
+def _backgrounds(n: int, seed: int = 1) -> list[np.ndarray]:
+    """Face-free val backgrounds: benchmarks/detection.py's recipe (scikit-image photos *not* trained on)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+    try:
+        import detection as bench  # noqa: PLC0415
+    except ImportError:
+        return []
+    rng = np.random.default_rng(seed)
+    textures = bench.load_textures()
+    sizes = ((640, 480), (1280, 720))
+    return [bench.make_background(rng, textures, *sizes[i % 2]) for i in range(n)]
+
+
+#: Score thresholds every measurement reports (the detector runs once at the lowest).
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def measure(path: Path, chips: list[dict], backgrounds: list[np.ndarray]) -> dict:
+    """Val recall (clean, banded, ages 0-5) and false detections per background at each of :data:`THRESHOLDS`."""
+    from agescan.detect.yunet import YuNetDetector
+    from agescan.eval.run import central_face
+
+    det = YuNetDetector(path, score_threshold=min(THRESHOLDS), threads=1)
+    young = np.asarray([c["age"] <= 5 for c in chips])
+    dets = {cond: [d for i in range(0, len(chips), 16)
+                   for d in det.detect_batch([c[cond] for c in chips[i:i + 16]])] for cond in ("clean", "eyeband")}
+    bg = [det.detect(b) for b in backgrounds]
+    out = {}
+    for t in THRESHOLDS:
+        row = {}
+        for cond in ("clean", "eyeband"):
+            found = np.asarray([central_face(tuple(x for x in d if x.score >= t), c["w"], c["h"]) is not None
+                                for c, d in zip(chips, dets[cond])])
+            row[cond] = float(found.mean())
+            row[f"{cond}_0_5"] = float(found[young].mean()) if young.any() else float("nan")
+        row["false_per_background"] = float(np.mean([sum(x.score >= t for x in d) for d in bg])) if bg else 0.0
+        out[f"{t:g}"] = row
+    return out
+
+
+def choose(history: list[dict], base: dict, max_clean_drop: float, max_false: float) -> tuple[dict, float]:
+    """The measurement and threshold with the highest banded recall among those whose clean recall stays within
+    ``max_clean_drop`` of the starting weights' (at their best admissible threshold) and whose false detections
+    per background are at most ``max_false``; ties go to higher clean recall, then to the later step."""
+    clean_ref = max((r["clean"] for r in base["at"].values()), default=0.0)
+    best, best_key = None, None
+    for h in history:
+        for t, r in h["at"].items():
+            if r["false_per_background"] > max_false or r["clean"] < clean_ref - max_clean_drop:
+                continue
+            key = (r["eyeband"], r["clean"], h["step"])
+            if best_key is None or key > best_key:
+                best, best_key = (h, float(t)), key
+    if best is None:
+        raise SystemExit(f"no measurement kept clean recall within {max_clean_drop} of the start with at most "
+                         f"{max_false} false detections per background; see log.jsonl")
+    return best
+
+
+def _card(cfg: DetTrainConfig, step: int, threshold: float = 0.6, extra: dict | None = None):
+    from agescan.detect.card import DetectorCard
+
+    return DetectorCard.from_dict({
+        "id": Path(cfg.out).name,
+        "architecture": "YuNet-s (Wu, Peng and Yu 2023), 54,608 parameters; box + 5 landmarks; fine-tuned by agescan",
+        "score_threshold": threshold,
+        "licence": "Apache-2.0 (fine-tuned from the libfacedetection.train checkpoint yunet_s.pth, Apache-2.0). "
+                   "Trained on research data with non-commercial terms (see training_data).",
+        "training_data": "UTKFace train split (Zhang, Song and Qi 2017; non-commercial research) pasted into "
+                         "scikit-image/matplotlib sample photos and procedural backgrounds"
+                         + (", MORPH mugshots (academic MORPH subset; non-commercial research)" if cfg.morph else "")
+                         + f"; boxes and landmarks from {cfg.teacher} on the clean faces; eye covers on "
+                         f"{cfg.occlusion:.0%} of faces. Starting weights: WIDER FACE (by the YuNet authors).",
+        "training": {"command": "agescan train detector " + " ".join(_argv(cfg)), "step": step, **(extra or {})},
+    })
+
+
+def _argv(cfg: DetTrainConfig) -> list[str]:
+    defaults = DetTrainConfig(data="", out="")
+    out = [cfg.data, cfg.out]
+    for k, v in asdict(cfg).items():
+        if k not in ("data", "out") and v != getattr(defaults, k):
+            out += [f"--{k.replace('_', '-')}", str(v)]
+    return out
+
+
+def train(cfg: DetTrainConfig) -> dict:
+    from agescan.detect import create_detector
+
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    teacher = create_detector(cfg.teacher, score_threshold=cfg.teacher_threshold, threads=cfg.threads)
+    labels = dd.label_faces(dd.utkface_paths(cfg.data, "train"), teacher, out.parent / "labels_utkface_train.json")
+    if cfg.morph:
+        labels.update(dd.label_faces(dd.morph_paths(cfg.morph), teacher, out.parent / "labels_morph.json",
+                                     kind="photo"))
+    faces = dd.load_faces(labels)
+    print(f"{len(faces)} labelled faces", file=sys.stderr)
+    sampler = dd.SceneSampler(faces, dd.background_photos(), cfg.size, cfg.occlusion, cfg.min_face, cfg.max_face)
+    loader = torch.utils.data.DataLoader(_Scenes(sampler, cfg.seed), batch_size=cfg.batch_size,
+                                         num_workers=cfg.workers, collate_fn=_collate,
+                                         persistent_workers=cfg.workers > 0)
+    net = YuNet()
+    if cfg.init:
+        load_checkpoint(net, cfg.init)
+    # channels-last is 2x faster for the depthwise convolutions on the CPU; one thread per process avoids the
+    # spinning of OpenMP pools that share two cores with the scene workers (measured 0.36 s vs 3.6 s a step).
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+    chips = _val_chips(cfg.data, cfg.eval_chips)
+    backgrounds = _backgrounds(40)
+    log = open(out / "log.jsonl", "a")
+    history = []
+
+    def evaluate(step: int) -> dict:
+        path = out / f"step{step}.onnx"
+        export(net, _card(cfg, step), path)
+        m = {"step": step, "at": measure(path, chips, backgrounds)}
+        history.append(m)
+        log.write(json.dumps(m) + "\n")
+        log.flush()
+        print(json.dumps(m), file=sys.stderr)
+        net.train()
+        return m
+
+    base = evaluate(0)
+    t0 = time.time()
+    net.train()
+    step = 0
+    for x, boxes, kps in loader:
+        if step >= cfg.steps:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        loss, parts = detection_loss(net(x.contiguous(memory_format=torch.channels_last)), boxes, kps,
+                                     x.shape[2], x.shape[3])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        opt.step()
+        step += 1
+        if step % 50 == 0:
+            rec = {"step": step, "loss": float(loss.detach()), **parts, "lr": lr_at(step), "s": round(time.time() - t0, 1)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(json.dumps(rec), file=sys.stderr)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            torch.save(net.state_dict(), out / f"step{step}.pt")
+            evaluate(step)
+    best, threshold = choose(history[1:], base, cfg.max_clean_drop, cfg.max_false)
+    net.load_state_dict(torch.load(out / f"step{best['step']}.pt", weights_only=True))
+    at = best["at"][f"{threshold:g}"]
+    export(net, _card(cfg, best["step"], threshold, {"val": {"chips": len(chips), **at},
+                                                     "val_backgrounds": len(backgrounds)}), out / "best.onnx")
+    summary = {"base": base, "best": best, "threshold": threshold}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary), file=sys.stderr)
+    return summary
+
+
+def build_parser(prog: str = "agescan train detector") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="UTKFace folder (labels.csv with a split column): train faces, val chips")
+    p.add_argument("out", help="run folder; its name becomes the detector id in the exported cards")
+    helps = {"init": "starting weights (yunet_s.pth or a state dict of ours)",
+             "teacher": "registered detector that labels the clean faces (box + landmarks)",
+             "teacher_threshold": "teacher's score threshold", "morph": "MORPH folder (labels.csv) to add real photos",
+             "steps": "optimiser steps", "batch_size": "scenes per step", "size": "scene side in pixels",
+             "lr": "peak AdamW learning rate (cosine schedule)", "weight_decay": "AdamW weight decay",
+             "warmup": "linear warm-up steps", "occlusion": "share of faces whose eyes are covered",
+             "min_face": "smallest pasted face height (px)", "max_face": "largest pasted face height (px)",
+             "eval_every": "steps between measurements", "eval_chips": "val chips measured",
+             "max_clean_drop": "best export: clean recall may fall at most this much below the start",
+             "max_false": "best export: false detections per background at most this, at its threshold",
+             "threads": "torch threads (1 is fastest on 2 cores with a scene worker)", "workers": "scene-drawing processes", "seed": "random seed"}
+    for name, default in asdict(DetTrainConfig(data="", out="")).items():
+        if name in ("data", "out"):
+            continue
+        p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
+                       help=f"{helps.get(name, name)} (default: {default})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
+    train(DetTrainConfig(**vars(a)))
+
+
+if __name__ == "__main__":
+    main()
