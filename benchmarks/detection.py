@@ -1,44 +1,49 @@
-"""Face-detector benchmark: recall, false positives, landmark error and speed on synthetic scenes.
+"""Face-detector benchmark: recall (clean and with the eye band), false faces, landmark error and speed.
 
-A hand-run benchmark, not a test. It builds a deterministic detection set from real faces, runs the
-MTCNN detector on it and prints a Markdown section for docs/benchmarks.md (``--out`` also writes
-every number, per face and per scene, as JSON).
+A hand-run benchmark, not a test. Every configuration (``--detector NAME[:THRESHOLD]``, repeatable; default MTCNN
+and the pipeline's default detector) runs on the same four sets, and a Markdown section for docs/benchmarks.md is
+printed (``--out`` also writes every number, per face and per scene, as JSON):
 
-How the set is built (everything is drawn from one ``numpy.random.default_rng(seed)``):
+1. **Synthetic scenes** of UTKFace *test-split* faces, built deterministically from ``--seed``:
 
-* Faces: UTKFace *test-split* chips (200x200, aligned and cropped) listed in
-  ``$AGESCAN_SHARED/data/utkface/labels.csv`` (default ``AGESCAN_SHARED`` is ``<repo>/../shared``),
-  shuffled once and used in order, so no face appears twice.
-* Scenes: ``--scenes`` images, each size drawn uniformly from 640x480, 1280x720 and 1920x1080. The
-  background is a grid of 1-2 x 1-3 tiles; each tile is a random crop of a face-free scikit-image
-  sample photo (coffee, chelsea, rocket, brick, grass, gravel, hubble_deep_field, coins, page, moon,
-  retina) or blurred noise, flipped and colour-tinted at random. A random linear brightness gradient
-  (+-30 %) and Gaussian noise (sigma 3) cover the whole scene.
-* Pasting: 1-4 faces per scene. Each chip is resized to a side drawn log-uniformly in [24, 400] px
-  (redrawn, up to 20 times, until its rotated footprint fits the scene), rotated by an angle drawn
-  uniformly in [-30, 30] degrees with ``cv2.warpAffine``, and alpha-blended through a feathered
-  ellipse (centre of the chip, semi-axes 0.42 x 0.48 of the side, fully opaque inside 85 %) so the
-  chip's square corners leave no hard edge. Positions are random with non-overlapping footprints
-  (a face that finds no free spot in 100 tries is dropped).
-* Ground truth: the five ``agescan.align.UTKFACE_TEMPLATE`` landmarks (mean MTCNN landmarks of
-  UTKFace chips), mapped through the same resize + rotation + translation, and the face's age.
+   * Faces: UTKFace test chips (200x200, aligned and cropped) listed in
+     ``$AGESCAN_SHARED/data/utkface/labels.csv`` (default ``AGESCAN_SHARED`` is ``<repo>/../shared``), shuffled once
+     and used in order, so no face appears twice.
+   * Scenes: ``--scenes`` images, each size drawn uniformly from 640x480, 1280x720 and 1920x1080. The background
+     is a grid of 1-2 x 1-3 tiles; each tile is a random crop of a face-free scikit-image sample photo (coffee,
+     chelsea, rocket, brick, grass, gravel, hubble_deep_field, coins, page, moon, retina; agescan's detector
+     training never uses these) or blurred noise, flipped and colour-tinted at random. A random linear brightness
+     gradient (+-30 %) and Gaussian noise (sigma 3) cover the whole scene.
+   * Pasting: 1-4 faces per scene. Each chip is resized to a side drawn log-uniformly in [12, 400] px (redrawn, up
+     to 20 times, until its rotated footprint fits the scene), rotated by an angle drawn uniformly in [-30, 30]
+     degrees, and alpha-blended through a feathered ellipse (centre of the chip, semi-axes 0.42 x 0.48 of the
+     side, fully opaque inside 85 %). Positions are random with non-overlapping footprints.
+   * Ground truth: the five ``agescan.align.UTKFACE_TEMPLATE`` landmarks mapped through the same resize +
+     rotation + translation, and the face's age. **Face size** = the pasted chip's side (UTKFace's aligned chip
+     spans about forehead to chin).
+   * **Banded** copy of every scene: the paper's eye band (25 % of the face-box height, 95 % of its width, along
+     the eye line) drawn on each face from the ground-truth eyes, with the box of
+     ``agescan.eval.run.TEMPLATE_BOX`` scaled to the chip (MTCNN's median box on UTKFace chips).
 
-Matching: a face counts as found when a detection's box contains its ground-truth nose point and the
-detection's eye distance is 0.5x-2x the ground-truth eye distance. Faces and detections are paired
-one-to-one, greedily by nose-point distance. Detections paired with no face are false positives.
-Landmark error is the mean distance of the two detected eye centres from the ground-truth ones, in %
-of the ground-truth eye distance; since the ground truth is the *mean* template, it includes the
-per-chip scatter of UTKFace's own alignment and is an upper bound on the detector's error.
+2. **Empty backgrounds**: ``--empty`` scenes built the same way without faces; every detection is false.
+3. **negatives/**: 303 ImageNet photos of classes chosen to be mostly without people (research use). Some do show
+   a person; ``--save-examples`` writes each detection's crop so it can be inspected before calling it false.
+4. **wider_val200/**: 200 WIDER FACE val photos (crowds, 416x416, 4,370 boxes; research use), real scenes no
+   training step saw. A box is found when a detection overlaps it with IoU >= 0.3 (box conventions differ
+   between detectors and annotators), one-to-one, greedy by IoU; recall by box height.
 
-Configurations: ``create_detector("mtcnn", min_face_size=--min-face-size)`` and the same with
-``max_side=--max-side`` (default 1280; 0 skips it). Speed is the wall time of ``detect()`` alone, after
-one warm-up call, with one pass per configuration over the identically rebuilt scenes (two detectors
-interleaved on the same cores slow each other down: their idle onnxruntime thread pools spin).
+Matching on synthetic scenes: a face counts as found when a detection's box contains its ground-truth nose point and
+the detection's eye distance is 0.5x-2x the ground-truth eye distance. Faces and detections are paired one-to-one,
+greedily by nose-point distance. Detections paired with no face are false positives. Landmark error is the mean
+distance of the two detected eye centres from the ground-truth ones, in % of the ground-truth eye distance; since
+the ground truth is the *mean* template, it includes the per-chip scatter of UTKFace's own alignment.
 
-Known artefact: the elliptical cut-out removes the head's outline (hair, jaw against the background),
-so faces pasted onto skin-coloured backgrounds are harder to find than in a real photo.
+Speed is the wall time of ``detect()`` alone on the clean scenes, after one warm-up call, with one pass per
+configuration (two detectors interleaved on the same cores slow each other down: their idle onnxruntime thread
+pools spin). Known artefact: the elliptical cut-out removes the head's outline, so faces pasted onto
+skin-coloured backgrounds are harder to find than in a real photo.
 
-Usage (from the repository root; the lead runs the full set on an idle machine):
+Usage (from the repository root; run on an idle machine for the speed columns):
 
     .venv/bin/python benchmarks/detection.py --scenes 300 --seed 0 --out runs/bench/detection.json
 """
@@ -63,12 +68,14 @@ import cv2
 import numpy as np
 
 from agescan.align import UTKFACE_TEMPLATE
-from agescan.detect import create_detector
-from agescan.types import AGE_GROUPS, Detection, age_group
+from agescan.detect import DEFAULT_DETECTOR, create_detector
+from agescan.eval.run import TEMPLATE_BOX
+from agescan.privacy import eye_band
+from agescan.types import AGE_GROUPS, BBox, Detection, Landmarks5, age_group
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE_SIZES = ((640, 480), (1280, 720), (1920, 1080))  # (width, height)
-FACE_SIDE = (24, 400)
+FACE_SIDE = (12, 400)
 MAX_ANGLE = 30.0
 FACES_PER_SCENE = (1, 4)
 #: Face-free scikit-image samples (not astronaut, camera or lfw_subset: they show people).
@@ -78,7 +85,7 @@ ELLIPSE = (0.5, 0.5, 0.42, 0.48)  # centre x, centre y, semi-axes, as fractions 
 FEATHER = 0.15  # alpha ramps from 1 to 0 over the outer 15 % of the ellipse radius
 FACE_REGION = (0.2, 0.15, 0.8, 0.9)  # where the face sits in a chip (x1, y1, x2, y2); drawing only
 EYE_RATIO = (0.5, 2.0)
-SIZE_BUCKETS = ((24, 32), (32, 48), (48, 96), (96, 200), (200, 400))
+SIZE_BUCKETS = ((12, 24), (24, 32), (32, 64), (64, 400))
 ROTATION_BUCKETS = (("0-15", 0.0, 15.0), ("15-30", 15.0, 30.0))  # |angle| in degrees, upper exclusive
 N_EXAMPLES = 8
 
@@ -281,6 +288,16 @@ def make_scene(index: int, rng: np.random.Generator, textures: list[np.ndarray],
     return scene
 
 
+def banded(scene: Scene) -> np.ndarray:
+    """A copy of the scene's image with the paper's eye band over every face, placed from the ground truth."""
+    img = scene.image
+    bw, bh = TEMPLATE_BOX[2] - TEMPLATE_BOX[0], TEMPLATE_BOX[3] - TEMPLATE_BOX[1]
+    for face in scene.faces:
+        box = BBox(0.0, 0.0, bw * face.side, bh * face.side)  # the band's size; it is centred on the eyes
+        img = eye_band(img, Landmarks5.from_array(face.landmarks), box)
+    return img
+
+
 # -- matching -----------------------------------------------------------------------------------
 def match(faces: list[Face], detections: tuple[Detection, ...]) -> list[tuple[int, int]]:
     """Pair faces with detections one-to-one (see the module docstring); returns (face, detection) indices."""
@@ -312,19 +329,19 @@ def eye_error_pct(face: Face, det: Detection) -> float:
 
 
 # -- running ------------------------------------------------------------------------------------
-def detector_configs(args: argparse.Namespace) -> list[tuple[str, dict]]:
-    """(label, create_detector keyword arguments) for every configuration to measure."""
-    base = {"min_face_size": args.min_face_size}
-    if args.threads:
-        base["threads"] = args.threads
-    configs = [(f"min_face_size={args.min_face_size}", base)]
-    if args.thresholds:
-        th = tuple(float(v) for v in args.thresholds.split(","))
-        configs.append((f"min_face_size={args.min_face_size}, thresholds={th}", {**base, "thresholds": th}))
-    if args.max_side:
-        configs.append((f"min_face_size={args.min_face_size}, max_side={args.max_side}",
-                        {**base, "max_side": args.max_side}))
-    return configs
+CONDITIONS = ("clean", "eyeband")
+
+
+def detector_configs(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
+    """(label, registered name, create_detector keyword arguments) for every configuration to measure."""
+    out = []
+    for spec in args.detector or ["mtcnn", DEFAULT_DETECTOR]:
+        name, _, thr = spec.partition(":")
+        kwargs = {"min_face_size": args.min_face_size, "threads": args.threads}
+        if thr:
+            kwargs["score_threshold"] = float(thr)
+        out.append((spec, name, kwargs))
+    return out
 
 
 def face_record(scene: Scene, face: Face) -> dict:
@@ -334,11 +351,12 @@ def face_record(scene: Scene, face: Face) -> dict:
             "results": {}}
 
 
-def evaluate_scene(scene: Scene, label: str, detector, face_records: list[dict],
+def evaluate_scene(scene: Scene, image: np.ndarray, label: str, detector, face_records: list[dict],
                    scene_record: dict) -> tuple[tuple[Detection, ...], set[int]]:
-    """Time one detector on a scene and record its matches; returns the detections and the matched indices."""
+    """Time one detector on one version of a scene and record its matches under ``label``; returns the
+    detections and the matched indices."""
     t0 = time.perf_counter()
-    dets = detector.detect(scene.image)
+    dets = detector.detect(image)
     ms = (time.perf_counter() - t0) * 1000.0
     pairs = dict(match(scene.faces, dets))
     for fi, (face, rec) in enumerate(zip(scene.faces, face_records)):
@@ -361,8 +379,70 @@ def build_scenes(n: int, seed: int, folder: Path, textures: list[np.ndarray]) ->
         yield make_scene(i, rng, textures, faces)
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
-    """Detect and match on every scene, one pass per configuration; returns (face records, scene records).
+def empty_scenes(n: int, seed: int, textures: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Face-free backgrounds drawn as the scenes' (another seed stream)."""
+    rng = np.random.default_rng([seed, 1])
+    for _ in range(n):
+        w, h = SCENE_SIZES[int(rng.integers(len(SCENE_SIZES)))]
+        yield make_background(rng, textures, w, h)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(2)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter + 1e-9)
+
+
+def wider_photos(folder: Path) -> list[tuple[Path, np.ndarray]]:
+    with open(folder / "labels.csv", newline="") as fh:
+        return [(folder / r["path"], np.asarray(json.loads(r["boxes"]), dtype=np.float64).reshape(-1, 4))
+                for r in csv.DictReader(fh)]
+
+
+def run_wider(detector, photos: list[tuple[Path, np.ndarray]]) -> dict:
+    """Per annotated box: its height and whether a detection matched it; unmatched detections per photo."""
+    heights, found, unmatched = [], [], []
+    for path, gt in photos:
+        dets = detector.detect(read_rgb(path))
+        pred = np.asarray([d.box.as_tuple() for d in dets]).reshape(-1, 4)
+        hit = np.zeros(len(gt), bool)
+        used = set()
+        if len(gt) and len(pred):
+            iou = iou_matrix(gt, pred)
+            for gi, di in sorted(np.argwhere(iou >= 0.3), key=lambda t: -iou[t[0], t[1]]):
+                if not hit[gi] and di not in used:
+                    hit[gi] = True
+                    used.add(di)
+        heights += list(gt[:, 3] - gt[:, 1])
+        found += list(hit)
+        unmatched.append(len(pred) - len(used))
+    return {"heights": heights, "found": found, "unmatched_per_photo": unmatched}
+
+
+def run_negatives(detector, folder: Path, examples: Path | None, label: str) -> dict:
+    """Detections per face-free (mostly) photo; with ``examples`` each detection's crop is written for inspection."""
+    counts, files = [], sorted(p for p in (folder / "images").iterdir() if p.is_file())
+    for path in files:
+        img = read_rgb(path)
+        dets = detector.detect(img)
+        counts.append(len(dets))
+        if examples and dets:
+            for k, d in enumerate(dets):
+                x1, y1, x2, y2 = (int(v) for v in d.box.as_tuple())
+                pad = max(4, (x2 - x1) // 2)
+                crop = img[max(0, y1 - pad):y2 + pad, max(0, x1 - pad):x2 + pad]
+                out = examples / f"negatives_{label.replace(':', '_')}"
+                out.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(out / f"{path.stem}_{k}_{d.score:.2f}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    return {"photos": len(files), "detections": counts,
+            "with_detection": [p.name for p, c in zip(files, counts) if c]}
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict]:
+    """Every configuration over every set, one pass per configuration; returns (face records, scene records,
+    {label: {"empty": [...], "negatives": {...}, "wider": {...}}}).
 
     Each configuration gets its own pass over freshly rebuilt (identical) scenes with only its own
     detector alive: interleaving two detectors' onnxruntime sessions on the same cores slows both
@@ -370,32 +450,46 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     """
     folder = utkface_dir()
     textures = load_textures()
-    if args.save_examples:
-        Path(args.save_examples).mkdir(parents=True, exist_ok=True)
+    examples = Path(args.save_examples) if args.save_examples else None
+    if examples:
+        examples.mkdir(parents=True, exist_ok=True)
+    shared = folder.parent
+    wider = wider_photos(shared / "wider_val200") if args.wider and (shared / "wider_val200").is_dir() else []
     per_scene: list[list[dict]] = []
     scene_records: list[dict] = []
-    for n, (label, kwargs) in enumerate(detector_configs(args)):
-        detector = create_detector("mtcnn", **kwargs)
+    extra: dict = {}
+    for n, (label, name, kwargs) in enumerate(detector_configs(args)):
+        detector = create_detector(name, **kwargs)
         detector.detect(np.full((480, 640, 3), 128, dtype=np.uint8))  # session creation stays out of timings
         for i, scene in enumerate(build_scenes(args.scenes, args.seed, folder, textures)):
             if n == 0:
                 h, w = scene.image.shape[:2]
                 per_scene.append([face_record(scene, f) for f in scene.faces])
                 scene_records.append({"scene": i, "width": w, "height": h, "faces": len(scene.faces), "results": {}})
-            dets, matched = evaluate_scene(scene, label, detector, per_scene[i], scene_records[i])
-            if n == 0 and args.save_examples and i < N_EXAMPLES:
-                save_example(Path(args.save_examples), scene, per_scene[i], dets, matched)
-            if (i + 1) % 10 == 0 or i + 1 == args.scenes:
+            for cond in CONDITIONS:
+                image = scene.image if cond == "clean" else banded(scene)
+                dets, matched = evaluate_scene(scene, image, f"{label}|{cond}", detector, per_scene[i],
+                                               scene_records[i])
+                if examples and i < N_EXAMPLES:
+                    save_example(examples, scene, image, per_scene[i], f"{label}|{cond}", dets, matched)
+            if (i + 1) % 25 == 0 or i + 1 == args.scenes:
                 print(f"[{label}] scene {i + 1}/{args.scenes}", file=sys.stderr, flush=True)
+        extra[label] = {"empty": [len(detector.detect(bg)) for bg in empty_scenes(args.empty, args.seed, textures)]}
+        if args.negatives and (shared / "negatives" / "images").is_dir():
+            extra[label]["negatives"] = run_negatives(detector, shared / "negatives", examples, label)
+        if wider:
+            extra[label]["wider"] = run_wider(detector, wider)
+        print(f"[{label}] backgrounds, negatives and WIDER done", file=sys.stderr, flush=True)
         del detector
-    return [r for recs in per_scene for r in recs], scene_records
+    return [r for recs in per_scene for r in recs], scene_records, extra
 
 
-def save_example(folder: Path, scene: Scene, recs: list[dict], dets: tuple[Detection, ...], matched: set) -> None:
+def save_example(folder: Path, scene: Scene, image: np.ndarray, recs: list[dict], label: str,
+                 dets: tuple[Detection, ...], matched: set) -> None:
     """Write a scene PNG: faces green (found) or magenta (missed), detections yellow (matched) or red (false)."""
-    img = cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR)
+    img = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     for face, rec in zip(scene.faces, recs):
-        ok = next(iter(rec["results"].values()))["found"]
+        ok = rec["results"][label]["found"]
         colour = (0, 200, 0) if ok else (255, 0, 255)
         cv2.polylines(img, [face.region.round().astype(np.int32)], True, colour, 1, cv2.LINE_AA)
         for x, y in face.landmarks:
@@ -410,7 +504,8 @@ def save_example(folder: Path, scene: Scene, recs: list[dict], dets: tuple[Detec
         for x, y in det.landmarks.points:
             cv2.circle(img, (int(round(x)), int(round(y))), 1, colour, -1, cv2.LINE_AA)
     h, w = scene.image.shape[:2]
-    cv2.imwrite(str(folder / f"scene_{scene.index:03d}_{w}x{h}.png"), img)
+    tag = label.replace(":", "_").replace("|", "_")
+    cv2.imwrite(str(folder / f"scene_{scene.index:03d}_{w}x{h}_{tag}.png"), img)
 
 
 # -- summary ------------------------------------------------------------------------------------
@@ -450,32 +545,52 @@ def speed_by_size(scene_records: list[dict], label: str) -> dict:
     return out
 
 
-def summarise(face_records: list[dict], scene_records: list[dict], labels: list[str]) -> dict:
-    """Every aggregate number, per configuration label."""
+WIDER_BUCKETS = ((0, 12), (12, 24), (24, 32), (32, 64), (64, 10_000))
+
+
+def summarise(face_records: list[dict], scene_records: list[dict], extra: dict, labels: list[str]) -> dict:
+    """Every aggregate number, per configuration label (scene numbers per condition)."""
     out = {}
     for label in labels:
-        found = [r for r in face_records if r["results"][label]["found"]]
-        errors = [r["results"][label]["eye_error_pct"] for r in found]
-        ratios = [r["results"][label]["box_to_chip"] for r in found]
-        fps = [s["results"][label]["false_positives"] for s in scene_records]
-        ms = [s["results"][label]["ms"] for s in scene_records]
-        out[label] = {
-            "faces": len(face_records),
-            "found": len(found),
-            "recall": len(found) / len(face_records) if face_records else None,
-            "by_size": recall_by(face_records, label, lambda r: size_bucket(r["side"]),
-                                 [f"{lo}-{hi}" for lo, hi in SIZE_BUCKETS]),
-            "by_age_group": recall_by(face_records, label, lambda r: r["age_group"], [g for g, _, _ in AGE_GROUPS]),
-            "by_rotation": recall_by(face_records, label, lambda r: rotation_bucket(r["angle"]),
-                                     [n for n, _, _ in ROTATION_BUCKETS]),
-            "false_positives_per_scene": statistics.fmean(fps) if fps else None,
-            "scenes_with_false_positives": sum(f > 0 for f in fps),
-            "eye_error_pct_mean": statistics.fmean(errors) if errors else None,
-            "eye_error_pct_median": statistics.median(errors) if errors else None,
-            "box_to_chip_median": statistics.median(ratios) if ratios else None,
-            "speed_by_scene_size": speed_by_size(scene_records, label),
-            "images_per_s": 1000.0 * len(ms) / sum(ms) if ms else None,
-        }
+        out[label] = {}
+        for cond in CONDITIONS:
+            key = f"{label}|{cond}"
+            found = [r for r in face_records if r["results"][key]["found"]]
+            errors = [r["results"][key]["eye_error_pct"] for r in found]
+            fps = [s["results"][key]["false_positives"] for s in scene_records]
+            ms = [s["results"][key]["ms"] for s in scene_records]
+            out[label][cond] = {
+                "faces": len(face_records), "found": len(found),
+                "recall": len(found) / len(face_records) if face_records else None,
+                "by_size": recall_by(face_records, key, lambda r: size_bucket(r["side"]),
+                                     [f"{lo}-{hi}" for lo, hi in SIZE_BUCKETS]),
+                "by_age_group": recall_by(face_records, key, lambda r: r["age_group"], [g for g, _, _ in AGE_GROUPS]),
+                "by_rotation": recall_by(face_records, key, lambda r: rotation_bucket(r["angle"]),
+                                         [n for n, _, _ in ROTATION_BUCKETS]),
+                "false_positives_per_scene": statistics.fmean(fps) if fps else None,
+                "eye_error_pct_median": statistics.median(errors) if errors else None,
+                "speed_by_scene_size": speed_by_size(scene_records, key),
+                "images_per_s": 1000.0 * len(ms) / sum(ms) if ms else None,
+            }
+        ex = extra.get(label, {})
+        empty = ex.get("empty", [])
+        out[label]["empty_false_per_scene"] = statistics.fmean(empty) if empty else None
+        if "negatives" in ex:
+            neg = ex["negatives"]
+            out[label]["negatives"] = {"photos": neg["photos"], "detections": sum(neg["detections"]),
+                                       "photos_with_detection": len(neg["with_detection"]),
+                                       "files": neg["with_detection"]}
+        if "wider" in ex:
+            w = ex["wider"]
+            hts, hits = np.asarray(w["heights"]), np.asarray(w["found"], bool)
+            by = {}
+            for lo, hi in WIDER_BUCKETS:
+                m = (hts >= lo) & (hts < hi)
+                by[f"{lo}-{hi}" if hi < 10_000 else f"{lo}+"] = {"faces": int(m.sum()), "found": int(hits[m].sum()),
+                                                                 "recall": float(hits[m].mean()) if m.any() else None}
+            out[label]["wider"] = {"boxes": int(len(hts)), "found": int(hits.sum()), "recall": float(hits.mean()),
+                                   "by_height": by,
+                                   "unmatched_per_photo": statistics.fmean(w["unmatched_per_photo"])}
     return out
 
 
@@ -506,13 +621,13 @@ def num(x: float | None, fmt: str = ".1f") -> str:
 
 
 def recall_table(title: str, summary: dict, labels: list[str], key: str) -> list[str]:
-    """Markdown lines of one recall-by-bucket table, one column per configuration."""
-    buckets = summary[labels[0]][key]
-    lines = [f"| {title} | Faces | " + " | ".join(f"Recall, {lb}" for lb in labels) + " |",
-             "|---|---:|" + "---:|" * len(labels)]
+    """Markdown lines of one recall-by-bucket table: clean and banded columns per configuration."""
+    buckets = summary[labels[0]]["clean"][key]
+    lines = [f"| {title} | Faces | " + " | ".join(f"{lb} clean | {lb} banded" for lb in labels) + " |",
+             "|---|---:|" + "---:|" * (2 * len(labels))]
     for b, cell in buckets.items():
-        vals = [summary[lb][key][b] for lb in labels]
-        lines.append(f"| {b} | {cell['faces']} | " + " | ".join(pct(v["recall"]) for v in vals) + " |")
+        vals = [pct(summary[lb][c][key][b]["recall"]) for lb in labels for c in CONDITIONS]
+        lines.append(f"| {b} | {cell['faces']} | " + " | ".join(vals) + " |")
     return lines
 
 
@@ -522,47 +637,56 @@ def markdown(meta: dict, summary: dict, face_records: list[dict], scene_records:
     m = meta["machine"]
     sizes = ", ".join(f"{sum((s['width'], s['height']) == wh for s in scene_records)} x {wh[0]}x{wh[1]}"
                       for wh in SCENE_SIZES)
+    st = meta["settings"]
+
+    def row(name: str, fn) -> str:
+        return f"| {name} | " + " | ".join(fn(summary[lb]) for lb in labels) + " |"
+
     lines = [
-        "## Face detection: MTCNN on synthetic scenes of UTKFace faces", "",
         f"Measured {meta['date']} on {m['cpu']} ({m['logical_cores']} logical cores), {m['platform']}; "
-        f"Python {m['python']}, onnxruntime {m['onnxruntime']} (default threads), OpenCV {m['opencv']}, "
-        f"agescan {m['agescan']}. Load average at start: {m['load_average_at_start']}.", "",
+        f"Python {m['python']}, onnxruntime {m['onnxruntime']}, OpenCV {m['opencv']}, agescan {m['agescan']}. "
+        f"Load average at start: {m['load_average_at_start']}.", "",
         f"Command: `{meta['command']}`", "",
-        f"**Set.** {len(scene_records)} scenes ({sizes}) holding {len(face_records)} UTKFace test-split faces, "
-        f"seed {meta['settings']['seed']}, built by `benchmarks/detection.py`: backgrounds are tiles of face-free "
-        "scikit-image photos or blurred noise under a brightness gradient and noise; 1-4 faces per scene, each "
-        "200x200 chip resized to a log-uniform side of 24-400 px, rotated uniformly in [-30, 30] degrees and "
-        "blended through a feathered ellipse at non-overlapping positions. Ground truth is the "
-        "`UTKFACE_TEMPLATE` landmarks moved with the chip.", "",
-        "Speed is `detect()` wall time after a warm-up call, one configuration per pass. The elliptical cut-out "
-        "removes the head outline, so faces on skin-coloured tiles are somewhat harder than in real photos.", "",
-        "**Matching.** A face is found when a detection's box contains its nose point and the detection's eye "
-        "distance is 0.5x-2x the true one (one-to-one, greedy by nose distance); unmatched detections are false "
-        "positives. Eye error is relative to the mean template, so it includes UTKFace's own alignment scatter. "
-        "Eye distance is about 0.39x the chip side.", "",
+        f"Synthetic set: {len(scene_records)} scenes ({sizes}) holding {len(face_records)} UTKFace test-split "
+        f"faces (seed {st['seed']}), each also with the eye band; {st['empty']} empty backgrounds; every "
+        f"detector at min_face_size {st['min_face_size']} (the pipeline's default), {st['threads']} onnxruntime "
+        "thread(s). See the script's docstring for how the sets are built and matched.", "",
         "| | " + " | ".join(labels) + " |",
         "|---|" + "---:|" * len(labels),
-        "| Recall | " + " | ".join(f"{pct(summary[lb]['recall'])} ({summary[lb]['found']}/{summary[lb]['faces']})"
-                                   for lb in labels) + " |",
-        "| False positives per scene | " + " | ".join(num(summary[lb]["false_positives_per_scene"], ".2f")
-                                                      for lb in labels) + " |",
-        "| Scenes with a false positive | " + " | ".join(str(summary[lb]["scenes_with_false_positives"])
-                                                         for lb in labels) + " |",
-        "| Eye error, mean / median (% of eye distance) | " + " | ".join(
-            f"{num(summary[lb]['eye_error_pct_mean'])} / {num(summary[lb]['eye_error_pct_median'])}"
-            for lb in labels) + " |",
-        "| Detected box side / chip side, median | " + " | ".join(num(summary[lb]["box_to_chip_median"], ".2f")
-                                                                  for lb in labels) + " |",
-        "| Images/s, all sizes | " + " | ".join(num(summary[lb]["images_per_s"], ".2f") for lb in labels) + " |",
+        row("Recall, clean scenes", lambda v: f"{pct(v['clean']['recall'])} ({v['clean']['found']}/{v['clean']['faces']})"),
+        row("Recall, banded scenes", lambda v: f"{pct(v['eyeband']['recall'])} ({v['eyeband']['found']})"),
+        row("Recall ages 0-5, clean / banded", lambda v: f"{pct(v['clean']['by_age_group']['0-5']['recall'])} / "
+                                                         f"{pct(v['eyeband']['by_age_group']['0-5']['recall'])}"),
+        row("False faces per scene (unmatched, clean / banded)",
+            lambda v: f"{num(v['clean']['false_positives_per_scene'], '.3f')} / "
+                      f"{num(v['eyeband']['false_positives_per_scene'], '.3f')}"),
+        row("False faces per empty background", lambda v: num(v["empty_false_per_scene"], ".3f")),
+        row("negatives/: detections (photos with one) of 303", lambda v: (
+            f"{v['negatives']['detections']} ({v['negatives']['photos_with_detection']})" if "negatives" in v else "–")),
+        row("WIDER val200: boxes found (all sizes)", lambda v: (
+            f"{pct(v['wider']['recall'])} ({v['wider']['found']}/{v['wider']['boxes']})" if "wider" in v else "–")),
+        row("WIDER val200: unmatched detections per photo", lambda v: (
+            num(v["wider"]["unmatched_per_photo"], ".2f") if "wider" in v else "–")),
+        row("Eye error, median % of eye distance (clean / banded)",
+            lambda v: f"{num(v['clean']['eye_error_pct_median'])} / {num(v['eyeband']['eye_error_pct_median'])}"),
+        row("Images/s, clean scenes, all sizes", lambda v: num(v["clean"]["images_per_s"], ".2f")),
         "",
     ]
-    lines += recall_table("Chip side (px)", summary, labels, "by_size") + [""]
+    lines += recall_table("Face size (px)", summary, labels, "by_size") + [""]
     lines += recall_table("Age group", summary, labels, "by_age_group") + [""]
     lines += recall_table("Rotation, absolute angle (degrees)", summary, labels, "by_rotation") + [""]
+    if all("wider" in summary[lb] for lb in labels):
+        buckets = summary[labels[0]]["wider"]["by_height"]
+        lines += ["| WIDER box height (px, in 416x416) | Boxes | " + " | ".join(labels) + " |",
+                  "|---|---:|" + "---:|" * len(labels)]
+        for b, cell in buckets.items():
+            lines.append(f"| {b} | {cell['faces']} | "
+                         + " | ".join(pct(summary[lb]["wider"]["by_height"][b]["recall"]) for lb in labels) + " |")
+        lines.append("")
     lines += ["| Scene size | Scenes | " + " | ".join(f"ms median / images/s, {lb}" for lb in labels) + " |",
               "|---|---:|" + "---:|" * len(labels)]
-    for size, cell in summary[labels[0]]["speed_by_scene_size"].items():
-        vals = [summary[lb]["speed_by_scene_size"][size] for lb in labels]
+    for size, cell in summary[labels[0]]["clean"]["speed_by_scene_size"].items():
+        vals = [summary[lb]["clean"]["speed_by_scene_size"][size] for lb in labels]
         lines.append(f"| {size} | {cell['scenes']} | "
                      + " | ".join(f"{v['median_ms']:.0f} / {v['images_per_s']:.2f}" for v in vals) + " |")
     return "\n".join(lines) + "\n"
@@ -579,16 +703,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", type=int, default=300, help="number of synthetic scenes (default 300)")
+    p.add_argument("--empty", type=int, default=100, help="number of empty backgrounds (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
-    p.add_argument("--min-face-size", type=int, default=24, help="MTCNN min_face_size (default 24)")
-    p.add_argument("--thresholds", default="", help="also measure MTCNN with these P,R,O-Net score thresholds, "
-                                                    "e.g. 0.4,0.4,0.2 (mtcnn-occluded's)")
-    p.add_argument("--max-side", type=int, default=1280,
-                   help="also measure MTCNN with this max_side (default 1280; 0 skips it)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (default 0: its default)")
+    p.add_argument("--detector", action="append", default=[],
+                   help=f"registered detector, optionally NAME:SCORE_THRESHOLD (repeatable; default: mtcnn and "
+                        f"{DEFAULT_DETECTOR})")
+    p.add_argument("--min-face-size", type=int, default=24, help="min_face_size of every detector (default 24)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1, as the pipeline)")
+    p.add_argument("--no-negatives", dest="negatives", action="store_false", help="skip shared/data/negatives")
+    p.add_argument("--no-wider", dest="wider", action="store_false", help="skip shared/data/wider_val200")
     p.add_argument("--out", type=Path, help="write every number (per face, per scene, summary) to this JSON file")
     p.add_argument("--save-examples", metavar="DIR", help=f"write the first {N_EXAMPLES} scenes as PNGs with "
-                   "ground truth and detections drawn")
+                   "ground truth and detections drawn, and a crop of every detection on negatives/")
     args = p.parse_args(argv)
     if args.scenes < 1:
         p.error("--scenes must be >= 1")
@@ -602,13 +728,13 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "machine": machine_info(),
             "command": " ".join(["python", "benchmarks/detection.py", *(sys.argv[1:] if argv is None else argv)]),
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    face_records, scene_records = run(args)
-    summary = summarise(face_records, scene_records, [lb for lb, _ in detector_configs(args)])
+    face_records, scene_records, extra = run(args)
+    summary = summarise(face_records, scene_records, extra, [lb for lb, _, _ in detector_configs(args)])
     print(markdown(meta, summary, face_records, scene_records))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**meta, "summary": summary, "faces": face_records, "scenes": scene_records},
-                                       indent=1))
+        args.out.write_text(json.dumps({**meta, "summary": summary, "faces": face_records, "scenes": scene_records,
+                                        "sets": extra}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""MTCNN on real faces: boxes, landmarks in the right places, nothing on blank images."""
+"""Conformance of every registered face detector on real faces, blank images and bad inputs."""
 
 from __future__ import annotations
 
@@ -6,56 +6,106 @@ import numpy as np
 import pytest
 
 from agescan import InputError, read_image
-from agescan.detect import FaceDetector, create_detector, list_detectors
-from tests.conftest import scene_with_faces
+from agescan.detect import DEFAULT_DETECTOR, create_detector, list_detectors
+from tests.conftest import UTKFACE, scene_with_faces, utkface_rows
+
+DETECTORS = list_detectors()
+#: Presets that trade false detections for recall on covered eyes (documented in their registration): they may
+#: report a second, false face elsewhere in a photo.
+LENIENT = {"mtcnn-occluded"}
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return create_detector("mtcnn")
+@pytest.fixture(scope="module", params=DETECTORS)
+def detector(request):
+    return create_detector(request.param, threads=1)
 
 
-def test_registry_lists_and_builds_every_detector():
-    assert "mtcnn" in list_detectors()
-    for name in list_detectors():
-        assert isinstance(create_detector(name), FaceDetector)
+def _check(dets, image: np.ndarray) -> None:
+    """What every detection of every detector must satisfy."""
+    h, w = image.shape[:2]
+    assert isinstance(dets, tuple)
+    scores = [d.score for d in dets]
+    assert scores == sorted(scores, reverse=True)
+    for d in dets:
+        assert 0.0 <= d.score <= 1.0
+        b = d.box
+        assert 0 <= b.x1 < b.x2 <= w and 0 <= b.y1 < b.y2 <= h
+        mx, my = 0.25 * b.width, 0.25 * b.height  # landmarks inside or near the box
+        assert all(b.x1 - mx <= x <= b.x2 + mx and b.y1 - my <= y <= b.y2 + my for x, y in d.landmarks.points)
+
+
+def test_default_detector_is_registered():
+    assert DEFAULT_DETECTOR in DETECTORS and "mtcnn" in DETECTORS
 
 
 def test_astronaut_one_face_with_sane_landmarks(detector, astronaut):
     dets = detector.detect(astronaut)
-    assert len(dets) == 1
+    _check(dets, astronaut)
+    assert len(dets) == 1 or (detector.name in LENIENT and len(dets) <= 2), dets
     d = dets[0]
-    assert d.score > 0.95
+    assert d.score > 0.6
     # Eileen Collins' face in the 512x512 portrait lies roughly in x 150-260, y 50-200.
     assert 130 < d.box.x1 < 200 and 220 < d.box.x2 < 290 and 20 < d.box.y1 < 110 and 150 < d.box.y2 < 230
     (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = d.landmarks.points
     assert lx < nx < rx and ly < ny < mly and abs(ly - ry) < 15 and mlx < mrx
+    assert 35 < rx - lx < 60  # eye distance of this face, about 45 px
     assert all(d.box.x1 <= x <= d.box.x2 and d.box.y1 <= y <= d.box.y2 for x, y in d.landmarks.points)
 
 
 def test_no_face_is_an_empty_tuple(detector):
-    rng = np.random.default_rng(0)
     assert detector.detect(np.zeros((240, 320, 3), np.uint8)) == ()
     assert detector.detect(np.full((100, 100, 3), 255, np.uint8)) == ()
     smooth = np.repeat(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], 240, 0).repeat(3, 2)
     assert detector.detect(smooth) == ()
-    assert isinstance(detector.detect(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)), tuple)
 
 
-def test_tiny_and_odd_shaped_images(detector):
-    for shape in ((1, 1, 3), (5, 400, 3), (400, 5, 3), (11, 11, 3)):
+def test_tiny_huge_and_odd_shaped_images(detector):
+    for shape in ((1, 1, 3), (5, 400, 3), (400, 5, 3), (11, 11, 3), (33, 17, 3)):
         assert detector.detect(np.zeros(shape, np.uint8)) == ()
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    _check(detector.detect(noise), noise)
+    huge = np.repeat(np.linspace(0, 255, 4000, dtype=np.uint8)[None, :, None], 3000, 0).repeat(3, 2)
+    _check(detector.detect(huge), huge)
+
+
+def test_grey_photo_is_found(detector, astronaut):
+    grey = np.repeat(astronaut.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    dets = detector.detect(grey)
+    _check(dets, grey)
+    assert len(dets) == 1 or (detector.name in LENIENT and len(dets) <= 2), dets
 
 
 def test_rejects_non_rgb_arrays(detector):
-    with pytest.raises(InputError, match="read_image"):
-        detector.detect(np.zeros((50, 50), np.uint8))
+    for bad in (np.zeros((50, 50), np.uint8), np.zeros((50, 50, 4), np.uint8), np.zeros((50, 50, 3), np.float32)):
+        with pytest.raises(InputError, match="read_image"):
+            detector.detect(bad)
 
 
 def test_input_not_modified(detector, astronaut):
     before = astronaut.copy()
     detector.detect(astronaut)
+    detector.detect_batch([astronaut, astronaut])
     assert np.array_equal(before, astronaut)
+
+
+def test_batch_equals_one_by_one(detector, astronaut, utkface_faces):
+    """Same-size images share network calls in a batch; the results must not change."""
+    from agescan.eval.run import pad_chip
+
+    chips = [pad_chip(read_image(p)) for p, _ in utkface_faces[:4]]
+    images = [chips[0], astronaut, chips[1], chips[2], np.zeros((300, 300, 3), np.uint8), chips[3]]
+    batched = detector.detect_batch(images)
+    assert len(batched) == len(images)
+    for img, got in zip(images, batched):
+        want = detector.detect(img)
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            assert np.allclose(a.box.as_tuple(), b.box.as_tuple(), atol=1e-3)
+            assert np.allclose(a.landmarks.as_array(), b.landmarks.as_array(), atol=1e-3)
+            assert abs(a.score - b.score) < 1e-5
+    assert sum(len(d) for d in batched) >= 5  # the five faces, nothing on the black image
+    assert batched[4] == ()
 
 
 def test_children_and_small_faces_in_a_scene(detector, utkface_faces):
@@ -67,27 +117,50 @@ def test_children_and_small_faces_in_a_scene(detector, utkface_faces):
              for p, s in zip(chosen, (160, 90, 60, 40))]
     scene, boxes = scene_with_faces(chips, size=(480, 640), seed=3)
     dets = detector.detect(scene)
+    _check(dets, scene)
     for x1, y1, x2, y2 in boxes:
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert any(d.box.x1 < cx < d.box.x2 and d.box.y1 < cy < d.box.y2 for d in dets), (x1, y1, x2, y2)
 
 
-def test_occluded_preset_finds_more_eye_banded_faces():
-    from agescan.eval.run import _central_face, pad_chip
+def _banded_val_chips(n: int):
+    """The first n val chips with the paper's eye band drawn where the reference detector (MTCNN) puts the eyes
+    on the clean chip, exactly as `agescan evaluate --condition eyeband` draws it."""
+    from agescan.eval.run import BAND_REFERENCE, pad_chip, reference_face
     from agescan.privacy import eye_band
-    from tests.conftest import UTKFACE, utkface_rows
+    from agescan.types import BBox, Landmarks5
 
-    strict, lenient = create_detector("mtcnn", threads=1), create_detector("mtcnn-occluded", threads=1)
-    assert lenient.config.thresholds == (0.6, 0.5, 0.5) and strict.config.thresholds == (0.6, 0.7, 0.8)
-    found = {"mtcnn": 0, "mtcnn-occluded": 0}
-    for r in utkface_rows("val")[:40]:
+    ref = create_detector(BAND_REFERENCE, threads=1)
+    out = []
+    for r in utkface_rows("val")[:n]:
         img = read_image(UTKFACE / r["path"])
         h, w = img.shape[:2]
         padded = pad_chip(img)
-        face = _central_face(strict.detect(padded), w, h)
-        if face is None:
-            continue
-        banded = eye_band(padded, face.landmarks, face.box)
-        found["mtcnn"] += _central_face(strict.detect(banded), w, h) is not None
-        found["mtcnn-occluded"] += _central_face(lenient.detect(banded), w, h) is not None
+        lm, box, _ = reference_face(ref, padded, w, h)
+        out.append((eye_band(padded, Landmarks5.from_array(lm), BBox(*box)), w, h))
+    return out
+
+
+def test_default_detector_finds_real_banded_faces():
+    """Real val faces with the eye band: the default detector finds (nearly) all; MTCNN, the old default, about
+    half (docs/benchmarks.md has the full split)."""
+    from agescan.eval.run import central_face
+
+    chips = _banded_val_chips(60)
+    found = {}
+    for name in (DEFAULT_DETECTOR, "mtcnn"):
+        det = create_detector(name, threads=1)
+        found[name] = sum(central_face(det.detect(img), w, h) is not None for img, w, h in chips)
+    assert found[DEFAULT_DETECTOR] >= 57, found
+    assert found[DEFAULT_DETECTOR] > found["mtcnn"], found
+
+
+def test_occluded_preset_finds_more_eye_banded_faces():
+    from agescan.eval.run import central_face
+
+    strict, lenient = create_detector("mtcnn", threads=1), create_detector("mtcnn-occluded", threads=1)
+    assert lenient.config.thresholds == (0.6, 0.5, 0.5) and strict.config.thresholds == (0.6, 0.7, 0.8)
+    chips = _banded_val_chips(40)
+    found = {n: sum(central_face(d.detect(img), w, h) is not None for img, w, h in chips)
+             for n, d in (("mtcnn", strict), ("mtcnn-occluded", lenient))}
     assert found["mtcnn-occluded"] > found["mtcnn"] * 1.2, found
