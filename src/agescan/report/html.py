@@ -217,8 +217,7 @@ def _page(db: Database, run: dict, version: int, threshold: float, challenge_age
             notes += f"<br><span class='dim'>{len(copies[sha])} identical copies (sha256); also: {others}</span>"
         if sizes[labels[i]] > 1:
             n = group_no.setdefault(labels[i], len(group_no) + 1)
-            notes += (f"<br><span class='group'>near-duplicate group {n} ({sizes[labels[i]]} files, PDQ hash): "
-                      f"the same picture re-encoded, resized, retouched or mirrored</span>")
+            notes += f"<br><span class='group'>near-duplicate group {n} ({sizes[labels[i]]} files, PDQ hash)</span>"
             attrs = f"class='item grouped' data-group='{n}'"
         where = f", frame {frame} at {stamp:.1f} s" if frame >= 0 else ""
         rows.append(f"<tr {attrs} data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= threshold else ''}'>"
@@ -246,8 +245,8 @@ def _page(db: Database, run: dict, version: int, threshold: float, challenge_age
 <p>{n_items} file(s) scanned: {len(ages)} face(s), <b>{n_flagged} flagged for review</b> ({rule}),
 {n_noface} file(s) without a face, {len(errors)} error(s).
 Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% interval; P(minor) = P(age &lt; {config.get('minor_age', 18)}).
-Every file has its own row; only byte-identical copies share one. Near-duplicates are grouped side by side, never
-hidden.{grouping}</p>
+Every file has its own row; only byte-identical copies share one. Near-duplicates (by PDQ hash: the same picture
+re-encoded, resized, retouched or mirrored) are grouped side by side, never hidden.{grouping}</p>
 <h2>Estimated ages</h2>
 {_histogram_svg(ages)}
 <div class="controls"><label for="th">Show files with highest P(minor) &ge; <span id="thv"></span></label>
