@@ -18,6 +18,7 @@ import csv
 import html
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +181,7 @@ def _page(db: Database, run: dict, version: int, threshold: float, challenge_age
     # Near-duplicates: grouped, never removed; video frames are not grouped (their video already groups them).
     labels = near_duplicate_groups([PDQHash(ph, pm, q) if ph and frame < 0 else None
                                     for _, _, _, frame, *_, ph, pm, q in listed])
-    sizes = {lab: labels.count(lab) for lab in set(labels)}
+    sizes = Counter(labels)
     order = sorted(range(len(listed)), key=lambda i: (labels[i], i))  # a group at its highest-P(minor) member
     group_no: dict[int, int] = {}
     unhashed = sum(1 for *_, ph, _, _ in listed if not ph)
