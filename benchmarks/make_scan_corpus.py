@@ -52,6 +52,37 @@ def paste(dst: np.ndarray, face: np.ndarray, x: int, y: int) -> None:
     dst[y:y + side, x:x + side] = (alpha * face + (1 - alpha) * roi).astype(np.uint8)
 
 
+def make_photo(rng: np.random.Generator, bgs: list[np.ndarray], faces: list[dict], root: Path
+               ) -> tuple[np.ndarray, list[tuple], tuple[int, float, int, int]]:
+    """One RGB photo: a crop of a scene with 0-3 faces pasted.
+
+    Returns the photo, its faces as (chip path, age, x1, y1, x2, y2) and its framing (scene index, scale, x0, y0:
+    the crop's corner in the scaled scene).
+    """
+    wd, ht = SIZES[int(rng.integers(0, len(SIZES)))]
+    k = int(rng.integers(0, len(bgs)))
+    bg = bgs[k]
+    scale = max(wd / bg.shape[1], ht / bg.shape[0]) * (1 + rng.random())
+    big = cv2.resize(bg, (int(bg.shape[1] * scale) + 1, int(bg.shape[0] * scale) + 1),
+                     interpolation=cv2.INTER_LINEAR)
+    x0, y0 = int(rng.integers(0, big.shape[1] - wd + 1)), int(rng.integers(0, big.shape[0] - ht + 1))
+    photo = np.ascontiguousarray(big[y0:y0 + ht, x0:x0 + wd])
+    placed: list[tuple] = []
+    for _ in range(int(rng.integers(0, 4))):
+        r = faces[int(rng.integers(0, len(faces)))]
+        side = int(rng.integers(60, 261))
+        for _try in range(20):
+            x, y = int(rng.integers(0, wd - side)), int(rng.integers(0, ht - side))
+            if all(x + side < a1 or x > a2 or y + side < b1 or y > b2 for _, _, a1, b1, a2, b2 in placed):
+                break
+        else:
+            continue
+        chip = cv2.imread(str(root / r["path"]))[:, :, ::-1]
+        paste(photo, cv2.resize(chip, (side, side), interpolation=cv2.INTER_AREA), x, y)
+        placed.append((r["path"], r["age"], x, y, x + side, y + side))
+    return photo, placed, (k, scale, x0, y0)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out")
@@ -74,29 +105,10 @@ def main(argv: list[str] | None = None) -> None:
         w = csv.writer(fh)
         w.writerow(["photo", "face_chip", "age", "x1", "y1", "x2", "y2"])
         for i in range(a.n):
-            wd, ht = SIZES[int(rng.integers(0, len(SIZES)))]
-            bg = bgs[int(rng.integers(0, len(bgs)))]
-            scale = max(wd / bg.shape[1], ht / bg.shape[0]) * (1 + rng.random())
-            big = cv2.resize(bg, (int(bg.shape[1] * scale) + 1, int(bg.shape[0] * scale) + 1),
-                             interpolation=cv2.INTER_LINEAR)
-            x0, y0 = int(rng.integers(0, big.shape[1] - wd + 1)), int(rng.integers(0, big.shape[0] - ht + 1))
-            photo = np.ascontiguousarray(big[y0:y0 + ht, x0:x0 + wd])
+            photo, placed, _ = make_photo(rng, bgs, faces, root)
             name = f"{i // 1000:02d}/photo_{i:05d}.jpg"
             (out / name).parent.mkdir(exist_ok=True)
-            placed: list[tuple[int, int, int, int]] = []
-            for _ in range(int(rng.integers(0, 4))):
-                r = faces[int(rng.integers(0, len(faces)))]
-                side = int(rng.integers(60, 261))
-                for _try in range(20):
-                    x, y = int(rng.integers(0, wd - side)), int(rng.integers(0, ht - side))
-                    if all(x + side < a1 or x > a2 or y + side < b1 or y > b2 for a1, b1, a2, b2 in placed):
-                        break
-                else:
-                    continue
-                chip = cv2.imread(str(root / r["path"]))[:, :, ::-1]
-                paste(photo, cv2.resize(chip, (side, side), interpolation=cv2.INTER_AREA), x, y)
-                placed.append((x, y, x + side, y + side))
-                w.writerow([name, r["path"], r["age"], x, y, x + side, y + side])
+            w.writerows([name, *p] for p in placed)
             cv2.imwrite(str(out / name), np.ascontiguousarray(photo[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 88])
     print(f"{a.n} photos in {out}")
 

@@ -209,7 +209,11 @@ class Provenance:
     sha256: str  # of the file bytes ("" for in-memory arrays that were never bytes)
     frame_index: int = -1  # -1 for still images
     timestamp: float = -1.0  # seconds into a video; -1 for still images
-    phash: str = ""  # 64-bit difference hash of the decoded pixels (near-duplicate stacking); "" if not decoded
+    # PDQ hash of the decoded pixels and of their mirror image (64 hex digits each; "" if not decoded) and its
+    # quality 0-100: near-duplicate grouping, agescan.io.phash
+    pdq: str = ""
+    pdq_mirror: str = ""
+    pdq_quality: int = 0
     agescan_version: str = ""
     model_id: str = ""
     model_sha256: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from agescan import DEFAULT_MODEL, read_image
-from tests.conftest import UTKFACE, utkface_rows
+from tests.conftest import UTKFACE, lookalike_paths, utkface_rows
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -31,8 +32,11 @@ def report_dir(tmp_path_factory, astronaut_path):
     (ev / "astronaut.png").write_bytes(astronaut_path.read_bytes())
     (ev / "sub" / "astronaut copy.png").write_bytes(astronaut_path.read_bytes())
     Image.open(astronaut_path).convert("RGB").resize((300, 300)).save(ev / "astronaut small.jpg", quality=75)
-    chip = cv2.copyMakeBorder(read_image(UTKFACE / child["path"]), 80, 80, 80, 80, cv2.BORDER_REPLICATE)
-    Image.fromarray(chip).save(ev / "child.jpg", quality=95)
+    Image.open(astronaut_path).convert("RGB").save(ev / "astronaut q60.jpg", quality=60)
+    for name, path in [("child.jpg", UTKFACE / child["path"])] + [(f"lookalike {i}.jpg", p)
+                                                                  for i, p in enumerate(lookalike_paths())]:
+        chip = cv2.copyMakeBorder(read_image(path), 80, 80, 80, 80, cv2.BORDER_REPLICATE)
+        Image.fromarray(chip).save(ev / name, quality=95)
     Image.new("RGB", (120, 90), (90, 140, 60)).save(ev / "lawn.png")
     (ev / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
     db = tmp / "case #1 (copy?).sqlite"  # characters that break naive sqlite URIs
@@ -48,27 +52,52 @@ def report_dir(tmp_path_factory, astronaut_path):
     return tmp / "report"
 
 
+def _rows(page: str) -> list[tuple[str, str, str]]:
+    """(group number or '', P(minor), first file name) of each row of the page's file table, in order."""
+    return re.findall(r"<tr class='item[^']*'(?: data-group='(\d+)')? data-pminor='([0-9.]+)'>.*?<code>([^<]+)</code>",
+                      page)
+
+
 def test_report_page_and_exports(report_dir):
     page = (report_dir / "index.html").read_text(encoding="utf-8")
-    p_minors = [float(x) for x in re.findall(r"data-pminor='([0-9.]+)'", page)]
-    assert len(p_minors) == 2, "the child, and the astronaut stacked with its identical copy"
-    assert p_minors == sorted(p_minors, reverse=True) and p_minors[0] > 0.9 > 0.1 > p_minors[1]
-    assert "2 identical copies (sha256)" in page
-    assert "1 near-duplicate(s) (perceptual hash)" in page and "astronaut small.jpg" in page
-    assert page.count("class='thumb'") == 2 and "revealed" not in page.split("<body>")[1].split("<script")[0]
-    assert "broken.jpg" in page and "DecodeError" in page
-    assert DEFAULT_MODEL in page and "http://" not in page and "https://" not in page
+    ev = report_dir.parent / "evidence"
+    files = sorted(str(p) for p in ev.rglob("*") if p.is_file())
+    # every scanned file is named exactly once on the page (its row, its identical copy's row, the faceless
+    # list or the errors) and in each export
+    assert all(page.count(html.escape(f)) == 1 for f in files), [f for f in files if page.count(html.escape(f)) != 1]
     items = list(csv.DictReader(open(report_dir / "items.csv", encoding="utf-8")))
-    assert len(items) == 6 and float(items[0]["max_p_minor"]) > 0.9
+    jsonl = [json.loads(x) for x in (report_dir / "items.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(i["source"] for i in items) == sorted(r["source"] for r in jsonl) == files
+    rows = _rows(page)
+    names = [Path(n).name for _, _, n in rows]
+    # 8 rows: the child, four different people whose old 64-bit dHashes were 1-2 bits apart (each its own row,
+    # never grouped), and the astronaut's 3 near-duplicates (one row per file, side by side, one group)
+    assert len(rows) == 8 and names[0] == "child.jpg" and float(rows[0][1]) > 0.9
+    assert sorted(n for n in names if n.startswith("lookalike")) == [f"lookalike {i}.jpg" for i in range(4)]
+    assert all(g == "" for (g, _, _), n in zip(rows, names) if not n.startswith("astronaut"))
+    astro = [i for i, n in enumerate(names) if n.startswith("astronaut")]
+    assert [names[i] for i in astro] == ["astronaut.png", "astronaut q60.jpg", "astronaut small.jpg"]
+    assert astro == list(range(astro[0], astro[0] + 3)) and {rows[i][0] for i in astro} == {"1"}
+    assert "near-duplicate group 1 (3 files, PDQ hash)" in page
+    assert "2 identical copies (sha256); also: <code>" in page and "astronaut copy.png" in page
+    p_minors = [float(p) for _, p, _ in rows]
+    assert p_minors == sorted(p_minors, reverse=True)  # here no group pulls a member up
+    assert page.count("class='thumb'") == 8 and "revealed" not in page.split("<body>")[1].split("<script")[0]
+    assert "broken.jpg" in page and "DecodeError" in page and "Files without a face (1)" in page
+    assert DEFAULT_MODEL in page and "http://" not in page and "https://" not in page
+    assert len(items) == 11 and float(items[0]["max_p_minor"]) > 0.9
+    assert all(len(i["pdq"]) == 64 for i in items if i["error"] == "")
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
-    assert len(faces) == 4
-    # triage: the child (P(minor) > 0.9) is flagged at the scan's threshold 0.3, the adult astronaut copies are not
-    assert [f["flagged"] for f in faces] == ["1", "0", "0", "0"] and "1 flagged for review" in page
-    assert [int(i["flagged_faces"]) for i in items][:2] == [1, 0]
+    assert len(faces) == 9
+    # triage at the scan's threshold 0.3: flagged exactly when P(minor) >= 0.3 (the child first), per face
+    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= 0.3)) for f in faces]
+    assert faces[0]["flagged"] == "1" and faces[-1]["flagged"] == "0"
+    n_flagged = sum(f["flagged"] == "1" for f in faces)
+    assert f"{n_flagged} flagged for review" in page
+    assert int(items[0]["flagged_faces"]) == 1
     lines = [json.loads(x) for x in (report_dir / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["source"] for r in lines] == [r["source"] for r in faces]
     assert len(lines[0]["distribution"]["probs"]) == 101 and len(lines[0]["landmarks"]) == 5
-    assert len((report_dir / "items.jsonl").read_text(encoding="utf-8").splitlines()) == 6
 
 
 def _summary(folder: Path) -> list[tuple]:
@@ -82,7 +111,7 @@ def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgre
     run = [sys.executable, "-m", "agescan"]
     scan = subprocess.run([*run, "scan", str(report_dir.parent / "evidence"), "--db", url, "--no-progress"],
                           capture_output=True, text=True)
-    assert scan.returncode == 1 and "6 file(s), 4 face(s), 1 error(s)" in scan.stderr, scan.stderr
+    assert scan.returncode == 1 and "11 file(s), 9 face(s), 1 error(s)" in scan.stderr, scan.stderr
     out = report_dir.parent / "report-pg"
     rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
@@ -91,9 +120,9 @@ def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgre
     rep = subprocess.run([*run, "report", "--db", url, "--out", str(out), "--challenge-age", "99"],
                          capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
-    assert [f["flagged"] for f in csv.DictReader(open(out / "faces.csv", encoding="utf-8"))] == ["1"] * 4
-    strip = lambda page: re.sub(r"<section id='provenance'>.*?</section>", "", page, flags=re.S)  # noqa: E731
-    assert strip((out / "index.html").read_text(encoding="utf-8")).count("data-pminor") == 2
+    assert [f["flagged"] for f in csv.DictReader(open(out / "faces.csv", encoding="utf-8"))] == ["1"] * 9
+    pages = [(d / "index.html").read_text(encoding="utf-8") for d in (out, report_dir)]
+    assert [(g, n) for g, _, n in _rows(pages[0])] == [(g, n) for g, _, n in _rows(pages[1])]  # same rows, groups
 
 
 @pytest.mark.slow
@@ -111,14 +140,15 @@ def test_report_in_headless_chromium(report_dir, tmp_path):
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto((report_dir / "index.html").as_uri())
         thumbs = page.locator("img.thumb")
-        assert thumbs.count() == 2
+        assert thumbs.count() == 8
         assert "blur" in thumbs.first.evaluate("e => getComputedStyle(e).filter")
-        assert page.locator("#shown").inner_text() == "1"  # at the report's threshold 0.3: the child only
+        # at the report's threshold 0.3: the child, the girl of 16 and one adult (P(minor) 0.39)
+        assert page.locator("#shown").inner_text() == "3"
         thumbs.first.click()
         assert thumbs.first.evaluate("e => getComputedStyle(e).filter") == "none"
         assert "blur" in thumbs.nth(1).evaluate("e => getComputedStyle(e).filter")  # one at a time
         page.locator("#th").fill("0")
-        assert page.locator("#shown").inner_text() == "2"
+        assert page.locator("#shown").inner_text() == "8"
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()

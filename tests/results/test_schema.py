@@ -12,7 +12,7 @@ from agescan.results import CSV_COLUMNS, SCHEMA, csv_text, to_dict, to_json
 def test_json_record(estimator, astronaut_path):
     r = estimator.predict(astronaut_path)
     d = json.loads(to_json(r))
-    assert d["schema"] == SCHEMA == "agescan.result/1"
+    assert d["schema"] == SCHEMA == "agescan.result/2"
     assert d["source"] == str(astronaut_path) and d["error"] == ""
     (face,) = d["faces"]
     assert set(face) >= {"box", "landmarks", "detector_score", "age", "interval", "p_minor", "age_group",

@@ -16,9 +16,9 @@ def _items(target) -> list[tuple]:
 
     db = connect(target, readonly=True)
     try:
-        rows = db.execute("SELECT source, frame_index, sha256, phash, n_faces, max_p_minor, error_type "
-                          "FROM items ORDER BY source, frame_index").fetchall()
-        return [(*r[:5], None if r[5] is None else round(r[5], 4), r[6]) for r in rows]
+        rows = db.execute("SELECT source, frame_index, sha256, pdq, pdq_mirror, pdq_quality, n_faces, max_p_minor, "
+                          "error_type FROM items ORDER BY source, frame_index").fetchall()
+        return [(*r[:7], None if r[7] is None else round(r[7], 4), r[8]) for r in rows]
     finally:
         db.close()
 

@@ -9,12 +9,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from agescan import ConfigError
-from agescan.store import SCHEMA_VERSION, ResultStore, connect
+from agescan.results import to_dict
+from agescan.store import SCHEMA_VERSION, ResultStore, check_schema, connect
+
+#: The schema of agescan before PDQ hashes, verbatim from its source (schema version 1).
+SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
 
 
 def test_items_and_faces_round_trip_and_replays_are_no_ops(store_target, estimator, astronaut_path, tmp_path):
@@ -38,6 +44,70 @@ def test_items_and_faces_round_trip_and_replays_are_no_ops(store_target, estimat
     f = results[0].faces[0]
     assert abs(age - f.age) < 0.01 and abs(p_minor - f.p_minor) < 1e-3 and group == f.age_group
     assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    pdq, mirror, quality = db.execute("SELECT pdq, pdq_mirror, pdq_quality FROM items WHERE source=?",
+                                      (str(astronaut_path),)).fetchone()
+    p = results[0].provenance
+    assert (pdq, mirror, quality) == (p.pdq, p.pdq_mirror, p.pdq_quality) and len(pdq) == 64 and quality > 50
+    db.close()
+    with ResultStore(store_target) as store:  # a database of this version opens as it is
+        assert store.counts(store.open_run({"a": 1}, "m", "sha", "mtcnn", "0.1.0"))["items"] == 3
+
+
+def _v1_database(target: str, result) -> None:
+    """A results database as agescan wrote it before PDQ hashes: schema version 1, one item with its face."""
+    d = to_dict(result)
+    f = d["faces"][0]
+    db = connect(target)
+    with db.transaction():
+        db.script(SCHEMA_V1.read_text())
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('result_schema', 'agescan.result/1')")
+        run = db.execute("INSERT INTO runs (config_hash, config, agescan_version, model_id, model_sha256, detector_id, "
+                         "started) VALUES ('c0ffee', '{}', '0.1.0', ?, 'sha', 'mtcnn', 0) RETURNING id",
+                         (f["model_id"],)).fetchone()[0]
+        # the version 1 statement of ResultStore._add_one, with its 64-bit dHash
+        item = db.execute(
+            "INSERT INTO items (run_id, source, frame_index, timestamp, sha256, phash, width, height, "
+            "n_faces, max_p_minor, error, error_type, scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, source, frame_index) DO NOTHING RETURNING id",
+            (run, d["source"], -1, -1.0, d["sha256"], "e1c3c7c3c3e3f1f0", d["width"], d["height"], 1, f["p_minor"],
+             "", "", 0.0)).fetchone()[0]
+        db.execute("INSERT INTO faces (item_id, face_index, x1, y1, x2, y2, landmarks, detector_score, age, "
+                   "interval_lo, interval_hi, interval_level, p_minor, minor_age, age_group, model_id, distribution) "
+                   "VALUES (?, 0, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}')",
+                   (item, *f["box"], f["detector_score"], f["age"], *f["interval"], f["interval_level"], f["p_minor"],
+                    f["minor_age"], f["age_group"], f["model_id"]))
+    db.close()
+
+
+def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_scan(store_target, estimator, astronaut_path,
+                                                                     tmp_path):
+    from agescan.report import write_report
+
+    result = estimator.predict(astronaut_path)
+    _v1_database(store_target, result)
+    # the report reads it as it is (read-only): the item listed, nothing grouped, the old columns exported
+    page = write_report(store_target, tmp_path / "r1", thumbnails=False).read_text(encoding="utf-8")
+    assert page.count("data-pminor") == 1 and "1 listed file(s) have no PDQ hash" in page
+    assert "e1c3c7c3c3e3f1f0" in (tmp_path / "r1" / "items.csv").read_text(encoding="utf-8")
+    db = connect(store_target, readonly=True)
+    assert check_schema(db) == 1  # still version 1: a reader never changes the database
+    db.close()
+    # a scan into it (a writer) upgrades it in place, keeping its items and faces
+    with ResultStore(store_target) as store:
+        run = store.db.execute("SELECT id FROM runs").fetchone()[0]
+        assert store.add(run, [result]) == 0  # already there: the item scanned before the upgrade
+        assert store.add(run, [estimator.predict(np.asarray(Image.open(astronaut_path).resize((256, 256))))]) == 1
+        assert store.counts(run) == {"items": 2, "errors": 0, "faces": 2}
+    db = connect(store_target, readonly=True)
+    assert check_schema(db) == SCHEMA_VERSION == 2
+    assert db.execute("SELECT value FROM meta WHERE key='result_schema'").fetchone()[0] == "agescan.result/2"
+    cols = [c[0] for c in db.execute("SELECT * FROM items").description]
+    assert "phash" not in cols and cols[-3:] == ["pdq", "pdq_mirror", "pdq_quality"]
+    rows = db.execute("SELECT pdq, pdq_quality FROM items ORDER BY id").fetchall()
+    assert rows[0] == ("", 0) and len(rows[1][0]) == 64  # the old item has no hash; the new one has
+    db.close()
+    page = write_report(store_target, tmp_path / "r2", thumbnails=False).read_text(encoding="utf-8")
+    assert page.count("data-pminor") == 2 and "1 listed file(s) have no PDQ hash" in page
 
 
 def test_a_database_from_before_the_errors_view_gets_it_on_open(store_target):
@@ -58,6 +128,10 @@ def test_other_schema_version_is_refused(store_target):
     db.close()
     with pytest.raises(ConfigError, match="schema version 99"):
         ResultStore(store_target).open()
+    db = connect(store_target, readonly=True)
+    with pytest.raises(ConfigError, match="schema version 99"):
+        check_schema(db)
+    db.close()
 
 
 def test_a_database_that_is_not_ours_is_refused_by_the_report(tmp_path):

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                        description="Estimate the age of every face in the given photos. Prints a table (file, face box, "
                                    "age, interval, P(under 18), group), or with --json one JSON record per image "
-                                   "in the versioned result schema (agescan.result/1).")
+                                   "in the versioned result schema (agescan.result/2).")
     e.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (folders are walked recursively)")
     e.add_argument("--json", action="store_true", help="print JSON Lines (one record per image) instead of a table")
     e.add_argument("--distribution", action="store_true", help="with --json, include the full age distribution")

@@ -23,7 +23,7 @@ from agescan.errors import ConfigError, DecodeError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import read_member
 from agescan.io.image import decode_bytes
-from agescan.io.phash import dhash
+from agescan.io.phash import pdq
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
 from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
@@ -245,7 +245,8 @@ class AgeEstimator:
         return self._analyse(loaded.image, self._provenance(loaded.source, loaded.sha256))
 
     def _analyse(self, image: np.ndarray, provenance: Provenance) -> _Pending:
-        provenance = dataclasses.replace(provenance, phash=dhash(image))
+        h = pdq(image)
+        provenance = dataclasses.replace(provenance, pdq=h.hash, pdq_mirror=h.mirror, pdq_quality=h.quality)
         h, w = image.shape[:2]
         dets = self.detector.detect(image)
         recipe = self.card.crop

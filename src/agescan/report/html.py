@@ -3,8 +3,11 @@
 Files are sorted by their highest P(minor). Face thumbnails are cut from the evidence files (opened
 read-only; a file whose sha256 no longer matches the scan is not shown) and embedded as data URIs,
 **blurred by default**, revealed one at a time by a click, to spare reviewers needless exposure.
-A threshold slider filters the list; identical files (same sha256) are stacked; errors and the run's
-provenance are listed. ``items.csv``/``.jsonl`` and ``faces.csv``/``.jsonl`` beside the page export everything.
+A threshold slider filters the list. Nothing is hidden on similarity: only byte-identical files (same sha256)
+share a row, which names every copy; near-duplicates (PDQ hashes, :mod:`agescan.io.phash`) are *grouped*: each
+keeps its own row, faces, ages and flag, next to the others of its group and marked with the group. Files
+without a face, errors and the run's provenance are listed. ``items.csv``/``.jsonl`` and ``faces.csv``/``.jsonl``
+beside the page export everything.
 The database is a SQLite file or a ``postgresql://`` URL, opened read-only.
 """
 
@@ -15,12 +18,14 @@ import csv
 import html
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from agescan.errors import AgescanError, ConfigError
 from agescan.io.archives import load_source
+from agescan.io.phash import PDQHash, near_duplicate_groups
 from agescan.store import Database, check_schema, connect
 from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD, check_triage, is_flagged
 
@@ -33,6 +38,7 @@ th{background:#f4f4f4;position:sticky;top:0}
 .thumb.revealed{filter:none;border-color:#c00}
 .minor{color:#b00;font-weight:600}.err{color:#a60}.dim{color:#888}
 .controls{position:sticky;top:0;background:#fff;padding:.5em 0;z-index:2;border-bottom:1px solid #ccc}
+tr.grouped td:first-child{border-left:4px solid #7a5cc0}.group{color:#5a3ca0;font-weight:600}
 .hist rect{fill:#4a78b0}.hist text{font-size:10px;fill:#333}
 code{font-size:12px}
 """
@@ -121,7 +127,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     check_triage(threshold, challenge_age)
     db = connect(db_path, readonly=True)
     try:
-        check_schema(db)
+        version = check_schema(db)
         if run_id is None:
             run_id = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
         cur = db.execute("SELECT * FROM runs WHERE id = ?", (run_id if run_id is not None else -1,))
@@ -140,7 +146,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
                     "FROM faces f JOIN items i ON f.item_id = i.id "
                     "WHERE i.run_id=? ORDER BY f.p_minor DESC, i.source, f.face_index",
                 (threshold, challenge_age, rid), out / "faces.csv")
-        page = _page(db, run, threshold, challenge_age, max_items, thumbnails)
+        page = _page(db, run, version, threshold, challenge_age, max_items, thumbnails)
     finally:
         db.close()
     path = out / "index.html"
@@ -148,17 +154,41 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     return path
 
 
-def _page(db: Database, run: dict, threshold: float, challenge_age: float, max_items: int, thumbnails: bool) -> str:
+def _page(db: Database, run: dict, version: int, threshold: float, challenge_age: float, max_items: int,
+          thumbnails: bool) -> str:
     rid = run["id"]
-    items = db.execute("SELECT id, source, sha256, phash, frame_index, timestamp, width, height, n_faces, max_p_minor "
-                       "FROM items "
-                       "WHERE run_id=? AND error='' AND n_faces > 0 ORDER BY max_p_minor DESC, source LIMIT ?",
+    # A version 1 database (read as it is) has no PDQ hashes: nothing is grouped.
+    pdq_cols = "pdq, pdq_mirror, pdq_quality" if version >= 2 else "'' AS pdq, '' AS pdq_mirror, 0 AS pdq_quality"
+    items = db.execute(f"SELECT id, source, sha256, frame_index, timestamp, width, height, max_p_minor, {pdq_cols} "
+                       "FROM items WHERE run_id=? AND error='' AND n_faces > 0 ORDER BY max_p_minor DESC, source LIMIT ?",
                        (rid, max_items)).fetchall()
-    dup = dict(db.execute("SELECT sha256, COUNT(*) FROM items WHERE run_id=? AND sha256 != '' AND frame_index < 0 "
-                          "GROUP BY sha256 HAVING COUNT(*) > 1", (rid,)).fetchall())
-    near = _near_duplicates(items)
+    # Byte-identical still images (same sha256) share one row, which names every copy.
+    copies: dict[str, list[str]] = {}
+    for sha, source in db.execute(
+            "SELECT sha256, source FROM items WHERE run_id=? AND frame_index < 0 AND error='' AND n_faces > 0 "
+            "AND sha256 IN (SELECT sha256 FROM items WHERE run_id=? AND sha256 != '' AND frame_index < 0 "
+            "AND error='' AND n_faces > 0 GROUP BY sha256 HAVING COUNT(*) > 1) ORDER BY source", (rid, rid)):
+        copies.setdefault(sha, []).append(source)
+    seen_sha: set[str] = set()
+    listed = []
+    for it in items:
+        sha, frame = it[2], it[3]
+        if frame < 0 and sha in copies:
+            if sha in seen_sha:
+                continue  # named in its first copy's row
+            seen_sha.add(sha)
+        listed.append(it)
+    # Near-duplicates: grouped, never removed; video frames are not grouped (their video already groups them).
+    labels = near_duplicate_groups([PDQHash(ph, pm, q) if ph and frame < 0 else None
+                                    for _, _, _, frame, *_, ph, pm, q in listed])
+    sizes = Counter(labels)
+    order = sorted(range(len(listed)), key=lambda i: (labels[i], i))  # a group at its highest-P(minor) member
+    group_no: dict[int, int] = {}
+    unhashed = sum(1 for *_, ph, _, _ in listed if not ph)
     errors = db.execute("SELECT source, error_type, error FROM items WHERE run_id=? AND error != '' ORDER BY source",
                         (rid,)).fetchall()
+    noface = db.execute("SELECT source, frame_index, timestamp FROM items WHERE run_id=? AND error = '' AND n_faces = 0 "
+                        "ORDER BY source, frame_index LIMIT ?", (rid, max_items)).fetchall()
     face_rows = db.execute("SELECT f.age, f.p_minor FROM faces f JOIN items i ON f.item_id=i.id WHERE i.run_id=?",
                            (rid,)).fetchall()
     ages = [a for a, _ in face_rows]
@@ -167,13 +197,10 @@ def _page(db: Database, run: dict, threshold: float, challenge_age: float, max_i
     n_items, n_noface = db.execute("SELECT COUNT(*), SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) "
                                    "FROM items WHERE run_id=?", (rid,)).fetchone()
     n_noface = int(n_noface or 0)
-    seen_sha: set[str] = set()
     video_digests: dict[str, str] = {}
     rows = []
-    for item_id, source, sha, ph, frame, stamp, w, h, n_faces, pmax in items:
-        if (sha in dup and sha in seen_sha) or item_id in near["hidden"]:
-            continue  # stacked under the first copy
-        seen_sha.add(sha)
+    for i in order:
+        item_id, source, sha, frame, stamp, w, h, pmax, *_ = listed[i]
         faces = db.execute("SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group FROM faces "
                            "WHERE item_id=? ORDER BY face_index", (item_id,)).fetchall()
         thumbs = _item_thumbs(source, sha, frame, faces, video_digests) if thumbnails else [""] * len(faces)
@@ -185,17 +212,25 @@ def _page(db: Database, run: dict, threshold: float, challenge_age: float, max_i
             cls = " class='minor'" if flag else ""
             cells.append(f"<div>{img}<span{cls}>{'FLAGGED: ' if flag else ''}age {age:.1f} ({lo:.0f}-{hi:.0f}), "
                          f"P(minor) {pm:.2f}, {group}</span></div>")
-        stack = f"<br><span class='dim'>{dup[sha]} identical copies (sha256)</span>" if sha in dup else ""
-        if near["stacks"].get(item_id):
-            others = ", ".join(html.escape(s) for s in near["stacks"][item_id][:5])
-            stack += (f"<br><span class='dim'>{len(near['stacks'][item_id])} near-duplicate(s) (perceptual hash): "
-                      f"{others}</span>")
+        notes, attrs = "", "class='item'"
+        if frame < 0 and sha in copies:
+            others = ", ".join(f"<code>{html.escape(c)}</code>" for c in copies[sha] if c != source)
+            notes += f"<br><span class='dim'>{len(copies[sha])} identical copies (sha256); also: {others}</span>"
+        if sizes[labels[i]] > 1:
+            n = group_no.setdefault(labels[i], len(group_no) + 1)
+            notes += f"<br><span class='group'>near-duplicate group {n} ({sizes[labels[i]]} files, PDQ hash)</span>"
+            attrs = f"class='item grouped' data-group='{n}'"
         where = f", frame {frame} at {stamp:.1f} s" if frame >= 0 else ""
-        rows.append(f"<tr class='item' data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= threshold else ''}'>"
+        rows.append(f"<tr {attrs} data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= threshold else ''}'>"
                     f"{pmax:.2f}</td><td><code>{html.escape(source)}</code><br><span class='dim'>{w}x{h}{where}, sha256 "
-                    f"{sha[:16]}…</span>{stack}</td><td>{''.join(cells)}</td></tr>")
+                    f"{sha[:16]}…</span>{notes}</td><td>{''.join(cells)}</td></tr>")
     err_rows = "".join(f"<tr><td><code>{html.escape(s)}</code></td><td class='err'>{html.escape(t)}</td>"
-                       f"<td>{html.escape(e)}</td></tr>" for s, t, e in errors)
+                       f"<td>{html.escape(e.removeprefix(f'{s}: '))}</td></tr>" for s, t, e in errors)  # named once
+    noface_rows = "".join(f"<li><code>{html.escape(s)}</code>{f', frame {f} at {t:.1f} s' if f >= 0 else ''}</li>"
+                          for s, f, t in noface)
+    more_noface = f" (the first {max_items}; all in items.csv)" if n_noface > len(noface) else ""
+    grouping = (f" {unhashed} listed file(s) have no PDQ hash (scanned by an agescan that did not store it) and "
+                "are not grouped." if unhashed else "")
     config = json.loads(run["config"])
     prov = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in (
         ("run", rid), ("agescan version", run["agescan_version"]), ("model", run["model_id"]),
@@ -210,7 +245,9 @@ def _page(db: Database, run: dict, threshold: float, challenge_age: float, max_i
 <h1>agescan report: run {rid}</h1>
 <p>{n_items} file(s) scanned: {len(ages)} face(s), <b>{n_flagged} flagged for review</b> ({rule}),
 {n_noface} file(s) without a face, {len(errors)} error(s).
-Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% interval; P(minor) = P(age &lt; {config.get('minor_age', 18)}).</p>
+Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% interval; P(minor) = P(age &lt; {config.get('minor_age', 18)}).
+Every file has its own row; only byte-identical copies share one. Near-duplicates (by PDQ hash: the same picture
+re-encoded, resized, retouched or mirrored) are grouped side by side, never hidden.{grouping}</p>
 <h2>Estimated ages</h2>
 {_histogram_svg(ages)}
 <div class="controls"><label for="th">Show files with highest P(minor) &ge; <span id="thv"></span></label>
@@ -219,6 +256,9 @@ Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% 
 <table id="items"><thead><tr><th>P(minor)</th><th>file</th><th>faces</th></tr></thead><tbody>
 {''.join(rows)}
 </tbody></table>
+<h2>Files without a face ({n_noface})</h2>
+<details><summary>list{more_noface}: not estimated; a face the detector missed is not flagged</summary>
+<ul id="noface">{noface_rows}</ul></details>
 <h2>Errors ({len(errors)})</h2>
 <table id="errors"><thead><tr><th>file</th><th>type</th><th>reason</th></tr></thead><tbody>{err_rows}</tbody></table>
 <h2>Provenance</h2>
@@ -227,34 +267,6 @@ Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% 
 <a href="faces.jsonl">faces.jsonl</a> (with the flag of the rule above).</p>
 </body></html>
 """
-
-
-#: dHash bits that may differ for two pictures to stack as near-duplicates (re-encoded or resized copies
-#: differ by a few bits; unrelated photos by about 32).
-NEAR_DUPLICATE_BITS = 6
-
-
-def _near_duplicates(items: list) -> dict:
-    """Greedy stacks of listed still images whose perceptual hashes are within NEAR_DUPLICATE_BITS.
-
-    Identical files (same sha256) are stacked separately; video frames are never stacked.
-    """
-    from agescan.io.phash import hamming
-
-    heads: list[tuple[int, str, str]] = []
-    stacks: dict[int, list[str]] = {}
-    hidden: set[int] = set()
-    for item_id, source, sha, ph, frame, *_ in items:
-        if not ph or frame >= 0:
-            continue
-        for head_id, head_ph, head_sha in heads:
-            if sha != head_sha and hamming(ph, head_ph) <= NEAR_DUPLICATE_BITS:
-                stacks.setdefault(head_id, []).append(source)
-                hidden.add(item_id)
-                break
-        else:
-            heads.append((item_id, ph, sha))
-    return {"stacks": stacks, "hidden": hidden}
 
 
 def _utc(t: float) -> str:

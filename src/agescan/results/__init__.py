@@ -2,14 +2,18 @@
 
 A JSON record is one image::
 
-    {"schema": "agescan.result/1", "source": ..., "sha256": ..., "frame_index": -1, "timestamp": -1.0, "width": ..,
-     "height": .., "error": "", "error_type": "", "provenance": {...}, "faces": [
+    {"schema": "agescan.result/2", "source": ..., "sha256": ..., "frame_index": -1, "timestamp": -1.0,
+     "pdq": "<64 hex>", "pdq_mirror": "<64 hex>", "pdq_quality": 0-100, "width": .., "height": .., "error": "",
+     "error_type": "", "provenance": {...}, "faces": [
         {"box": [x1, y1, x2, y2], "landmarks": [[x, y] x5], "detector_score": ..,
          "age": .., "interval": [lo, hi], "interval_level": 0.9, "p_minor": .., "minor_age": 18,
          "age_group": "18-25", "model_id": "...", "distribution": {"min_age": 0, "probs": [...]}}]}
 
 A CSV row is one face (an image without faces or with an error still gets one row, with empty face
 columns), so no image silently disappears from a spreadsheet.
+
+Version 2 replaced version 1's ``phash`` (a 64-bit dHash) with the PDQ hash of the picture, of its mirror image
+and the hash's quality (:mod:`agescan.io.phash`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from typing import IO, Iterable
 
 from agescan.types import FaceResult, ImageResult
 
-SCHEMA = "agescan.result/1"
+SCHEMA = "agescan.result/2"
 
-CSV_COLUMNS = ("schema", "source", "sha256", "phash", "frame_index", "timestamp", "width", "height", "error_type", "error", "face_index",
-               "x1", "y1", "x2", "y2", "detector_score", "age", "interval_lo", "interval_hi", "interval_level",
-               "p_minor", "minor_age", "age_group", "model_id", "agescan_version")
+CSV_COLUMNS = ("schema", "source", "sha256", "pdq", "pdq_mirror", "pdq_quality", "frame_index", "timestamp", "width",
+               "height", "error_type", "error", "face_index", "x1", "y1", "x2", "y2", "detector_score", "age",
+               "interval_lo", "interval_hi", "interval_level", "p_minor", "minor_age", "age_group", "model_id", "agescan_version")
 
 
 def _r(x: float, nd: int = 2) -> float:
@@ -60,7 +64,9 @@ def to_dict(result: ImageResult, include_distribution: bool = True) -> dict:
         "sha256": p.sha256,
         "frame_index": p.frame_index,
         "timestamp": p.timestamp,
-        "phash": p.phash,
+        "pdq": p.pdq,
+        "pdq_mirror": p.pdq_mirror,
+        "pdq_quality": p.pdq_quality,
         "width": result.width,
         "height": result.height,
         "error": result.error,
@@ -79,7 +85,7 @@ def csv_rows(result: ImageResult) -> list[dict]:
     """One dict per face (or one for a faceless/failed image) keyed by :data:`CSV_COLUMNS`."""
     p = result.provenance
     base = {"schema": SCHEMA, "source": p.source, "sha256": p.sha256, "frame_index": p.frame_index,
-            "timestamp": p.timestamp, "phash": p.phash,
+            "timestamp": p.timestamp, "pdq": p.pdq, "pdq_mirror": p.pdq_mirror, "pdq_quality": p.pdq_quality,
             "width": result.width, "height": result.height, "error_type": result.error_type, "error": result.error,
             "agescan_version": p.agescan_version, "model_id": p.model_id}
     if not result.faces:

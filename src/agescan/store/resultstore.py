@@ -20,7 +20,7 @@ from agescan.store.db import Database, connect
 from agescan.results import SCHEMA, to_dict
 from agescan.types import ImageResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: PDQ hashes (pdq, pdq_mirror, pdq_quality) instead of the 64-bit dHash (phash)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS items (
     frame_index INTEGER NOT NULL,
     timestamp DOUBLE PRECISION NOT NULL,
     sha256 TEXT NOT NULL,
-    phash TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     n_faces INTEGER NOT NULL,
@@ -50,6 +49,9 @@ CREATE TABLE IF NOT EXISTS items (
     error TEXT NOT NULL,
     error_type TEXT NOT NULL,
     scanned DOUBLE PRECISION NOT NULL,
+    pdq TEXT NOT NULL DEFAULT '',
+    pdq_mirror TEXT NOT NULL DEFAULT '',
+    pdq_quality INTEGER NOT NULL DEFAULT 0,
     UNIQUE (run_id, source, frame_index)
 );
 CREATE TABLE IF NOT EXISTS faces (
@@ -80,6 +82,16 @@ _ERRORS_VIEW = """
 CREATE VIEW errors AS
 SELECT id AS item_id, run_id, source, frame_index, sha256, error_type, error, scanned
 FROM items WHERE error <> ''
+"""
+
+#: Version 1 -> 2: the PDQ columns, as the version 2 DDL declares them (last, so both have one column order);
+#: the dHash, which grouped different faces, is dropped (the files' sha256, faces and ages are all kept).
+#: Items scanned before have no PDQ hash ('' and quality 0) and are never grouped as near-duplicates.
+_UPGRADE_1_TO_2 = """
+ALTER TABLE items ADD COLUMN pdq TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN pdq_mirror TEXT NOT NULL DEFAULT '';
+ALTER TABLE items ADD COLUMN pdq_quality INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE items DROP COLUMN phash
 """
 
 
@@ -173,12 +185,14 @@ class ResultStore:
         db = self.db
         with db.transaction():
             row = db.execute(
-                "INSERT INTO items (run_id, source, frame_index, timestamp, sha256, phash, width, height, "
-                "n_faces, max_p_minor, error, error_type, scanned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO items (run_id, source, frame_index, timestamp, sha256, pdq, pdq_mirror, pdq_quality, "
+                "width, height, n_faces, max_p_minor, error, error_type, scanned) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_id, source, frame_index) DO NOTHING RETURNING id",
-                (run_id, d["source"], d["frame_index"], d["timestamp"], d["sha256"], d["phash"], d["width"],
-                 d["height"], len(d["faces"]), max((f["p_minor"] for f in d["faces"]), default=None), d["error"],
-                 d["error_type"], time.time())).fetchone()
+                (run_id, d["source"], d["frame_index"], d["timestamp"], d["sha256"], d["pdq"], d["pdq_mirror"],
+                 d["pdq_quality"], d["width"], d["height"], len(d["faces"]),
+                 max((f["p_minor"] for f in d["faces"]), default=None), d["error"], d["error_type"],
+                 time.time())).fetchone()
             if row is None:  # already stored by an earlier (killed) attempt or another scanner
                 return 0
             item_id = row[0]
@@ -202,8 +216,12 @@ class ResultStore:
                            (run_id,)).fetchone()[0]}
 
 
-def check_schema(db: Database, create: bool = False) -> None:
-    """Create the tables in a new database (when ``create``) and refuse a database of another schema version."""
+def check_schema(db: Database, create: bool = False) -> int:
+    """Check a results database and return its schema version.
+
+    A writer (``create``) creates the tables in a new database and upgrades a version 1 database to this
+    version; a reader reads version 1 as it is (no PDQ columns) or this version. Other versions are refused.
+    """
     if not db.has_table("meta"):
         if not create:
             raise ConfigError(f"{db.name}: not an agescan results database (no meta table); "
@@ -213,12 +231,22 @@ def check_schema(db: Database, create: bool = False) -> None:
             db.script(_DDL)  # IF NOT EXISTS: a no-op for a scanner that lost the race
             db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('result_schema', ?) "
                        "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), SCHEMA))
-    version = int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
-    if version != SCHEMA_VERSION:
+    version = _version(db)
+    if version not in (1, SCHEMA_VERSION):
         raise ConfigError(f"{db.name}: results database schema version {version}; this agescan reads "
-                          f"version {SCHEMA_VERSION}. Use a matching agescan or a new --db target.")
-    if create and not db.has_table("errors"):  # a new database, or a v1 one written before the view existed
+                          f"versions 1 and {SCHEMA_VERSION}. Use a matching agescan or a new --db target.")
+    if create and (version == 1 or not db.has_table("errors")):
         with db.transaction():
-            db.serialize_ddl()
-            if not db.has_table("errors"):
+            db.serialize_ddl()  # another scanner may be upgrading the same database: one at a time
+            if not db.has_table("errors"):  # a version 1 database written before the view existed
                 db.script(_ERRORS_VIEW)
+            if _version(db) == 1:
+                db.script(_UPGRADE_1_TO_2)
+                db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+                db.execute("UPDATE meta SET value=? WHERE key='result_schema'", (SCHEMA,))
+        version = SCHEMA_VERSION
+    return version
+
+
+def _version(db: Database) -> int:
+    return int(db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
