@@ -126,10 +126,10 @@ def utkface_dir() -> Path:
     return folder
 
 
-def utkface_test_faces(folder: Path, rng: np.random.Generator) -> list[tuple[Path, int]]:
-    """UTKFace test-split faces as (path, age), shuffled by ``rng``."""
+def utkface_test_faces(folder: Path, rng: np.random.Generator, split: str = "test") -> list[tuple[Path, int]]:
+    """UTKFace faces of ``split`` (default test) as (path, age), shuffled by ``rng``."""
     with open(folder / "labels.csv", newline="") as fh:
-        rows = [(folder / r["path"], int(r["age"])) for r in csv.DictReader(fh) if r["split"] == "test"]
+        rows = [(folder / r["path"], int(r["age"])) for r in csv.DictReader(fh) if r["split"] == split]
     order = rng.permutation(len(rows))
     return [rows[i] for i in order]
 
@@ -371,10 +371,10 @@ def evaluate_scene(scene: Scene, image: np.ndarray, label: str, detector, face_r
     return dets, set(pairs.values())
 
 
-def build_scenes(n: int, seed: int, folder: Path, textures: list[np.ndarray]) -> Iterator[Scene]:
+def build_scenes(n: int, seed: int, folder: Path, textures: list[np.ndarray], split: str = "test") -> Iterator[Scene]:
     """The benchmark's scenes, one at a time; the same seed always yields the same scenes."""
     rng = np.random.default_rng(seed)
-    faces = iter(utkface_test_faces(folder, rng))
+    faces = iter(utkface_test_faces(folder, rng, split))
     for i in range(n):
         yield make_scene(i, rng, textures, faces)
 
@@ -461,7 +461,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict]:
     for n, (label, name, kwargs) in enumerate(detector_configs(args)):
         detector = create_detector(name, **kwargs)
         detector.detect(np.full((480, 640, 3), 128, dtype=np.uint8))  # session creation stays out of timings
-        for i, scene in enumerate(build_scenes(args.scenes, args.seed, folder, textures)):
+        for i, scene in enumerate(build_scenes(args.scenes, args.seed, folder, textures, args.split)):
             if n == 0:
                 h, w = scene.image.shape[:2]
                 per_scene.append([face_record(scene, f) for f in scene.faces])
@@ -647,7 +647,7 @@ def markdown(meta: dict, summary: dict, face_records: list[dict], scene_records:
         f"Python {m['python']}, onnxruntime {m['onnxruntime']}, OpenCV {m['opencv']}, agescan {m['agescan']}. "
         f"Load average at start: {m['load_average_at_start']}.", "",
         f"Command: `{meta['command']}`", "",
-        f"Synthetic set: {len(scene_records)} scenes ({sizes}) holding {len(face_records)} UTKFace test-split "
+        f"Synthetic set: {len(scene_records)} scenes ({sizes}) holding {len(face_records)} UTKFace {st['split']}-split "
         f"faces (seed {st['seed']}), each also with the eye band; {st['empty']} empty backgrounds; every "
         f"detector at min_face_size {st['min_face_size']} (the pipeline's default), {st['threads']} onnxruntime "
         "thread(s). See the script's docstring for how the sets are built and matched.", "",
@@ -705,6 +705,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenes", type=int, default=300, help="number of synthetic scenes (default 300)")
     p.add_argument("--empty", type=int, default=100, help="number of empty backgrounds (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole set (default 0)")
+    p.add_argument("--split", default="test", help="UTKFace split the scenes' faces come from (default test; "
+                                                   "choose settings with --split val)")
     p.add_argument("--detector", action="append", default=[],
                    help=f"registered detector, optionally NAME:SCORE_THRESHOLD (repeatable; default: mtcnn and "
                         f"{DEFAULT_DETECTOR})")

@@ -152,3 +152,23 @@ def test_training_steps_lower_the_loss_on_real_faces(utkface_faces):
         assert parts["fg"] > 0
     assert np.isfinite(losses).all()
     assert min(losses[-3:]) < 0.7 * losses[0], losses
+
+
+def test_publish_writes_a_loadable_detector_with_its_card(tmp_path: Path):
+    import hashlib
+
+    from agescan.detect import create_detector
+    from agescan.train.detector import publish
+
+    run = tmp_path / "run"
+    export(YuNet().eval(), _card(score_threshold=0.85), run / "best.onnx")
+    path, sha = publish(run, tmp_path / "weights", "my-detector", min_face_px=12, max_face_px=256,
+                        metrics={"val": {"eyeband": 0.99}}, notes="test")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
+    det = create_detector(str(path), threads=1).load()
+    card = det.card
+    assert (card.id, card.min_face_px, card.max_face_px, card.score_threshold) == ("my-detector", 12, 256, 0.85)
+    assert card.metrics["val"] == {"eyeband": 0.99}
+    md = (tmp_path / "weights" / "my-detector.md").read_text()
+    assert sha in md and "my-detector" in md and "12 to" in md
+    assert det.scales(960, 1280)[0] == 0.5  # min_face_size 24 maps to 12 px at the network input

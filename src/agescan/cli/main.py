@@ -167,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
                         add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "
                                                     "lists its options. Needs torch: pip install 'agescan[train]'.")
-    tr.add_argument("step", choices=["prepare", "fit", "publish", "cv", "grid", "detector"],
+    tr.add_argument("step", choices=["prepare", "fit", "publish", "cv", "grid", "detector", "publish-detector"],
                     help="prepare crops | fit a model | publish a run | summarise --fold/--holdout runs | "
-                         "learning-rate x batch grid search on val | fine-tune the face detector")
+                         "learning-rate x batch grid search on val | fine-tune the face detector | publish a "
+                         "detector run with its card")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="the step's own arguments (see STEP --help)")
 
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
@@ -491,8 +492,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         print("agescan train: needs PyTorch: pip install 'agescan[train]' (a CPU build is enough)", file=sys.stderr)
         return EXIT_CONFIG
     module = {"prepare": "agescan.train.prepare", "fit": "agescan.train.loop", "publish": "agescan.train.publish",
-              "cv": "agescan.train.cv", "grid": "agescan.train.grid", "detector": "agescan.train.detector"}
-    importlib.import_module(module[a.step]).main(a.args)
+              "cv": "agescan.train.cv", "grid": "agescan.train.grid", "detector": "agescan.train.detector",
+              "publish-detector": "agescan.train.detector"}
+    mod = importlib.import_module(module[a.step])
+    (mod.publish_main if a.step == "publish-detector" else mod.main)(a.args)
     return EXIT_OK
 
 

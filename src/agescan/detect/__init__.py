@@ -1,5 +1,7 @@
 """Face detection: registered backends returning boxes, five landmarks and scores."""
 
+import os
+
 from agescan.detect.base import Detections, FaceDetector, detectors
 from agescan.detect import mtcnn as _mtcnn  # noqa: F401  (registers "mtcnn")
 from agescan.detect.mtcnn import MTCNNDetector
@@ -13,7 +15,10 @@ DEFAULT_DETECTOR = "mtcnn"
 
 
 def create_detector(name: str = DEFAULT_DETECTOR, **kwargs) -> FaceDetector:
-    """Create a registered face detector by name (see :func:`list_detectors`)."""
+    """Create a registered face detector by name (see :func:`list_detectors`), or a YuNet-family detector from an
+    exported ``.onnx`` file carrying a detector card (``agescan train detector`` writes them)."""
+    if name not in detectors and name.lower().endswith(".onnx") and os.path.isfile(name):
+        return YuNetDetector(name, **kwargs)
     return detectors.create(name, **kwargs)
 
 

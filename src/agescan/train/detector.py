@@ -53,6 +53,9 @@ class DetTrainConfig:
     max_face: float = 280.0
     eval_every: int = 500
     eval_chips: int = 600
+    eval_backgrounds: int = 80
+    eval_scenes: int = 60
+    min_face_px: float = 12.0
     max_clean_drop: float = 0.005
     max_false: float = 0.05
     threads: int = 1
@@ -224,25 +227,30 @@ def _val_chips(data: str, n: int) -> list[dict]:
     return chips
 
 
-def _backgrounds(n: int, seed: int = 1) -> list[np.ndarray]:
-    """Face-free val backgrounds: benchmarks/detection.py's recipe (scikit-image photos *not* trained on)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-    try:
-        import detection as bench  # noqa: PLC0415
-    except ImportError:
-        return []
-    rng = np.random.default_rng(seed)
+def _benchmark_sets(n_backgrounds: int, n_scenes: int, data: str, seed: int = 1):
+    """Val backgrounds and scenes drawn with benchmarks/detection.py's recipe (scikit-image photos that training
+    never uses, UTKFace **val** faces, another seed than the benchmark's): ``([background], [scene])``. Needs the
+    repository's ``benchmarks/`` folder (this is a developer's tool); without it both are empty."""
+    root = Path(__file__).resolve().parents[3] / "benchmarks"
+    if not (root / "detection.py").is_file():
+        print(f"no {root}/detection.py: measuring without val backgrounds and scenes", file=sys.stderr)
+        return [], []
+    sys.path.insert(0, str(root))
+    import detection as bench  # noqa: PLC0415
+
     textures = bench.load_textures()
-    sizes = ((640, 480), (1280, 720))
-    return [bench.make_background(rng, textures, *sizes[i % 2]) for i in range(n)]
+    backgrounds = list(bench.empty_scenes(n_backgrounds, seed, textures))
+    scenes = [(sc, bench.banded(sc)) for sc in bench.build_scenes(n_scenes, seed, Path(data), textures, "val")]
+    return backgrounds, (scenes, bench.match)
 
 
 #: Score thresholds every measurement reports (the detector runs once at the lowest).
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def measure(path: Path, chips: list[dict], backgrounds: list[np.ndarray]) -> dict:
-    """Val recall (clean, banded, ages 0-5) and false detections per background at each of :data:`THRESHOLDS`."""
+def measure(path: Path, chips: list[dict], backgrounds: list[np.ndarray], scenes=None) -> dict:
+    """At each of :data:`THRESHOLDS`: val chip recall (clean, banded, ages 0-5), false detections per background
+    and, with ``scenes`` (``([(scene, banded image)], match)``), the recall of faces in val scenes (12-400 px)."""
     from agescan.detect.yunet import YuNetDetector
     from agescan.eval.run import central_face
 
@@ -261,20 +269,33 @@ def measure(path: Path, chips: list[dict], backgrounds: list[np.ndarray]) -> dic
             row[f"{cond}_0_5"] = float(found[young].mean()) if young.any() else float("nan")
         row["false_per_background"] = float(np.mean([sum(x.score >= t for x in d) for d in bg])) if bg else 0.0
         out[f"{t:g}"] = row
+    if scenes:
+        pairs, match = scenes
+        for cond, k in (("scene_clean", 0), ("scene_eyeband", 1)):
+            found = {t: [] for t in THRESHOLDS}
+            for pair in pairs:
+                sc = pair[0]
+                d_all = det.detect(sc.image if k == 0 else pair[1])
+                for t in THRESHOLDS:
+                    hit = dict(match(sc.faces, tuple(x for x in d_all if x.score >= t)))
+                    found[t] += [i in hit for i in range(len(sc.faces))]
+            for t in THRESHOLDS:
+                out[f"{t:g}"][cond] = float(np.mean(found[t])) if found[t] else float("nan")
     return out
 
 
 def choose(history: list[dict], base: dict, max_clean_drop: float, max_false: float) -> tuple[dict, float]:
-    """The measurement and threshold with the highest banded recall among those whose clean recall stays within
-    ``max_clean_drop`` of the starting weights' (at their best admissible threshold) and whose false detections
-    per background are at most ``max_false``; ties go to higher clean recall, then to the later step."""
+    """The measurement and threshold with the highest recall (banded chips + clean and banded val-scene faces, equal
+    weights) among those whose clean chip recall stays within ``max_clean_drop`` of the starting weights' (at
+    their best admissible threshold) and whose false detections per background are at most ``max_false``; ties go
+    to higher clean recall, then to the later step."""
     clean_ref = max((r["clean"] for r in base["at"].values()), default=0.0)
     best, best_key = None, None
     for h in history:
         for t, r in h["at"].items():
             if r["false_per_background"] > max_false or r["clean"] < clean_ref - max_clean_drop:
                 continue
-            key = (r["eyeband"], r["clean"], h["step"])
+            key = (r["eyeband"] + r.get("scene_clean", 0.0) + r.get("scene_eyeband", 0.0), r["clean"], h["step"])
             if best_key is None or key > best_key:
                 best, best_key = (h, float(t)), key
     if best is None:
@@ -290,6 +311,7 @@ def _card(cfg: DetTrainConfig, step: int, threshold: float = 0.6, extra: dict | 
         "id": Path(cfg.out).name,
         "architecture": "YuNet-s (Wu, Peng and Yu 2023), 54,608 parameters; box + 5 landmarks; fine-tuned by agescan",
         "score_threshold": threshold,
+        "min_face_px": cfg.min_face_px,
         "licence": "Apache-2.0 (fine-tuned from the libfacedetection.train checkpoint yunet_s.pth, Apache-2.0). "
                    "Trained on research data with non-commercial terms (see training_data).",
         "training_data": "UTKFace train split (Zhang, Song and Qi 2017; non-commercial research) pasted into "
@@ -344,14 +366,14 @@ def train(cfg: DetTrainConfig) -> dict:
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
 
     chips = _val_chips(cfg.data, cfg.eval_chips)
-    backgrounds = _backgrounds(40)
+    backgrounds, scenes = _benchmark_sets(cfg.eval_backgrounds, cfg.eval_scenes, cfg.data)
     log = open(out / "log.jsonl", "a")
     history = []
 
     def evaluate(step: int) -> dict:
         path = out / f"step{step}.onnx"
         export(net, _card(cfg, step), path)
-        m = {"step": step, "at": measure(path, chips, backgrounds)}
+        m = {"step": step, "at": measure(path, chips, backgrounds, scenes)}
         history.append(m)
         log.write(json.dumps(m) + "\n")
         log.flush()
@@ -394,6 +416,58 @@ def train(cfg: DetTrainConfig) -> dict:
     return summary
 
 
+def publish(run: str | Path, out: str | Path, detector_id: str, *, min_face_px: float, max_face_px: float,
+            metrics: dict | None = None, notes: str = "") -> tuple[Path, str]:
+    """Write ``run``'s ``best.onnx`` as ``out/<detector_id>.onnx`` with its card completed (id, the face-size range
+    measured on val, metrics, notes) and a Markdown card beside it; returns the path and the file's sha256."""
+    import hashlib
+
+    import onnxruntime as ort
+
+    from agescan.detect.card import DETECTOR_CARD_KEY, DetectorCard
+    from agescan.detect.yunet import read_detector_card
+    from agescan.export import embed_card
+
+    src = Path(run) / "best.onnx"
+    data = src.read_bytes()
+    card = read_detector_card(ort.InferenceSession(data, providers=["CPUExecutionProvider"]), str(src))
+    fields = card.to_dict()
+    fields.update(id=detector_id, min_face_px=float(min_face_px), max_face_px=float(max_face_px),
+                  metrics={**card.metrics, **(metrics or {})}, notes=notes or card.notes)
+    card = DetectorCard.from_dict(fields)
+    data = embed_card(data, card, DETECTOR_CARD_KEY)
+    path = Path(out) / f"{detector_id}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    (Path(out) / f"{detector_id}.md").write_text(card_markdown(card, sha, len(data)), encoding="utf-8")
+    return path, sha
+
+
+def card_markdown(card, sha: str, size: int) -> str:
+    """A human-readable card for a detector file (the same facts as the card inside it)."""
+    metrics = "\n".join(f"- **{k}**: {json.dumps(v)}" for k, v in card.metrics.items()) or "- (none recorded)"
+    return f"""# Detector card: {card.id}
+
+- **Architecture**: {card.architecture}
+- **Input**: {card.colour_order} pixels x {card.scale:g}, any size (padded to a multiple of {card.alignment}); outputs
+  decoded as `{card.output_format}` at strides {list(card.strides)}; landmarks {list(card.landmark_order)}.
+- **Use**: score threshold {card.score_threshold:g}, NMS IoU {card.nms_iou:g}; finds faces from {card.min_face_px:g} to
+  {card.max_face_px:g} px tall at the network input: an image is scaled so that `min_face_size` maps to
+  {card.min_face_px:g} px, with a coarser pass for larger faces.
+- **File**: `{card.id}.onnx`, {size:,} bytes, sha256 `{sha}`. The card is embedded in the ONNX metadata.
+- **Licence**: {card.licence}
+- **Training data**: {card.training_data}
+- **Training**: `{card.training.get('command', '')}`; step {card.training.get('step', '')}.
+
+## Metrics
+
+{metrics}
+
+{card.notes}
+"""
+
+
 def build_parser(prog: str = "agescan train detector") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="UTKFace folder (labels.csv with a split column): train faces, val chips")
@@ -405,7 +479,9 @@ def build_parser(prog: str = "agescan train detector") -> argparse.ArgumentParse
              "lr": "peak AdamW learning rate (cosine schedule)", "weight_decay": "AdamW weight decay",
              "warmup": "linear warm-up steps", "occlusion": "share of faces whose eyes are covered",
              "min_face": "smallest pasted face height (px)", "max_face": "largest pasted face height (px)",
-             "eval_every": "steps between measurements", "eval_chips": "val chips measured",
+             "eval_every": "steps between measurements", "eval_chips": "val chips measured", "eval_backgrounds": "val backgrounds for false detections",
+             "eval_scenes": "val scenes (12-400 px faces) for recall",
+             "min_face_px": "card's smallest face (px at the network input): sets the detection scale",
              "max_clean_drop": "best export: clean recall may fall at most this much below the start",
              "max_false": "best export: false detections per background at most this, at its threshold",
              "threads": "torch threads (1 is fastest on 2 cores with a scene worker)", "workers": "scene-drawing processes", "seed": "random seed"}
@@ -420,6 +496,25 @@ def build_parser(prog: str = "agescan train detector") -> argparse.ArgumentParse
 def main(argv: list[str] | None = None) -> None:
     a = build_parser().parse_args(argv)
     train(DetTrainConfig(**vars(a)))
+
+
+def publish_main(argv: list[str] | None = None) -> None:
+    """``agescan train publish-detector RUN OUT --id NAME --min-face-px PX --max-face-px PX [--metrics JSON]``."""
+    p = argparse.ArgumentParser(prog="agescan train publish-detector",
+                                description="Write a detector run's best.onnx with its completed card (id, "
+                                            "face-size range and metrics measured on val/test) into OUT.")
+    p.add_argument("run", help="run folder of `agescan train detector` (holds best.onnx)")
+    p.add_argument("out", help="folder to write ID.onnx and ID.md into (the package's detect/weights)")
+    p.add_argument("--id", required=True, help="registry name, e.g. yunet-s-ocl.utkface")
+    p.add_argument("--min-face-px", type=float, required=True, help="smallest face height found reliably (px)")
+    p.add_argument("--max-face-px", type=float, required=True, help="largest face height found reliably (px)")
+    p.add_argument("--metrics", help="JSON file of metrics to record in the card")
+    p.add_argument("--notes", default="", help="free text for the card")
+    a = p.parse_args(argv)
+    metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
+    path, sha = publish(a.run, a.out, a.id, min_face_px=a.min_face_px, max_face_px=a.max_face_px,
+                        metrics=metrics, notes=a.notes)
+    print(f"{path}: sha256 {sha}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ Each sample is a ``size`` x ``size`` BGR image (the network's input order) with 
 * ``empty``: a background alone, sometimes with black bars and skin-coloured blobs (hard negatives for a
   detector that learns to fire on eye bands).
 
-Any background may carry lines of random text (30%: letters such as o, e and a over a light ground were the
-first fine-tuned detector's false faces) and soft blobs (15%).
+Any background may carry lines of random text (40%: letters such as o, e and a over a light ground were the
+first fine-tuned detector's false faces) and soft blobs (25%: stars, lamps).
 
 Per face, with probability ``occlusion``: an eye cover along the eye line, its height 18-35% of the box height
 and length 85-110% of its width: black (the paper's band) most often, else a mosaic, a blur or a flat colour.
@@ -158,7 +158,7 @@ def _text(rng: np.random.Generator, img: np.ndarray) -> None:
     size = img.shape[0]
     dark = rng.random() < 0.7
     colour = tuple(int(c) for c in (rng.integers(0, 90, 3) if dark else rng.integers(170, 256, 3)))
-    scale = float(np.exp(rng.uniform(np.log(0.4), np.log(3.5))))
+    scale = float(np.exp(rng.uniform(np.log(0.4), np.log(6.0))))
     font = _FONTS[int(rng.integers(len(_FONTS)))]
     thick = int(rng.integers(1, 4))
     y = int(rng.integers(5, max(6, size // 4)))
@@ -186,9 +186,9 @@ def _blobs(rng: np.random.Generator, img: np.ndarray) -> None:
 
 def _background(rng: np.random.Generator, photos: list[np.ndarray], size: int) -> np.ndarray:
     img = _base_background(rng, photos, size)
-    if rng.random() < 0.3:
+    if rng.random() < 0.4:
         _text(rng, img)
-    if rng.random() < 0.15:
+    if rng.random() < 0.25:
         _blobs(rng, img)
     return img
 
@@ -282,7 +282,7 @@ class SceneSampler:
 
     def __init__(self, faces: list[FaceSource], photos: list[np.ndarray], size: int = 320, occlusion: float = 0.5,
                  min_face: float = 10.0, max_face: float = 280.0,
-                 mix: tuple[float, float, float, float] = (0.55, 0.25, 0.12, 0.08)):
+                 mix: tuple[float, float, float, float] = (0.5, 0.22, 0.12, 0.16)):
         self.chips = [f for f in faces if f.kind == "chip"]
         self.photos_with_faces = [f for f in faces if f.kind == "photo"]
         self.backgrounds = photos
