@@ -126,18 +126,14 @@ def test_children_and_small_faces_in_a_scene(detector, utkface_faces):
 def _banded_val_chips(n: int):
     """The first n val chips with the paper's eye band drawn where the reference detector (MTCNN) puts the eyes
     on the clean chip, exactly as `agescan evaluate --condition eyeband` draws it."""
-    from agescan.eval.run import BAND_REFERENCE, pad_chip, reference_face
-    from agescan.privacy import eye_band
-    from agescan.types import BBox, Landmarks5
+    from agescan.eval.run import BAND_REFERENCE, band_chip, pad_chip
 
     ref = create_detector(BAND_REFERENCE, threads=1)
     out = []
     for r in utkface_rows("val")[:n]:
         img = read_image(UTKFACE / r["path"])
         h, w = img.shape[:2]
-        padded = pad_chip(img)
-        lm, box, _ = reference_face(ref, padded, w, h)
-        out.append((eye_band(padded, Landmarks5.from_array(lm), BBox(*box)), w, h))
+        out.append((band_chip(ref, pad_chip(img), w, h), w, h))
     return out
 
 

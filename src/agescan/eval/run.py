@@ -81,6 +81,15 @@ def reference_face(detector, padded: np.ndarray, w: int, h: int) -> tuple[np.nda
     return lm, (x1 * w + PAD, y1 * h + PAD, x2 * w + PAD, y2 * h + PAD), False
 
 
+def band_chip(reference, padded: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A copy of a padded ``w`` x ``h`` chip with the paper's eye band where ``reference`` (a detector, normally
+    :data:`BAND_REFERENCE`'s) finds the clean face, or where the template puts it (:func:`reference_face`)."""
+    from agescan.types import BBox, Landmarks5
+
+    lm, box, _ = reference_face(reference, padded, w, h)
+    return eye_band(padded, Landmarks5.from_array(lm), BBox(*box))
+
+
 def chip_face(detector, padded: np.ndarray, w: int, h: int):
     """Landmarks of the central face of a padded chip, and its detection (None: template fallback)."""
     face = central_face(detector.detect(padded), w, h)
@@ -141,7 +150,6 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     """
     from agescan import AgeEstimator
     from agescan.detect import DEFAULT_DETECTOR, create_detector
-    from agescan.types import BBox, Landmarks5
 
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
@@ -167,8 +175,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
             sizes.append((w, h))
             padded = pad_chip(img)
             if reference is not None:
-                lm, box, _ = reference_face(reference, padded, w, h)
-                padded = eye_band(padded, Landmarks5.from_array(lm), BBox(*box))
+                padded = band_chip(reference, padded, w, h)
             templates[len(sizes) - 1] = padded  # kept only until its result arrives (template fallback)
             yield padded
 

@@ -218,10 +218,8 @@ def _val_chips(data: str, n: int) -> list[dict]:
     import csv
 
     from agescan.detect import create_detector
-    from agescan.eval.run import BAND_REFERENCE, pad_chip, reference_face
+    from agescan.eval.run import BAND_REFERENCE, band_chip, pad_chip
     from agescan.io import read_image
-    from agescan.privacy import eye_band
-    from agescan.types import BBox, Landmarks5
 
     ref = create_detector(BAND_REFERENCE, threads=1)
     with open(Path(data) / "labels.csv", newline="") as fh:
@@ -231,20 +229,18 @@ def _val_chips(data: str, n: int) -> list[dict]:
         img = read_image(Path(data) / r["path"])
         h, w = img.shape[:2]
         padded = pad_chip(img)
-        lm, box, _ = reference_face(ref, padded, w, h)
-        chips.append({"w": w, "h": h, "age": int(r["age"]), "clean": padded,
-                      "eyeband": eye_band(padded, Landmarks5.from_array(lm), BBox(*box))})
+        chips.append({"w": w, "h": h, "age": int(r["age"]), "clean": padded, "eyeband": band_chip(ref, padded, w, h)})
     return chips
 
 
 def _benchmark_sets(n_backgrounds: int, n_scenes: int, data: str, seed: int = 1):
     """Val backgrounds and scenes drawn with benchmarks/detection.py's recipe (scikit-image photos that training
     never uses, UTKFace **val** faces, another seed than the benchmark's): ``([background], [scene])``. Needs the
-    repository's ``benchmarks/`` folder (this is a developer's tool); without it both are empty."""
+    repository's ``benchmarks/`` folder (this is a developer's tool); without it there are none (``[], None``)."""
     root = Path(__file__).resolve().parents[3] / "benchmarks"
     if not (root / "detection.py").is_file():
         print(f"no {root}/detection.py: measuring without val backgrounds and scenes", file=sys.stderr)
-        return [], []
+        return [], None
     sys.path.insert(0, str(root))
     import detection as bench  # noqa: PLC0415
 
@@ -479,7 +475,10 @@ def calibrate(path: str | Path, data: str, *, min_face_px: float, scenes: int = 
 
     from agescan.detect.yunet import YuNetDetector
 
-    bgs, (pairs, match) = _benchmark_sets(backgrounds, scenes, data, seed)
+    bgs, sets = _benchmark_sets(backgrounds, scenes, data, seed)
+    if sets is None:
+        raise SystemExit("calibration needs the repository's benchmarks/detection.py (run it from a checkout)")
+    pairs, match = sets
     det = YuNetDetector(path, score_threshold=min(CALIBRATION_GRID), threads=1).load()
     det._card = dataclasses.replace(det._card, min_face_px=float(min_face_px))
     edges = (0.0, *SIZE_BUCKETS, float("inf"))
