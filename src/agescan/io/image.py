@@ -25,6 +25,16 @@ from agescan.errors import DecodeError, InputError
 #: Largest image accepted by default: 100 megapixels (a 12,000 x 8,000 photo fits; bombs do not).
 DEFAULT_MAX_PIXELS = 100_000_000
 
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
+          b"\x00\x00\x00\x0cjP  ")
+
+
+def has_image_signature(head: bytes) -> bool:
+    """True when the first bytes of a file (16 are enough) carry the signature of an image format agescan reads."""
+    if head.startswith(b"RIFF"):
+        return head[8:12] == b"WEBP"
+    return any(head.startswith(m) for m in _MAGIC)
+
 
 @dataclass(frozen=True)
 class LoadedImage:
