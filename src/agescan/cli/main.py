@@ -174,6 +174,50 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--max-items", type=int, default=2000, help="files listed on the page (default: 2000; CSVs hold all)")
     rp.add_argument("--no-thumbnails", action="store_true", help="do not cut face thumbnails from the evidence files")
 
+    sv = sub.add_parser("serve", help="serve the HTTP API and the privacy-first age-check web page (agescan[serve])",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                        description="Serve POST /v1/estimate (the result record of `estimate --json`), POST "
+                                    "/v1/age-check (pass / fail / refer against a threshold), GET /v1/models, GET "
+                                    "/healthz, the OpenAPI description at /docs, and at / a web page that finds the "
+                                    "face and covers the eyes in the browser before anything is uploaded. Images "
+                                    "stay in memory for the request only; nothing is written to disk or logged. "
+                                    "API keys are required unless the server listens on loopback only. "
+                                    "docs/service.md has the details and measured load.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                        "only; 0.0.0.0 for every interface, which needs API keys)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--workers", type=int, default=1, help="server processes, each loading the model once (default: 1)")
+    sv.add_argument("--compute-threads", type=int, default=0, metavar="N",
+                    help="images estimated in parallel per process (default: 0 = the CPUs available)")
+    sv.add_argument("--max-in-flight", type=int, default=64, metavar="N",
+                    help="requests admitted at once per process, computing or waiting; past it requests are "
+                         "answered 503 at once (default: 64)")
+    sv.add_argument("--max-body-mb", type=float, default=10.0, metavar="MB",
+                    help="largest request body in MiB (default: 10)")
+    sv.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+                    help="seconds a request may wait and compute before a 503 (default: 30)")
+    sv.add_argument("--api-key-file", metavar="FILE",
+                    help="accepted API keys, one per line (default: the comma-separated AGESCAN_API_KEYS "
+                         "variable); clients send X-API-Key or Authorization: Bearer")
+    sv.add_argument("--require-api-key", choices=["auto", "yes", "no"], default="auto",
+                    help="auto: required unless --host is loopback (default); no: only behind a proxy that "
+                         "authenticates")
+    sv.add_argument("--no-page", action="store_true", help="do not serve the web page at /")
+    sv.add_argument("--access-log", action="store_true",
+                    help="log each request's method, path and status (never bodies; off by default: client "
+                         "addresses are personal data)")
+    from agescan.detect import DEFAULT_DETECTOR as _DET
+    from agescan.io import DEFAULT_MAX_PIXELS as _MAXPX
+    from agescan.models import DEFAULT_MODEL as _MODEL
+
+    sv.add_argument("--model", default=_MODEL, help=f"registered model or .onnx (default: {_MODEL})")
+    sv.add_argument("--detector", default=_DET, help=f"registered face detector (default: {_DET})")
+    sv.add_argument("--min-face-size", type=int, default=24, metavar="PX",
+                    help="smallest face side in pixels to look for (default: 24)")
+    sv.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N",
+                    help=f"refuse images with more pixels than this with 413 (default: 40000000; the CLI's is "
+                         f"{_MAXPX})")
+
     tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
                         add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "
                                                     "lists its options. Needs torch: pip install 'agescan[train]'.")
@@ -457,6 +501,23 @@ def cmd_report(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from agescan.service import ServiceConfig, read_api_keys, serve
+
+    config = ServiceConfig(host=a.host, port=a.port, model=a.model, detector=a.detector,
+                           min_face_size=a.min_face_size, api_keys=read_api_keys(a.api_key_file),
+                           require_api_key=a.require_api_key, max_body_bytes=int(a.max_body_mb * 1024 * 1024),
+                           max_pixels=a.max_pixels, max_in_flight=a.max_in_flight, compute_threads=a.compute_threads,
+                           request_timeout=a.request_timeout, workers=a.workers, page=not a.no_page,
+                           access_log=a.access_log)
+    shown = f"[{a.host}]" if ":" in a.host else a.host
+    print(f"agescan serve: http://{shown}:{a.port}/ (API at /v1, description at /docs); model {a.model}, detector "
+          f"{a.detector}; API key {'required' if config.keys_required or config.api_keys else 'not required (loopback)'}"
+          f"; {config.workers} process(es) x {config.threads} compute thread(s). Ctrl-C stops it.", file=sys.stderr)
+    serve(config)
+    return EXIT_OK
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     import importlib
 
@@ -474,7 +535,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"estimate": cmd_estimate, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,6 +135,16 @@ class AgeEstimator:
                 "flag_threshold": self.flag_threshold, "challenge_age": self.challenge_age,
                 "anonymise": self.anonymise}
 
+    def replace(self, **changes) -> "AgeEstimator":
+        """A new estimator with some parameters changed (``get_params`` names them). It shares this one's loaded
+        model and detector when the changes leave them alone (another triage rule, anonymisation, minor age...)."""
+        params = self.get_params()
+        new = AgeEstimator(**{**params, **changes})
+        loading = ("model", "detector", "min_face_size", "threads", "workers")
+        if self._model is not None and all(new.get_params()[k] == params[k] for k in loading):
+            new._model, new._detector = self._model, self._detector
+        return new
+
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> "AgeEstimator":
         """Load the model and detector (done lazily on first use)."""
