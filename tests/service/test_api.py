@@ -214,3 +214,35 @@ def test_past_the_concurrency_limit_requests_get_fast_503s(astronaut_jpeg):
         # and it still serves normally afterwards
         assert httpx.post(s.url + "/v1/age-check?threshold=18", content=astronaut_jpeg,
                           headers={"content-type": "image/jpeg"}).status_code == 200
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "agescan", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3 and "needs API keys" in out.stderr
+    keys = tmp_path / "keys"
+    keys.write_text("# one per line\nshort\n")
+    out = subprocess.run([sys.executable, "-m", "agescan", "serve", "--api-key-file", str(keys)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3 and "at least 16 characters" in out.stderr
+    help_text = subprocess.run([sys.executable, "-m", "agescan", "serve", "--help"], capture_output=True, text=True).stdout
+    for option in ("--api-key-file", "--max-in-flight", "--max-body-mb", "--request-timeout", "--workers", "exit codes"):
+        assert option in help_text
+
+
+def test_the_browser_runs_every_operator_of_every_yunet_detector():
+    onnx = pytest.importorskip("onnx", reason="onnx (train extra) reads the graphs")
+    from agescan.detect import YuNetDetector, create_detector, list_detectors
+    from agescan.service.page import BROWSER_OPS
+
+    checked = 0
+    for name in list_detectors():
+        det = create_detector(name)
+        if isinstance(det, YuNetDetector):
+            ops = {n.op_type for n in onnx.load(str(det.path)).graph.node}
+            assert ops <= BROWSER_OPS, (name, ops - BROWSER_OPS)
+            checked += 1
+    assert checked >= 1

@@ -196,8 +196,12 @@ def test_the_pages_detector_finds_what_agescans_detector_finds(server, browser, 
         for (let i = 0; i < h * wd; i++) { rgba.set(raw.subarray(3 * i, 3 * i + 3), 4 * i); rgba[4 * i + 3] = 255; }
         const c = document.createElement('canvas'); c.width = wd; c.height = h;
         c.getContext('2d').putImageData(new ImageData(rgba, wd, h), 0, 0);
-        return det.detect(c);
+        return {faces: det.detect(c), ops: m.SUPPORTED_OPS};
     }""", [data, astronaut.shape[0], astronaut.shape[1]])
+    from agescan.service.page import BROWSER_OPS
+
+    assert set(found["ops"]) == BROWSER_OPS  # the operators page.js runs are the ones the server vouches for
+    found = found["faces"]
     py = create_detector(info.name, min_face_size=int(info.card["min_face_px"])).detect(astronaut)
     assert len(found) == len(py) >= 1
     a, b = found[0], py[0]
