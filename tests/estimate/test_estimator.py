@@ -27,7 +27,9 @@ def test_astronaut_is_one_adult(estimator, astronaut_path):
     assert np.isclose(sum(f.distribution.probs), 1.0)
     p = r.provenance
     assert len(p.sha256) == 64 and p.agescan_version == __version__ and p.model_id == f.model_id
-    assert len(p.model_sha256) == 64 and p.detector_id == "mtcnn"
+    from agescan.detect import DEFAULT_DETECTOR
+
+    assert len(p.model_sha256) == 64 and p.detector_id == DEFAULT_DETECTOR
 
 
 def test_all_inputs_give_the_same_answer(estimator, astronaut_path):

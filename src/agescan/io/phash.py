@@ -14,18 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import cv2
 import numpy as np
+
+from agescan.io.resize import downscale
 
 #: Hashes (or hash and mirror hash) at most this many bits apart are near-duplicates: the largest distance at
 #: which at most 1 in 100,000 pairs of distinct photos grouped on the val data (UTKFace val faces and 2,000 full
 #: scenes; docs/benchmarks.md, where the test split's numbers are). PDQ's published match threshold is 31.
-NEAR_DUPLICATE_DISTANCE = 46
+NEAR_DUPLICATE_DISTANCE = 44
 #: PDQ's recommended floor: a hash of quality below this describes a near-flat picture and matches at random.
 MIN_QUALITY = 50
-#: As the reference hasher: pictures larger than this on either side are scaled to this square first (PDQ
-#: reduces to 64x64 regardless of aspect; this makes a 1080p photo cost 7 ms instead of 35 ms).
-_HASH_SIDE = 512
+#: Pictures larger than this on either side are area-averaged to this square first (PDQ reduces to 64x64 whatever
+#: the aspect). Meta's reference prescales to 512; 128 costs 1.2 ms instead of 12 on a 1280x960 photo (a scan's
+#: hash is paid on every file) and moved hashes by a median of 6 bits of 256; the distance and quality floor were
+#: re-checked with it (benchmarks/near_duplicates.py, docs/benchmarks.md).
+_HASH_SIDE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ def pdq(image: np.ndarray) -> PDQHash:
 
     h, w = image.shape[:2]
     if max(h, w) > _HASH_SIDE:
-        image = cv2.resize(image, (_HASH_SIDE, _HASH_SIDE), interpolation=cv2.INTER_AREA)
+        image = downscale(image, _HASH_SIDE, _HASH_SIDE)
     hashes, quality = pdqhash.compute_dihedral(np.ascontiguousarray(image))
     # compute_dihedral's order: original, rot90, rot180, rot270, flipX, flipY (left-right mirror), ...
     return PDQHash(_hex(hashes[0]), _hex(hashes[5]), int(quality))

@@ -125,8 +125,31 @@ def morph_paths(data: str | Path) -> list[str]:
 
 
 # -- augmentation helpers ----------------------------------------------------------------------------
+def _pebbles(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Many small shaded ellipses (gravel, coins, pebbles, bubbles): round blobs with a light and a dark side."""
+    img = np.full((size, size, 3), rng.integers(20, 200, 3), np.uint8)
+    light = rng.uniform(0, 2 * np.pi)
+    for _ in range(int(rng.integers(20, 200))):
+        cx, cy = (int(v) for v in rng.integers(0, size, 2))
+        r = int(np.exp(rng.uniform(np.log(3), np.log(max(4, size // 5)))))
+        base = rng.integers(30, 230, 3).astype(np.float32)
+        tile = np.zeros((2 * r + 1, 2 * r + 1, 3), np.float32)
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float32) / max(r, 1)
+        inside = xx ** 2 + yy ** 2 <= 1
+        shade = 1 + 0.5 * (xx * np.cos(light) + yy * np.sin(light))
+        tile[inside] = np.clip(base * shade[inside, None], 0, 255)
+        y0, x0 = cy - r, cx - r
+        ys, xs = slice(max(0, y0), min(size, cy + r + 1)), slice(max(0, x0), min(size, cx + r + 1))
+        sub = tile[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+        m = inside[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+        img[ys, xs][m] = sub[m].astype(np.uint8)
+    return cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.3, 1.5)))
+
+
 def _procedural(rng: np.random.Generator, size: int) -> np.ndarray:
-    kind = rng.integers(4)
+    kind = rng.integers(5)
+    if kind == 4:
+        return _pebbles(rng, size)
     if kind == 0:  # blurred colour noise
         small = rng.integers(0, 256, (max(2, size // int(rng.integers(4, 40))),) * 2 + (3,), dtype=np.uint8)
         return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
