@@ -26,7 +26,7 @@ from agescan._validation import check_number
 from agescan.types import FaceResult, ImageResult
 
 #: Pass (fail) only when the model puts at most this probability on the person being under (over) the threshold.
-DEFAULT_MAX_ERROR = 0.02
+DEFAULT_MAX_ERROR = 0.01
 #: A face whose box's shorter side is smaller than this (pixels) is too small to judge.
 DEFAULT_MIN_FACE_PX = 48
 #: A second face at least this fraction of the largest face's size makes the photo ambiguous.

@@ -14,7 +14,6 @@ import threading
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

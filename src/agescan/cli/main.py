@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -76,7 +75,7 @@ def _triage_options(p: argparse.ArgumentParser) -> None:
 
 
 def _estimator_kwargs(a: argparse.Namespace) -> dict:
-    """AgeEstimator's arguments from the common options (this process's estimator and Ray's actors alike)."""
+    """AgeEstimator's arguments from the common options."""
     return {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
             "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
             "video_every": a.video_every, "video_scene": a.scene_change, "flag_threshold": a.flag_threshold,
@@ -91,6 +90,8 @@ def _make_estimator(a: argparse.Namespace, **extra):
 
 def build_parser() -> argparse.ArgumentParser:
     from agescan.detect import DEFAULT_DETECTOR
+    from agescan.io import DEFAULT_MAX_PIXELS
+    from agescan.models import DEFAULT_MODEL
 
     from agescan import __version__
 
@@ -206,17 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--access-log", action="store_true",
                     help="log each request's method, path and status (never bodies; off by default: client "
                          "addresses are personal data)")
-    from agescan.detect import DEFAULT_DETECTOR as _DET
-    from agescan.io import DEFAULT_MAX_PIXELS as _MAXPX
-    from agescan.models import DEFAULT_MODEL as _MODEL
-
-    sv.add_argument("--model", default=_MODEL, help=f"registered model or .onnx (default: {_MODEL})")
-    sv.add_argument("--detector", default=_DET, help=f"registered face detector (default: {_DET})")
+    sv.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model or .onnx (default: {DEFAULT_MODEL})")
+    sv.add_argument("--detector", default=DEFAULT_DETECTOR,
+                    help=f"registered face detector (default: {DEFAULT_DETECTOR})")
     sv.add_argument("--min-face-size", type=int, default=24, metavar="PX",
                     help="smallest face side in pixels to look for (default: 24)")
     sv.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N",
                     help=f"refuse images with more pixels than this with 413 (default: 40000000; the CLI's is "
-                         f"{_MAXPX})")
+                         f"{DEFAULT_MAX_PIXELS})")
 
     tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
                         add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "

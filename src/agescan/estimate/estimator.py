@@ -103,8 +103,8 @@ class AgeEstimator:
         check_number(video_every, "video_every", _OWNER, lo=0.0)
         check_number(video_scene, "video_scene", _OWNER, lo=0.0, hi=1.0)
         check_triage(flag_threshold, challenge_age, _OWNER)
-        if anonymise and anonymise not in privacy_ops:
-            privacy_ops.factory(anonymise)  # raises ModelNotFoundError listing the registered ops
+        if anonymise:
+            privacy_ops.factory(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
         if video_every == 0 and video_scene == 0:
             raise ConfigError(f"{_OWNER}: video_every and video_scene are both 0, so no video frame would be "
                               "sampled. Set video_every (seconds) and/or video_scene (e.g. 0.15).")

@@ -61,13 +61,12 @@ class ScanProgress(Protocol):
 
 
 def scan_items(estimator, items: Iterable[Any], write: Callable[[ImageResult], None], *,
-               skip: set[tuple[str, int]] | None = None, progress: ScanProgress | None = None,
-               summary: ScanSummary | None = None) -> ScanSummary:
+               skip: set[tuple[str, int]] | None = None, progress: ScanProgress | None = None) -> ScanSummary:
     """Stream ``items`` through ``estimator``, hand each result to ``write`` as it finishes and count it.
 
     ``skip`` holds (source, frame index) keys already done: they are dropped before they are decoded.
     """
-    summary = summary or ScanSummary()
+    summary = ScanSummary()
     skip = skip or set()
 
     def skipped(source: str, frame: int) -> bool:

@@ -143,37 +143,28 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
         return _error(ServiceError(500, "internal", "Internal error."))
 
-    async def _compute(request: Request, fn) -> Any:
-        """Run ``fn`` on a compute thread, answering 503 when the request's deadline passes first. The admission
-        slot is held until the computation really ends, so a timed-out request still counts against the limit."""
-        svc: _Service = request.app.state.svc
-        fut = asyncio.get_running_loop().run_in_executor(svc.executor, fn)
-        request.state.handed_off = True
-        fut.add_done_callback(lambda _: svc.admission.leave())
-        remaining = request.state.deadline - time.monotonic()
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), max(remaining, 0.001))
-        except asyncio.TimeoutError:
-            raise ServiceError(503, "timeout", f"The request did not finish within {config.request_timeout:g} s; "
-                                               "retry later.", {"Retry-After": "2"}) from None
-
-    async def _admit_and_read(request: Request):
+    async def _run(request: Request, fn) -> Any:
+        """Check the key, admit the request (503 at once past the limit), read its upload into memory, and run
+        ``fn(image_bytes, given_faces)`` on a compute thread; 503 when the request's deadline passes first. The
+        admission slot is held until the computation really ends, so a timed-out request still counts."""
         svc: _Service = request.app.state.svc
         check_api_key(request, config.api_keys)
         svc.admission.enter()
-        request.state.handed_off = False
-        request.state.deadline = time.monotonic() + config.request_timeout
+        deadline = time.monotonic() + config.request_timeout
+        fut = None
         try:
-            body = await read_body(request, config.max_body_bytes,
-                                   min(config.body_timeout, config.request_timeout))
-            return parse_upload(request.headers.get("content-type", ""), body)
-        except BaseException:
-            svc.admission.leave()
-            raise
-
-    def _release_unless_handed_off(request: Request) -> None:
-        if not getattr(request.state, "handed_off", True):
-            request.app.state.svc.admission.leave()
+            body = await read_body(request, config.max_body_bytes, min(config.body_timeout, config.request_timeout))
+            upload = parse_upload(request.headers.get("content-type", ""), body)
+            faces = _given_faces(upload.faces_json)
+            fut = asyncio.get_running_loop().run_in_executor(svc.executor, fn, upload.image, faces)
+            fut.add_done_callback(lambda _: svc.admission.leave())
+            return await asyncio.wait_for(asyncio.shield(fut), max(deadline - time.monotonic(), 0.001))
+        except asyncio.TimeoutError:
+            raise ServiceError(503, "timeout", f"The request did not finish within {config.request_timeout:g} s; "
+                                               "retry later.", {"Retry-After": "2"}) from None
+        finally:
+            if fut is None:
+                svc.admission.leave()
 
     def _estimator(svc: _Service, anonymise: str | None):
         if not anonymise:
@@ -198,13 +189,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         optional ``faces`` field. Returns the versioned result record (schema ``agescan.result/3``)."""
         svc: _Service = request.app.state.svc
         est = _estimator(svc, anonymise)
-        upload = await _admit_and_read(request)
-        try:
-            faces = _given_faces(upload.faces_json)
-            record = await _compute(request, lambda: _estimate(est, upload.image, faces, distribution, crops,
-                                                               hashes))
-        finally:
-            _release_unless_handed_off(request)
+        record = await _run(request, lambda data, faces: _estimate(est, data, faces, distribution, crops, hashes))
         svc.served += 1
         return Response(json_bytes(record), media_type="application/json")
 
@@ -228,12 +213,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         except InputError as exc:
             raise ServiceError(422, "bad_parameter", str(exc)) from None
         est = _estimator(svc, anonymise)
-        upload = await _admit_and_read(request)
-        try:
-            faces = _given_faces(upload.faces_json)
-            result, _ = await _compute(request, lambda: _predict(est, upload.image, faces))
-        finally:
-            _release_unless_handed_off(request)
+        result, faces = await _run(request, lambda data, faces: (_predict(est, data, faces)[0], faces))
         check = policy.decide(result)
         p = result.provenance
         svc.served += 1
