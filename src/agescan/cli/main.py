@@ -313,7 +313,8 @@ def cmd_estimate(a: argparse.Namespace) -> int:
             table.row(r)
         if r.error:
             n_failed += 1
-            print(f"agescan estimate: {r.source}: {r.error}", file=sys.stderr)
+            said = r.error if r.error.startswith(r.source) else f"{r.source}: {r.error}"  # named once
+            print(f"agescan estimate: {said}", file=sys.stderr)
         n_images += 1
         n_faces += len(r.faces)
         n_flagged += sum(f.flagged for f in r.faces)
