@@ -169,6 +169,8 @@ def test_api_keys():
         url = s.url + "/v1/age-check?threshold=18"
         img = {"content-type": "image/jpeg"}
         assert httpx.post(url, content=b"x", headers=img).json()["error"]["code"] == "api_key_missing"
+        # the key is checked before anything else: a request without it learns nothing about its parameters
+        assert httpx.post(s.url + "/v1/age-check?threshold=abc", content=b"x", headers=img).status_code == 401
         bad = httpx.post(url, content=b"x", headers={**img, "x-api-key": "wrong" * 5})
         assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer"
         ok = httpx.post(url, content=b"x", headers={**img, "authorization": f"Bearer {KEY}"})

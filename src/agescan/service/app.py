@@ -27,7 +27,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -144,11 +144,10 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         return _error(ServiceError(500, "internal", "Internal error."))
 
     async def _run(request: Request, fn) -> Any:
-        """Check the key, admit the request (503 at once past the limit), read its upload into memory, and run
+        """Admit the request (503 at once past the limit), read its upload into memory, and run
         ``fn(image_bytes, given_faces)`` on a compute thread; 503 when the request's deadline passes first. The
         admission slot is held until the computation really ends, so a timed-out request still counts."""
         svc: _Service = request.app.state.svc
-        check_api_key(request, config.api_keys)
         svc.admission.enter()
         deadline = time.monotonic() + config.request_timeout
         fut = None
@@ -166,6 +165,12 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
             if fut is None:
                 svc.admission.leave()
 
+    async def _key(request: Request) -> None:
+        """A dependency: the API key is checked before anything else about a request (even its parameters)."""
+        check_api_key(request, config.api_keys)
+
+    guarded = {"dependencies": [Depends(_key)], "openapi_extra": _IMAGE_BODY, "responses": _ERRORS}
+
     def _estimator(svc: _Service, anonymise: str | None):
         if not anonymise:
             return svc.estimator
@@ -174,8 +179,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
                                                      f"{', '.join(svc.variants)}.")
         return svc.variants[anonymise]
 
-    @app.post("/v1/estimate", openapi_extra=_IMAGE_BODY, responses=_ERRORS,
-              summary="Estimate the age of every face in an image (the CLI's result record)")
+    @app.post("/v1/estimate", **guarded, summary="Estimate the age of every face in an image (the CLI's result record)")
     async def estimate(request: Request,
                        distribution: Annotated[bool, Query(description="include each face's age distribution")] = False,
                        crops: Annotated[bool, Query(description="include each aligned face crop the model saw "
@@ -193,8 +197,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         svc.served += 1
         return Response(json_bytes(record), media_type="application/json")
 
-    @app.post("/v1/age-check", openapi_extra=_IMAGE_BODY, responses=_ERRORS,
-              summary="Check a person's age against a threshold: pass, fail or refer")
+    @app.post("/v1/age-check", **guarded, summary="Check a person's age against a threshold: pass, fail or refer")
     async def age_check(request: Request,
                         threshold: Annotated[int, Query(ge=1, le=100, description="the age to check against "
                                                                                   "(13, 16, 18, ...)")],
