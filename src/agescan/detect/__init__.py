@@ -11,7 +11,7 @@ from agescan.detect.yunet import YuNetDetector
 
 #: The detector used when none is named (AgeEstimator, CLI, evaluation); its card holds its threshold and the face
 #: sizes it finds. docs/benchmarks.md ("Face detection") has the measurements behind the choice.
-DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_DETECTOR = "yunet-s-ocl.utkface"
 
 
 def create_detector(name: str = DEFAULT_DETECTOR, **kwargs) -> FaceDetector:

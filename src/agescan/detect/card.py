@@ -32,6 +32,9 @@ class DetectorCard:
         colour_order: ``"RGB"`` or ``"BGR"`` channel order of the input; scale: multiplier of uint8 pixels.
         landmark_order: the network's landmarks in :data:`agescan.types.LANDMARK_NAMES` terms (image left/right).
         score_threshold: a detection is kept when its score (sqrt(class * objectness)) reaches this.
+        size_thresholds: optional ((max_height_px, threshold), ...) in ascending height: a detection whose box is
+            less than ``max_height_px`` tall at the network input needs that threshold instead (small faces score
+            lower than large ones, and so do the false detections of each size; calibrated on val).
         nms_iou: overlap above which the lower-scored of two detections is dropped.
         min_face_px, max_face_px: face heights (box side, pixels of the network input) between which the
             weights were measured to find faces; the detector scales images so that ``min_face_size`` maps to
@@ -48,6 +51,7 @@ class DetectorCard:
     input_name: str = "input"
     landmark_order: tuple[str, ...] = LANDMARK_NAMES
     score_threshold: float = 0.6
+    size_thresholds: tuple[tuple[float, float], ...] = ()
     nms_iou: float = 0.45
     min_face_px: float = 16.0
     max_face_px: float = 360.0
@@ -70,11 +74,25 @@ class DetectorCard:
                               f"Got {self.landmark_order!r}.")
         if not 0.0 < self.score_threshold < 1.0 or not 0.0 < self.nms_iou < 1.0:
             raise ConfigError(f"{where}: score_threshold and nms_iou must lie in (0, 1).")
+        heights = [h for h, _ in self.size_thresholds]
+        if heights != sorted(set(heights)) or any(not 0.0 < t < 1.0 for _, t in self.size_thresholds):
+            raise ConfigError(f"{where}: size_thresholds must be (height, threshold) pairs in ascending height with "
+                              f"thresholds in (0, 1). Got {self.size_thresholds!r}.")
         if not 0 < self.min_face_px < self.max_face_px:
             raise ConfigError(f"{where}: need 0 < min_face_px < max_face_px. "
                               f"Got {self.min_face_px}, {self.max_face_px}.")
         if not self.strides or any(s <= 0 for s in self.strides):
             raise ConfigError(f"{where}: strides must be positive. Got {self.strides!r}.")
+
+    def threshold_for(self, heights):
+        """The score threshold of detections ``heights`` px tall at the network input (numpy array)."""
+        import numpy as np
+
+        heights = np.asarray(heights, dtype=np.float64)
+        out = np.full(heights.shape, self.score_threshold)
+        for max_height, t in reversed(self.size_thresholds):
+            out[heights < max_height] = t
+        return out
 
     @property
     def alignment(self) -> int:
@@ -84,6 +102,7 @@ class DetectorCard:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["strides"], d["landmark_order"] = list(self.strides), list(self.landmark_order)
+        d["size_thresholds"] = [list(p) for p in self.size_thresholds]
         return d
 
     def to_json(self) -> str:
@@ -98,6 +117,8 @@ class DetectorCard:
         for key in ("strides", "landmark_order"):
             if key in d:
                 d[key] = tuple(d[key])
+        if "size_thresholds" in d:
+            d["size_thresholds"] = tuple((float(h), float(t)) for h, t in d["size_thresholds"])
         return cls(**d)
 
     @classmethod

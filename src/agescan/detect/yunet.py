@@ -103,7 +103,13 @@ class YuNetDetector:
 
     @property
     def score_threshold(self) -> float:
+        """The threshold of large faces (or the caller's, for every size); see :meth:`DetectorCard.threshold_for`."""
         return self._score_threshold if self._score_threshold is not None else self.card.score_threshold
+
+    def _thresholds(self, heights: np.ndarray) -> np.ndarray:
+        if self._score_threshold is not None:
+            return np.full(heights.shape, self._score_threshold)
+        return self.card.threshold_for(heights)
 
     def info(self) -> dict:
         """What ``agescan models`` shows about this detector: its card, the threshold in use and the file's sha256."""
@@ -166,7 +172,10 @@ class YuNetDetector:
             x *= np.float32(card.scale)
         outs = dict(zip(self._outputs, self._sess.run(None, {card.input_name: x})))
         sx, sy = w / nw, h / nh  # network-input pixels -> image pixels
-        thr = self.score_threshold
+        if self._score_threshold is not None:
+            thr = self._score_threshold
+        else:
+            thr = min([card.score_threshold, *(t for _, t in card.size_thresholds)])
         result = []
         for k in range(len(images)):
             rows = []
@@ -176,11 +185,16 @@ class YuNetDetector:
                 keep = np.nonzero(score >= thr)[0]
                 if keep.size == 0:
                     continue
+                box = outs[f"bbox_{stride}"][k, keep]
+                bh = np.exp(box[:, 3]) * stride
+                ok = score[keep] >= self._thresholds(bh)  # the card's size-dependent threshold, in input pixels
+                keep, box, bh = keep[ok], box[ok], bh[ok]
+                if keep.size == 0:
+                    continue
                 cols = pw // stride
                 gx, gy = (keep % cols).astype(np.float32), (keep // cols).astype(np.float32)
-                box = outs[f"bbox_{stride}"][k, keep]
                 cx, cy = (gx + box[:, 0]) * stride, (gy + box[:, 1]) * stride
-                bw, bh = np.exp(box[:, 2]) * stride, np.exp(box[:, 3]) * stride
+                bw = np.exp(box[:, 2]) * stride
                 kps = outs[f"kps_{stride}"][k, keep].reshape(-1, 5, 2)
                 kx, ky = (kps[..., 0] + gx[:, None]) * stride, (kps[..., 1] + gy[:, None]) * stride
                 r = np.empty((keep.size, 15), np.float32)

@@ -59,7 +59,8 @@ class AgeEstimator:
 
     Args:
         model: a registered model name (see ``agescan models``) or a path to an exported ``.onnx``.
-        detector: a registered detector name.
+        detector: a registered detector name (default :data:`agescan.detect.DEFAULT_DETECTOR`) or an exported
+            ``.onnx`` detector with its card.
         minor_age: P(age < minor_age) is reported as ``p_minor`` (18 by default).
         interval_level: probability mass of the reported central interval (0.9 by default).
         min_face_size: smallest face side, in pixels, the detector looks for.

@@ -41,6 +41,7 @@ class DetTrainConfig:
     init: str = ""
     teacher: str = "yunet-s.wider"
     teacher_threshold: float = 0.5
+    landmark_teacher: str = ""
     morph: str = ""
     steps: int = 3000
     batch_size: int = 16
@@ -58,6 +59,13 @@ class DetTrainConfig:
     min_face_px: float = 12.0
     freeze: int = 0
     l2sp: float = 0.0
+    mix: str = "0.5,0.22,0.12,0.16"
+    text: float = 0.4
+    blobs: float = 0.25
+    text_scale_max: float = 6.0
+    pebbles: int = 1
+    scene_bars: float = 0.3
+    bar_text: int = 1
     max_clean_drop: float = 0.005
     max_false: float = 0.05
     threads: int = 1
@@ -319,7 +327,9 @@ def _card(cfg: DetTrainConfig, step: int, threshold: float = 0.6, extra: dict | 
         "training_data": "UTKFace train split (Zhang, Song and Qi 2017; non-commercial research) pasted into "
                          "scikit-image/matplotlib sample photos and procedural backgrounds"
                          + (", MORPH mugshots (academic MORPH subset; non-commercial research)" if cfg.morph else "")
-                         + f"; boxes and landmarks from {cfg.teacher} on the clean faces; eye covers on "
+                         + f"; boxes {'' if cfg.landmark_teacher else 'and landmarks '}from {cfg.teacher}"
+                         + (f", landmarks from {cfg.landmark_teacher} where it finds the face" if cfg.landmark_teacher
+                            else "") + f" on the clean faces; eye covers on "
                          f"{cfg.occlusion:.0%} of faces. Starting weights: WIDER FACE (by the YuNet authors).",
         "training": {"command": "agescan train detector " + " ".join(_argv(cfg)), "step": step, **(extra or {})},
     })
@@ -347,9 +357,26 @@ def train(cfg: DetTrainConfig) -> dict:
     if cfg.morph:
         labels.update(dd.label_faces(dd.morph_paths(cfg.morph), teacher, out.parent / "labels_morph.json",
                                      kind="photo"))
+    if cfg.landmark_teacher:
+        lm_teacher = create_detector(cfg.landmark_teacher, threads=cfg.threads)
+        lm_labels = dd.label_faces(dd.utkface_paths(cfg.data, "train"), lm_teacher,
+                                   out.parent / f"labels_utkface_train.{cfg.landmark_teacher}.json")
+        if cfg.morph:
+            lm_labels.update(dd.label_faces(dd.morph_paths(cfg.morph), lm_teacher,
+                                            out.parent / f"labels_morph.{cfg.landmark_teacher}.json", kind="photo"))
+        replaced = 0
+        for path, lab in labels.items():
+            if path in lm_labels:
+                lab["kps"] = lm_labels[path]["kps"]
+                replaced += 1
+        print(f"landmarks of {replaced} of {len(labels)} faces from {cfg.landmark_teacher}", file=sys.stderr)
     faces = dd.load_faces(labels)
     print(f"{len(faces)} labelled faces", file=sys.stderr)
-    sampler = dd.SceneSampler(faces, dd.background_photos(), cfg.size, cfg.occlusion, cfg.min_face, cfg.max_face)
+    negatives = dd.Negatives(cfg.text, cfg.blobs, cfg.text_scale_max, bool(cfg.pebbles), cfg.scene_bars,
+                             bool(cfg.bar_text))
+    mix = tuple(float(v) for v in cfg.mix.split(","))
+    sampler = dd.SceneSampler(faces, dd.background_photos(), cfg.size, cfg.occlusion, cfg.min_face, cfg.max_face,
+                              mix, negatives)
     loader = torch.utils.data.DataLoader(_Scenes(sampler, cfg.seed), batch_size=cfg.batch_size,
                                          num_workers=cfg.workers, collate_fn=_collate,
                                          persistent_workers=cfg.workers > 0)
@@ -431,8 +458,88 @@ def train(cfg: DetTrainConfig) -> dict:
     return summary
 
 
+#: Height buckets (px at the network input) of the size-dependent thresholds :func:`calibrate` chooses.
+SIZE_BUCKETS = (16.0, 32.0)
+CALIBRATION_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(46))  # 0.50 .. 0.95
+
+
+def calibrate(path: str | Path, data: str, *, min_face_px: float, scenes: int = 300, backgrounds: int = 400,
+              seed: int = 11, max_false: float = 0.05) -> dict:
+    """Size-dependent score thresholds for a detector export, chosen on **val**: the most faces found in val scenes
+    (clean and banded; benchmarks/detection.py's recipe with UTKFace val faces and another seed than training's
+    selection) with at most ``max_false`` false faces per image, counted over face-free val backgrounds and the
+    scenes' unmatched detections together.
+
+    Faces and false detections are bucketed by box height at the network input (:data:`SIZE_BUCKETS`); thresholds
+    start at the top of :data:`CALIBRATION_GRID` and the bucket whose next step down finds the most faces per
+    added false detection is lowered, greedily, while the budget holds. Returns the card fields
+    (``score_threshold``, ``size_thresholds``) and the val numbers behind them.
+    """
+    import dataclasses
+
+    from agescan.detect.yunet import YuNetDetector
+
+    bgs, (pairs, match) = _benchmark_sets(backgrounds, scenes, data, seed)
+    det = YuNetDetector(path, score_threshold=min(CALIBRATION_GRID), threads=1).load()
+    det._card = dataclasses.replace(det._card, min_face_px=float(min_face_px))
+    edges = (0.0, *SIZE_BUCKETS, float("inf"))
+
+    def bucket(height_px: float) -> int:
+        return next(i for i in range(len(edges) - 1) if edges[i] <= height_px < edges[i + 1])
+
+    faces, false_bg, false_scene = [], [], []  # (bucket, score); a face never found has score -1
+    for sc, banded in pairs:
+        for img in (sc.image, banded):
+            s = det.scales(*img.shape[:2])[0]
+            dets = det.detect(img)
+            hit = dict(match(sc.faces, dets))
+            for i in range(len(sc.faces)):
+                d = dets[hit[i]] if i in hit else None
+                faces.append((bucket(d.box.height * s), d.score) if d else (0, -1.0))
+            false_scene += [(bucket(d.box.height * s), d.score) for j, d in enumerate(dets) if j not in hit.values()]
+    for bg in bgs:
+        s = det.scales(*bg.shape[:2])[0]
+        false_bg += [(bucket(d.box.height * s), d.score) for d in det.detect(bg)]
+    faces_a, bg_a, sc_a = (np.asarray(x, dtype=np.float64).reshape(-1, 2) for x in (faces, false_bg, false_scene))
+
+    def count(arr: np.ndarray, th: list[float]) -> int:
+        return int(sum(((arr[:, 0] == b) & (arr[:, 1] >= t)).sum() for b, t in enumerate(th)))
+
+    # False detections of both kinds share the budget: on empty backgrounds and unmatched ones in the scenes (two
+    # images per scene), so that a few dozen background photos do not decide it alone.
+    false_a = np.concatenate([bg_a, sc_a])
+    n_images = len(bgs) + 2 * len(pairs)
+
+    idx = [len(CALIBRATION_GRID) - 1] * (len(edges) - 1)
+    budget = max_false * n_images
+    while True:
+        th = [CALIBRATION_GRID[i] for i in idx]
+        base_f, base_b = count(faces_a, th), count(false_a, th)
+        best, best_gain = None, 0.0
+        for b in range(len(idx)):
+            if idx[b] == 0:
+                continue
+            trial = list(th)
+            trial[b] = CALIBRATION_GRID[idx[b] - 1]
+            df, db = count(faces_a, trial) - base_f, count(false_a, trial) - base_b
+            if base_b + db > budget:
+                continue
+            gain = df / (db + 0.5)
+            if best is None or gain > best_gain or (gain == best_gain and df > 0):
+                best, best_gain = b, gain
+        if best is None:
+            break
+        idx[best] -= 1
+    th = [CALIBRATION_GRID[i] for i in idx]
+    return {"score_threshold": th[-1], "size_thresholds": [[h, t] for h, t in zip(SIZE_BUCKETS, th[:-1])],
+            "val": {"scenes": len(pairs), "faces": int(len(faces_a)), "found": count(faces_a, th),
+                    "recall": count(faces_a, th) / max(len(faces_a), 1), "backgrounds": len(bgs),
+                    "false_per_background": count(bg_a, th) / max(len(bgs), 1),
+                    "unmatched_per_scene_image": count(sc_a, th) / max(2 * len(pairs), 1), "seed": seed}}
+
+
 def publish(run: str | Path, out: str | Path, detector_id: str, *, min_face_px: float, max_face_px: float,
-            metrics: dict | None = None, notes: str = "") -> tuple[Path, str]:
+            metrics: dict | None = None, notes: str = "", thresholds: dict | None = None) -> tuple[Path, str]:
     """Write ``run``'s ``best.onnx`` as ``out/<detector_id>.onnx`` with its card completed (id, the face-size range
     measured on val, metrics, notes) and a Markdown card beside it; returns the path and the file's sha256."""
     import hashlib
@@ -443,12 +550,15 @@ def publish(run: str | Path, out: str | Path, detector_id: str, *, min_face_px: 
     from agescan.detect.yunet import read_detector_card
     from agescan.export import embed_card
 
-    src = Path(run) / "best.onnx"
+    src = Path(run) if str(run).endswith(".onnx") else Path(run) / "best.onnx"
     data = src.read_bytes()
     card = read_detector_card(ort.InferenceSession(data, providers=["CPUExecutionProvider"]), str(src))
     fields = card.to_dict()
     fields.update(id=detector_id, min_face_px=float(min_face_px), max_face_px=float(max_face_px),
                   metrics={**card.metrics, **(metrics or {})}, notes=notes or card.notes)
+    if thresholds:
+        fields.update(score_threshold=thresholds["score_threshold"], size_thresholds=thresholds["size_thresholds"])
+        fields["training"] = {**card.training, "threshold_calibration": thresholds.get("val", {})}
     card = DetectorCard.from_dict(fields)
     data = embed_card(data, card, DETECTOR_CARD_KEY)
     path = Path(out) / f"{detector_id}.onnx"
@@ -462,12 +572,13 @@ def publish(run: str | Path, out: str | Path, detector_id: str, *, min_face_px: 
 def card_markdown(card, sha: str, size: int) -> str:
     """A human-readable card for a detector file (the same facts as the card inside it)."""
     metrics = "\n".join(f"- **{k}**: {json.dumps(v)}" for k, v in card.metrics.items()) or "- (none recorded)"
+    sizes = "".join(f" ({t:g} below {h:g} px)" for h, t in card.size_thresholds)
     return f"""# Detector card: {card.id}
 
 - **Architecture**: {card.architecture}
 - **Input**: {card.colour_order} pixels x {card.scale:g}, any size (padded to a multiple of {card.alignment}); outputs
   decoded as `{card.output_format}` at strides {list(card.strides)}; landmarks {list(card.landmark_order)}.
-- **Use**: score threshold {card.score_threshold:g}, NMS IoU {card.nms_iou:g}; finds faces from {card.min_face_px:g} to
+- **Use**: score threshold {card.score_threshold:g}{sizes}, NMS IoU {card.nms_iou:g}; finds faces from {card.min_face_px:g} to
   {card.max_face_px:g} px tall at the network input: an image is scaled so that `min_face_size` maps to
   {card.min_face_px:g} px, with a coarser pass for larger faces.
 - **File**: `{card.id}.onnx`, {size:,} bytes, sha256 `{sha}`. The card is embedded in the ONNX metadata.
@@ -489,7 +600,9 @@ def build_parser(prog: str = "agescan train detector") -> argparse.ArgumentParse
     p.add_argument("out", help="run folder; its name becomes the detector id in the exported cards")
     helps = {"init": "starting weights (yunet_s.pth or a state dict of ours)",
              "teacher": "registered detector that labels the clean faces (box + landmarks)",
-             "teacher_threshold": "teacher's score threshold", "morph": "MORPH folder (labels.csv) to add real photos",
+             "teacher_threshold": "teacher's score threshold",
+             "landmark_teacher": "registered detector whose landmarks replace the teacher's where it finds the face "
+                                 "(mtcnn: the convention every shipped age model was trained with); empty: the teacher's", "morph": "MORPH folder (labels.csv) to add real photos",
              "steps": "optimiser steps", "batch_size": "scenes per step", "size": "scene side in pixels",
              "lr": "peak AdamW learning rate (cosine schedule)", "weight_decay": "AdamW weight decay",
              "warmup": "linear warm-up steps", "occlusion": "share of faces whose eyes are covered",
@@ -499,6 +612,11 @@ def build_parser(prog: str = "agescan train detector") -> argparse.ArgumentParse
              "min_face_px": "card's smallest face (px at the network input): sets the detection scale",
              "freeze": "keep the first N backbone stages (model0..) at their starting weights",
              "l2sp": "weight of the L2 pull towards the starting weights (L2-SP: keeps what WIDER FACE taught)",
+             "mix": "shares of scene, chip, photo and empty samples", "text": "share of backgrounds with text",
+             "blobs": "share of backgrounds with soft blobs", "text_scale_max": "largest font scale of the text",
+             "pebbles": "1: procedural backgrounds include pebbles (shaded discs)",
+             "scene_bars": "share of scene backgrounds with black bars under the faces",
+             "bar_text": "1: half the bars carry light text or an emblem (name tags, badges)",
              "max_clean_drop": "best export: clean recall may fall at most this much below the start",
              "max_false": "best export: false detections per background at most this, at its threshold",
              "threads": "torch threads (1 is fastest on 2 cores with a scene worker)", "workers": "scene-drawing processes", "seed": "random seed"}
@@ -520,17 +638,25 @@ def publish_main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="agescan train publish-detector",
                                 description="Write a detector run's best.onnx with its completed card (id, "
                                             "face-size range and metrics measured on val/test) into OUT.")
-    p.add_argument("run", help="run folder of `agescan train detector` (holds best.onnx)")
+    p.add_argument("run", help="run folder of `agescan train detector` (holds best.onnx), or one of its .onnx exports")
     p.add_argument("out", help="folder to write ID.onnx and ID.md into (the package's detect/weights)")
     p.add_argument("--id", required=True, help="registry name, e.g. yunet-s-ocl.utkface")
     p.add_argument("--min-face-px", type=float, required=True, help="smallest face height found reliably (px)")
     p.add_argument("--max-face-px", type=float, required=True, help="largest face height found reliably (px)")
     p.add_argument("--metrics", help="JSON file of metrics to record in the card")
     p.add_argument("--notes", default="", help="free text for the card")
+    p.add_argument("--calibrate", metavar="DATA", help="UTKFace folder: choose size-dependent score thresholds on "
+                                                       "val scenes and backgrounds (see calibrate)")
+    p.add_argument("--max-false", type=float, default=0.05, help="with --calibrate: false faces per background")
     a = p.parse_args(argv)
     metrics = json.loads(Path(a.metrics).read_text()) if a.metrics else None
+    thresholds = None
+    if a.calibrate:
+        src = a.run if a.run.endswith(".onnx") else str(Path(a.run) / "best.onnx")
+        thresholds = calibrate(src, a.calibrate, min_face_px=a.min_face_px, max_false=a.max_false)
+        print(json.dumps(thresholds), file=sys.stderr)
     path, sha = publish(a.run, a.out, a.id, min_face_px=a.min_face_px, max_face_px=a.max_face_px,
-                        metrics=metrics, notes=a.notes)
+                        metrics=metrics, notes=a.notes, thresholds=thresholds)
     print(f"{path}: sha256 {sha}")
 
 

@@ -146,8 +146,20 @@ def _pebbles(rng: np.random.Generator, size: int) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.3, 1.5)))
 
 
-def _procedural(rng: np.random.Generator, size: int) -> np.ndarray:
-    kind = rng.integers(5)
+@dataclass(frozen=True)
+class Negatives:
+    """How often backgrounds carry the hard negatives (training options ``--text``, ``--blobs``, ...)."""
+
+    text: float = 0.4  # share of backgrounds with lines of random text
+    blobs: float = 0.25  # share with soft blobs
+    text_scale_max: float = 6.0  # largest OpenCV font scale of the text
+    pebbles: bool = True  # procedural backgrounds may be pebbles (shaded discs)
+    scene_bars: float = 0.3  # share of scene backgrounds (under the faces) with bars, as in empty samples
+    bar_text: bool = True  # half the bars carry light text or an emblem (name tags, badges, captions)
+
+
+def _procedural(rng: np.random.Generator, size: int, neg: Negatives = Negatives()) -> np.ndarray:
+    kind = rng.integers(5 if neg.pebbles else 4)
     if kind == 4:
         return _pebbles(rng, size)
     if kind == 0:  # blurred colour noise
@@ -175,13 +187,13 @@ _FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUP
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:-@#%&()"
 
 
-def _text(rng: np.random.Generator, img: np.ndarray) -> None:
+def _text(rng: np.random.Generator, img: np.ndarray, scale_max: float = 6.0) -> None:
     """Lines of random text in place (dark on light or light on dark): letters such as o, e, a, 8 are what a
     detector trained on eye bands mistakes for banded faces; documents and screenshots are full of them."""
     size = img.shape[0]
     dark = rng.random() < 0.7
     colour = tuple(int(c) for c in (rng.integers(0, 90, 3) if dark else rng.integers(170, 256, 3)))
-    scale = float(np.exp(rng.uniform(np.log(0.4), np.log(6.0))))
+    scale = float(np.exp(rng.uniform(np.log(0.4), np.log(scale_max))))
     font = _FONTS[int(rng.integers(len(_FONTS)))]
     thick = int(rng.integers(1, 4))
     y = int(rng.integers(5, max(6, size // 4)))
@@ -207,16 +219,18 @@ def _blobs(rng: np.random.Generator, img: np.ndarray) -> None:
     img[:] = np.clip(img * (1 - layer) + colour * layer, 0, 255).astype(np.uint8)
 
 
-def _background(rng: np.random.Generator, photos: list[np.ndarray], size: int) -> np.ndarray:
-    img = _base_background(rng, photos, size)
-    if rng.random() < 0.4:
-        _text(rng, img)
-    if rng.random() < 0.25:
+def _background(rng: np.random.Generator, photos: list[np.ndarray], size: int,
+                neg: Negatives = Negatives()) -> np.ndarray:
+    img = _base_background(rng, photos, size, neg)
+    if rng.random() < neg.text:
+        _text(rng, img, neg.text_scale_max)
+    if rng.random() < neg.blobs:
         _blobs(rng, img)
     return img
 
 
-def _base_background(rng: np.random.Generator, photos: list[np.ndarray], size: int) -> np.ndarray:
+def _base_background(rng: np.random.Generator, photos: list[np.ndarray], size: int,
+                     neg: Negatives = Negatives()) -> np.ndarray:
     if photos and rng.random() < 0.65:
         src = photos[int(rng.integers(len(photos)))]
         sh, sw = src.shape[:2]
@@ -227,17 +241,32 @@ def _base_background(rng: np.random.Generator, photos: list[np.ndarray], size: i
             img = img[:, ::-1]
         img = np.clip(img.astype(np.float32) * rng.uniform(0.6, 1.3, 3), 0, 255).astype(np.uint8)
     else:
-        img = _procedural(rng, size)
+        img = _procedural(rng, size, neg)
     return np.ascontiguousarray(img)
 
 
-def _hard_negatives(rng: np.random.Generator, img: np.ndarray) -> None:
+def _hard_negatives(rng: np.random.Generator, img: np.ndarray, neg: Negatives = Negatives()) -> None:
+    """Black bars (what an eye band looks like without a face around it), some holding light text or an emblem
+    (name tags, badges, captions), and a skin-coloured blob, drawn in place."""
     size = img.shape[0]
     for _ in range(int(rng.integers(1, 4))):
         w, h = int(rng.uniform(0.05, 0.5) * size), int(rng.uniform(0.02, 0.12) * size)
         cx, cy = rng.uniform(0, size, 2)
         box = ((float(cx), float(cy)), (float(w), float(h)), float(rng.uniform(-30, 30)))
         cv2.fillConvexPoly(img, cv2.boxPoints(box).astype(np.int32), (0, 0, 0))
+        if neg.bar_text and rng.random() < 0.5:
+            light = tuple(int(c) for c in rng.integers(150, 256, 3))
+            x0, y0 = int(cx - w / 2 + 2), int(cy + h / 4)
+            if rng.random() < 0.6:
+                word = "".join(rng.choice(list(_LETTERS[:62]), int(rng.integers(3, 12))))
+                cv2.putText(img, word, (x0, y0), _FONTS[int(rng.integers(len(_FONTS)))], max(0.3, h / 40), light,
+                            1, cv2.LINE_AA)
+            else:  # an emblem: a star or wings
+                c = (int(cx), int(cy))
+                r = max(2, h // 3)
+                cv2.circle(img, c, r, light, -1)
+                cv2.ellipse(img, (c[0] - 2 * r, c[1]), (2 * r, max(1, r // 2)), 0, 0, 360, light, -1)
+                cv2.ellipse(img, (c[0] + 2 * r, c[1]), (2 * r, max(1, r // 2)), 0, 0, 360, light, -1)
     if rng.random() < 0.5:  # skin-coloured blob
         colour = tuple(int(c) for c in np.clip(np.array([200, 150, 120]) * rng.uniform(0.5, 1.2), 0, 255))
         cx, cy = (int(v) for v in rng.integers(0, size, 2))
@@ -305,10 +334,12 @@ class SceneSampler:
 
     def __init__(self, faces: list[FaceSource], photos: list[np.ndarray], size: int = 320, occlusion: float = 0.5,
                  min_face: float = 10.0, max_face: float = 280.0,
-                 mix: tuple[float, float, float, float] = (0.5, 0.22, 0.12, 0.16)):
+                 mix: tuple[float, float, float, float] = (0.5, 0.22, 0.12, 0.16),
+                 negatives: Negatives = Negatives()):
         self.chips = [f for f in faces if f.kind == "chip"]
         self.photos_with_faces = [f for f in faces if f.kind == "photo"]
         self.backgrounds = photos
+        self.negatives = negatives
         self.size, self.occlusion = size, occlusion
         self.min_face, self.max_face = min_face, max_face
         mix = list(mix)
@@ -322,16 +353,18 @@ class SceneSampler:
     def sample(self, rng: np.random.Generator):
         kind = rng.choice(4, p=self.mix)
         size = self.size
-        img = _background(rng, self.backgrounds, size)
+        img = _background(rng, self.backgrounds, size, self.negatives)
         boxes, kps = [], []
         if kind == 0:
+            if self.negatives.scene_bars and rng.random() < self.negatives.scene_bars:
+                _hard_negatives(rng, img, self.negatives)  # under the faces pasted next
             self._paste_many(rng, img, boxes, kps)
         elif kind == 1:
             self._paste_chip(rng, img, boxes, kps)
         elif kind == 2:
             img = self._photo(rng, boxes, kps)
         else:
-            _hard_negatives(rng, img)
+            _hard_negatives(rng, img, self.negatives)
         for b, k in zip(boxes, kps):
             if rng.random() < self.occlusion:
                 _eye_cover(rng, img, b, k)
@@ -420,7 +453,7 @@ class SceneSampler:
 
     def _photo(self, rng, boxes, kps) -> np.ndarray:
         src = self.photos_with_faces[int(rng.integers(len(self.photos_with_faces)))]
-        img = _background(rng, self.backgrounds, self.size)
+        img = _background(rng, self.backgrounds, self.size, self.negatives)
         th = self._face_height(rng)
         cx, cy = rng.uniform(th * 0.3, self.size - th * 0.3, 2)
         angle = float(rng.uniform(-20, 20)) if rng.random() < 0.3 else 0.0
