@@ -56,25 +56,31 @@ def folder(tmp_path, astronaut_path):
     return d
 
 
-def test_the_run_key_is_the_key_earlier_versions_wrote(estimator, folder):
-    cfg = ScanConfig.of(estimator, [folder])
-    legacy = _previous_run_key(estimator, [str(folder)], True)
+#: The settings of the previous version's default scan: MTCNN, and the triage rule of that time (the rule it never
+#: stored, which a run key without one means).
+PREVIOUS = {"detector": "mtcnn", "flag_threshold": LEGACY_RULE[0], "challenge_age": LEGACY_RULE[1]}
+
+
+def test_the_run_key_is_the_key_earlier_versions_wrote(folder):
+    est = AgeEstimator(**PREVIOUS)
+    cfg = ScanConfig.of(est, [folder])
+    legacy = _previous_run_key(est, [str(folder)], True)
     assert cfg.key() == legacy and cfg.key_hash() == _previous_hash(legacy)
     # settings that change speed, not results, are not part of the key; nor is the archive depth (what is found)
-    fast = AgeEstimator(workers=2, batch_size=8, threads=1)
+    fast = AgeEstimator(**PREVIOUS, workers=2, batch_size=8, threads=1)
     assert ScanConfig.of(fast, [folder], archive_depth=1).key_hash() == cfg.key_hash()
     # a setting added later enters the key only when it differs from what earlier versions did without it
-    scenes = AgeEstimator(video_scene=0.15)
+    scenes = AgeEstimator(**PREVIOUS, video_scene=0.15)
     assert ScanConfig.of(scenes, [folder]).key() == _previous_run_key(scenes, [str(folder)], True, 0.15)
-    legacy_rule = AgeEstimator(flag_threshold=LEGACY_RULE[0], challenge_age=LEGACY_RULE[1])
-    assert ScanConfig.of(legacy_rule, [folder]).key_hash() == cfg.key_hash()
     other = ScanConfig.of(AgeEstimator(flag_threshold=0.3, challenge_age=25), [folder]).key()
     assert (other["flag_threshold"], other["challenge_age"]) == (0.3, 25.0)
+    # today's defaults (another detector, another threshold) are another run: its results would differ
+    assert ScanConfig.of(AgeEstimator(), [folder]).key_hash() != cfg.key_hash()
     # relative and absolute spellings of a source are one run
     rel = os.path.relpath(folder)
-    assert ScanConfig.of(estimator, rel).key_hash() == cfg.key_hash()
+    assert ScanConfig.of(est, rel).key_hash() == cfg.key_hash()
     with pytest.raises(InputError, match="'archive_depth' parameter of ScanConfig"):
-        ScanConfig.of(estimator, [folder], archive_depth=0)
+        ScanConfig.of(est, [folder], archive_depth=0)
 
 
 def _previous_version_database(target: str, key: dict, results) -> None:
@@ -110,12 +116,15 @@ def _previous_version_database(target: str, key: dict, results) -> None:
 
 
 @pytest.mark.slow
-def test_a_run_written_by_the_previous_version_resumes(store_target, estimator, folder):
+def test_a_run_written_by_the_previous_version_resumes(store_target, folder):
+    est = AgeEstimator(**PREVIOUS)
     files = sorted(str(p) for p in folder.iterdir())
-    first = [estimator.predict(p) for p in files[:2]]
-    _previous_version_database(store_target, _previous_run_key(estimator, [str(folder)], True), first)
-    out = subprocess.run([sys.executable, "-m", "agescan", "scan", str(folder), "--db", store_target,
-                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    first = [est.predict(p) for p in files[:2]]
+    _previous_version_database(store_target, _previous_run_key(est, [str(folder)], True), first)
+    # the previous version's command, with the settings that were its defaults named
+    out = subprocess.run([sys.executable, "-m", "agescan", "scan", str(folder), "--db", store_target, "--no-progress",
+                          "--detector", PREVIOUS["detector"], "--flag-threshold", str(PREVIOUS["flag_threshold"])],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stderr  # the broken file
     assert f"resuming: 2 of 5 file(s) already in {store_target}" in out.stderr
     assert "scanned 3 new file(s)" in out.stderr and "run 1 now holds 5 file(s), 4 face(s), 1 error(s)" in out.stderr
