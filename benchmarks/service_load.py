@@ -154,24 +154,19 @@ async def flood(port: int, path: str, body: bytes, n: int) -> list[tuple[int, fl
 def malformed(base: str, port: int, image: bytes, rounds: int) -> dict:
     import httpx
 
-    from tests.service.conftest import malformed_requests, send_raw
+    from tests.service.conftest import malformed_requests, send_case
 
     counts: dict[int, int] = {}
     worst: list[str] = []
+    cases = malformed_requests(image)
     with httpx.Client(base_url=base, timeout=120) as client:
         for _ in range(rounds):
-            for name, path, headers, body, extra in malformed_requests(image):
-                if body is None or ("content-length" in headers and len(body) != int(headers["content-length"])):
-                    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                    raw = send_raw(port, f"POST {path} HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode() + (body or b""))
-                    status = int(raw.split(b" ", 2)[1]) if raw else 0
-                else:
-                    status = client.request(extra.get("method", "POST"), path, headers=headers, content=body).status_code
+            for case in cases:
+                status = send_case(client, port, case)
                 counts[status] = counts.get(status, 0) + 1
                 if not 400 <= status < 500:
-                    worst.append(f"{name}: {status}")
-    return {"requests": sum(counts.values()), "statuses": counts, "cases": len(malformed_requests(image)),
-            "not_4xx": worst}
+                    worst.append(f"{case[0]}: {status}")
+    return {"requests": sum(counts.values()), "statuses": counts, "cases": len(cases), "not_4xx": worst}
 
 
 def main(argv=None) -> None:

@@ -199,6 +199,26 @@ def malformed_requests(image: bytes) -> list[tuple[str, str, dict, bytes | None,
     return [(n, p, h, b, {"method": "GET"} if n == "wrong method" else {}) for n, p, h, b in cases]
 
 
+def needs_raw_socket(case) -> bool:
+    """Whether a malformed case must be sent by hand (no body, or a Content-Length its body does not have: httpx
+    would refuse to send it)."""
+    _, _, headers, body, _ = case
+    return body is None or ("content-length" in headers and len(body) != int(headers["content-length"]))
+
+
+def send_case(client, port: int, case) -> int:
+    """Send one case of :func:`malformed_requests` (through ``client``, an httpx.Client on the server, or by hand);
+    the answer's status (0 when there is none)."""
+    _, path, headers, body, extra = case
+    if not needs_raw_socket(case):
+        return client.request(extra.get("method", "POST"), path, headers=headers, content=body).status_code
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    if "content-length" not in headers:
+        head += "content-length: 0\r\n"
+    raw = send_raw(port, f"POST {path} HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode() + (body or b""), timeout=20)
+    return int(raw.split(b" ", 2)[1]) if raw else 0
+
+
 def send_raw(port: int, request: bytes, timeout: float = 30.0) -> bytes:
     """Send bytes on a fresh connection; return what the server answers before closing (or the timeout)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

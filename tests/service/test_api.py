@@ -17,7 +17,7 @@ from PIL import Image
 
 from agescan.results import to_dict
 from agescan.service.config import ServiceConfig
-from tests.service.conftest import ThreadServer, free_port, malformed_requests, send_raw
+from tests.service.conftest import ThreadServer, free_port, malformed_requests, send_case, send_raw
 
 KEY = "k" * 12 + "-test-key-0001"
 
@@ -134,19 +134,8 @@ def test_models_health_docs_and_headers(server):
 
 
 def test_malformed_requests_get_4xx_never_500(server, astronaut_jpeg):
-    statuses = {}
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        for name, path, headers, body, extra in malformed_requests(astronaut_jpeg):
-            if body is None or ("content-length" in headers and len(body) != int(headers["content-length"])):
-                head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                if "content-length" not in headers:
-                    head += "content-length: 0\r\n"
-                raw = send_raw(server.port, f"POST {path} HTTP/1.1\r\nhost: x\r\n{head}\r\n".encode() + (body or b""),
-                               timeout=20)
-                statuses[name] = int(raw.split(b" ", 2)[1]) if raw else 0
-            else:
-                statuses[name] = client.request(extra.get("method", "POST"), path, headers=headers,
-                                                content=body).status_code
+        statuses = {case[0]: send_case(client, server.port, case) for case in malformed_requests(astronaut_jpeg)}
     assert all(400 <= s < 500 for s in statuses.values()), statuses
     assert statuses["body over the limit"] == statuses["Content-Length of 1 GB"] == 413
     assert statuses["PNG bomb 100000x100000"] == 413 and statuses["truncated JPEG"] == 422

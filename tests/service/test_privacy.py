@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.conftest import free_port, malformed_requests, wait_healthy
+from tests.service.conftest import free_port, malformed_requests, needs_raw_socket, send_case, wait_healthy
 
 #: Installed in the server process before agescan starts: reports writes and file operations on stderr (a pipe).
 AUDIT = r'''
@@ -132,10 +132,9 @@ def test_nothing_is_written_to_disk_or_logs_during_requests(traced_server, astro
             c.get("/"), c.get("/static/page.js"), c.get("/v1/browser-detector.onnx"), c.get("/v1/models"),
         ]
         assert all(r.status_code == 200 for r in ok), [r.text[:200] for r in ok if r.status_code != 200]
-        bad = [c.request(x.get("method", "POST"), p, headers=h, content=b)
-               for _, p, h, b, x in malformed_requests(astronaut_jpeg)
-               if b is not None and ("content-length" not in h or len(b) == int(h["content-length"]))]
-        assert all(400 <= r.status_code < 500 for r in bad)
+        # (the cases httpx cannot send make uvicorn log "Invalid HTTP request received": no content, but a line)
+        bad = [send_case(c, 0, case) for case in malformed_requests(astronaut_jpeg) if not needs_raw_socket(case)]
+        assert all(400 <= status < 500 for status in bad)
     time.sleep(1.0)
     during = lines[before:]
     writes = [l for l in during if l.startswith("AUDIT-WRITE")]
