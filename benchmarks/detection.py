@@ -415,8 +415,8 @@ def run_wider(detector, photos: list[tuple[Path, np.ndarray]]) -> dict:
                 if not hit[gi] and di not in used:
                     hit[gi] = True
                     used.add(di)
-        heights += list(gt[:, 3] - gt[:, 1])
-        found += list(hit)
+        heights += [float(v) for v in gt[:, 3] - gt[:, 1]]
+        found += [bool(v) for v in hit]
         unmatched.append(len(pred) - len(used))
     return {"heights": heights, "found": found, "unmatched_per_photo": unmatched}
 
