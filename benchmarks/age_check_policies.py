@@ -38,7 +38,6 @@ TARGET = 0.01  # at most this share of the people under the threshold may pass, 
 def run_flows(split: str, data: Path, cache: Path, limit: int = 0) -> tuple[np.ndarray, dict]:
     """True ages and, per flow, the ImageResult of every photo (cached: the estimation is the slow part)."""
     from agescan import AgeEstimator, read_image
-    from agescan.detect import create_detector
     from agescan.eval.datasets import read_dataset
     from agescan.eval.run import pad_chip
     from agescan.privacy import anonymise
@@ -56,7 +55,7 @@ def run_flows(split: str, data: Path, cache: Path, limit: int = 0) -> tuple[np.n
     t0 = time.time()
     clean = list(est.stream(pad_chip(read_image(r["file"])) for r in rows))
     print(f"  {split} clean: {len(clean)} photos in {time.time() - t0:.0f}s", file=sys.stderr)
-    det = create_detector(browser.name, min_face_size=int(browser.card["min_face_px"]), threads=1)
+    det = browser.python_twin()
     page, t0 = [], time.time()
     from PIL import Image
 

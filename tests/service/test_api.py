@@ -120,7 +120,12 @@ def test_the_given_faces_are_estimated_instead_of_detecting(server, estimator, a
 def test_models_health_docs_and_headers(server):
     m = httpx.get(server.url + "/v1/models").json()
     assert m["model"]["id"] and m["detector"]["name"] and m["privacy_ops"] == ["eye-band", "eye-mosaic"]
-    assert m["browser_detector"]["url"] == "/v1/browser-detector.onnx" and not m["api_key_required"]
+    browser = m["browser_detector"]
+    assert browser["name"] == m["detector"]["name"] and not m["api_key_required"]  # the page runs the server's
+    for i, member in enumerate(browser["members"]):
+        data = httpx.get(server.url + member["url"]).content
+        assert member["url"] == f"/v1/browser-detector/{i}.onnx" and hashlib.sha256(data).hexdigest() == member["sha256"]
+    assert httpx.get(server.url + f"/v1/browser-detector/{len(browser['members'])}.onnx").status_code == 404
     h = httpx.get(server.url + "/healthz")
     assert h.json()["status"] == "ok" and h.headers["cache-control"] == "no-store"
     assert h.headers["x-content-type-options"] == "nosniff" and "server" not in h.headers

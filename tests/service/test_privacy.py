@@ -129,7 +129,7 @@ def test_nothing_is_written_to_disk_or_logs_during_requests(traced_server, astro
             c.post("/v1/age-check?threshold=18", files={"image": ("big photo.jpg", big, "image/jpeg")}),
             c.post("/v1/age-check?threshold=16&anonymise=eye-mosaic", content=astronaut_jpeg,
                    headers={"content-type": "image/jpeg"}),
-            c.get("/"), c.get("/static/page.js"), c.get("/v1/browser-detector.onnx"), c.get("/v1/models"),
+            c.get("/"), c.get("/static/page.js"), c.get("/v1/browser-detector/0.onnx"), c.get("/v1/models"),
         ]
         assert all(r.status_code == 200 for r in ok), [r.text[:200] for r in ok if r.status_code != 200]
         # (the cases httpx cannot send make uvicorn log "Invalid HTTP request received": no content, but a line)

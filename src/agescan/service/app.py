@@ -261,9 +261,12 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
                 raise ServiceError(404, "not_found", "No such file.")
             return Response(_static(name), media_type=_STATIC[name])
 
-        @app.get("/v1/browser-detector.onnx", include_in_schema=False)
-        async def browser_weights(request: Request):
-            return Response(request.app.state.svc.browser.data, media_type="application/octet-stream")
+        @app.get("/v1/browser-detector/{index}.onnx", include_in_schema=False)
+        async def browser_weights(request: Request, index: int):
+            members = request.app.state.svc.browser.members
+            if not 0 <= index < len(members):
+                raise ServiceError(404, "not_found", "No such detector file.")
+            return Response(members[index].data, media_type="application/octet-stream")
 
     app.add_middleware(SecurityHeaders)
     return app

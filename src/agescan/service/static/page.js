@@ -329,7 +329,8 @@ export function runGraph(graph, feeds) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The face detector: the decoding and non-maximum suppression of agescan.detect.yunet, configured by the card.
+// The face detector: the decoding, thresholds and non-maximum suppression of agescan.detect.yunet, configured by
+// the card; a cascade of two as agescan.detect.cascade merges them.
 const LANDMARK_NAMES = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"];
 const MAX_DETECT_SIDE = 640; // the finest pass looks at the photo with its longer side at most this
 
@@ -338,6 +339,13 @@ export class BrowserDetector {
     this.card = card; this.graph = graph;
     this.order = LANDMARK_NAMES.map((n) => card.landmark_order.indexOf(n));
     this.align = Math.max(...card.strides);
+    this.sizeThresholds = card.size_thresholds || []; // [[max height at the input, threshold], ...] ascending
+    this.minThreshold = Math.min(card.score_threshold, ...this.sizeThresholds.map((p) => p[1]));
+  }
+
+  thresholdFor(height) { // as DetectorCard.threshold_for: the first size class the box is smaller than
+    for (const [maxHeight, t] of this.sizeThresholds) if (height < maxHeight) return t;
+    return this.card.score_threshold;
   }
 
   static async load(info, headers = {}) {
@@ -386,10 +394,12 @@ export class BrowserDetector {
       const bbox = out[`bbox_${stride}`].data, kps = out[`kps_${stride}`].data, cols = pw / stride;
       for (let k = 0; k < cls.length; k++) {
         const score = Math.sqrt(Math.min(Math.max(cls[k], 0), 1) * Math.min(Math.max(obj[k], 0), 1));
-        if (score < card.score_threshold) continue;
+        if (score < this.minThreshold) continue;
+        const bh = Math.exp(bbox[k * 4 + 3]) * stride; // the box's height at the network input
+        if (score < this.thresholdFor(bh)) continue;
         const gx = k % cols, gy = Math.floor(k / cols);
         const cx = (gx + bbox[k * 4]) * stride, cy = (gy + bbox[k * 4 + 1]) * stride;
-        const bw = Math.exp(bbox[k * 4 + 2]) * stride, bh = Math.exp(bbox[k * 4 + 3]) * stride;
+        const bw = Math.exp(bbox[k * 4 + 2]) * stride;
         const lm = [];
         for (let j = 0; j < 5; j++) lm.push([(kps[k * 10 + 2 * j] + gx) * stride * sx, (kps[k * 10 + 2 * j + 1] + gy) * stride * sy]);
         found.push({ box: [(cx - bw / 2) * sx, (cy - bh / 2) * sy, (cx + bw / 2) * sx, (cy + bh / 2) * sy], landmarks: lm, score });
@@ -415,6 +425,25 @@ export class BrowserDetector {
       const box = [Math.max(0, r.box[0]), Math.max(0, r.box[1]), Math.min(w, r.box[2]), Math.min(h, r.box[3])];
       return { box, landmarks: this.order.map((i) => r.landmarks[i]), score: Math.min(Math.max(r.score, 0), 1) };
     }).filter((f) => f.box[2] - f.box[0] >= 2 && f.box[3] - f.box[1] >= 2);
+  }
+}
+
+/** The page's detector: one YuNet-family detector, or a cascade whose first member's faces are kept and whose
+ * second adds the faces the first does not find (a face whose centre lies in no kept box, and no kept box's
+ * centre in it): agescan.detect.cascade's rule. */
+export class PageDetector {
+  constructor(members) { this.members = members; }
+
+  static async load(info) {
+    return new PageDetector(await Promise.all(info.members.map((m) => BrowserDetector.load(m))));
+  }
+
+  detect(canvas) {
+    const [first, ...others] = this.members.map((m) => m.detect(canvas));
+    const centre = (f) => [(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2];
+    const inside = (f, [x, y]) => f.box[0] <= x && x <= f.box[2] && f.box[1] <= y && y <= f.box[3];
+    const added = others.flat().filter((d) => !first.some((f) => inside(f, centre(d)) || inside(d, centre(f))));
+    return [...first, ...added].sort((a, b) => b.score - a.score);
   }
 }
 
@@ -479,7 +508,7 @@ function headers() { const k = $("api-key").value.trim(); return k ? { "X-API-Ke
 async function detector() {
   if (!state.detector) {
     status("Loading the face finder (it runs in this browser)…");
-    state.detector = await BrowserDetector.load(state.info.browser_detector);
+    state.detector = await PageDetector.load(state.info.browser_detector);
   }
   return state.detector;
 }
