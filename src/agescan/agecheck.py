@@ -14,7 +14,7 @@ method (an ID document, a parent's confirmation). With ``threshold`` T (13, 16, 
 
 ``max_error`` was chosen on UTKFace's val split as the largest value that lets at most 1% of the people under T pass,
 for T = 13, 16 and 18, on clean faces and on faces with the eye band drawn before upload (the web page's flow),
-through the default pipeline (`resnet10x2-ocl.utkface` behind `yunet-s-ocl.utkface`;
+through the default pipeline (`resnet10x2-ocl.utkface` behind the `yunet-s-ocl+wider` detector;
 benchmarks/age_check_policies.py); the test split's false-pass and false-refer rates of each policy are in
 docs/benchmarks.md ("Age checks"). A model with another calibration needs its own value.
 """
