@@ -10,7 +10,7 @@ Example:
 __version__ = "0.1.0"
 
 from agescan.errors import (AgescanError, ConfigError, DecodeError, InputError, ModelIntegrityError,  # noqa: E402
-                            ModelNotFoundError)
+                            ModelNotFoundError, TooManyPixelsError)
 from agescan.io import read_image  # noqa: E402
 from agescan.models import DEFAULT_MODEL, create_model, list_models  # noqa: E402
 from agescan.estimate import AgeEstimator  # noqa: E402
@@ -18,4 +18,5 @@ from agescan.types import AgeDistribution, BBox, FaceResult, ImageResult, Landma
 
 __all__ = ["AgeEstimator", "create_model", "list_models", "read_image", "__version__", "DEFAULT_MODEL",
            "AgescanError", "ConfigError", "DecodeError", "InputError", "ModelIntegrityError", "ModelNotFoundError",
+           "TooManyPixelsError",
            "AgeDistribution", "BBox", "FaceResult", "ImageResult", "Landmarks5"]

@@ -18,6 +18,10 @@ class DecodeError(AgescanError):
     """An image could not be read or decoded (corrupt, truncated, empty, not an image, too large)."""
 
 
+class TooManyPixelsError(DecodeError):
+    """An image declares more pixels than the limit (a decompression bomb, or a photo larger than allowed)."""
+
+
 class ConfigError(AgescanError, ValueError):
     """A configuration value is invalid or inconsistent."""
 

@@ -11,6 +11,9 @@ in docs/benchmarks.md. A model with another
 calibration needs its own threshold (`--flag-threshold`, chosen the same way with `agescan evaluate --split val`).
 The challenge age is off by default: on the test split "estimated under 25" catches fewer 13-17-year-olds than
 the threshold catches minors, while flagging more adults; set it (e.g. 25) to add the retail rule.
+
+The flag is decided here and nowhere else: :class:`agescan.AgeEstimator` calls :func:`is_flagged` once per face and
+the face result carries it (``FaceResult.flagged``) into every output: JSON, CSV, the results store, the report.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from __future__ import annotations
 DEFAULT_FLAG_THRESHOLD = 0.023
 #: Also flag a face whose point age is under this (0 = off).
 DEFAULT_CHALLENGE_AGE = 0.0
+#: The rule (threshold, challenge age) of results scanned before agescan stored the flag with each face (results
+#: databases of schema 1 and 2, run keys without "flag_threshold"): the defaults of that time. Their faces are
+#: flagged by it when a database is upgraded, and read with it as they are.
+LEGACY_RULE = (0.026, 0.0)
 
 
 def is_flagged(p_minor: float, age: float, threshold: float = DEFAULT_FLAG_THRESHOLD,
@@ -27,11 +34,9 @@ def is_flagged(p_minor: float, age: float, threshold: float = DEFAULT_FLAG_THRES
     return p_minor >= threshold or age < challenge_age
 
 
-def check_triage(threshold: float, challenge_age: float) -> None:
-    """Refuse values that would silently flag nothing or everything."""
-    from agescan.errors import ConfigError
+def check_triage(threshold: float, challenge_age: float, owner: str = "the triage rule") -> None:
+    """Refuse values that would silently flag nothing or everything (:class:`~agescan.errors.InputError`)."""
+    from agescan._validation import check_number
 
-    if not 0.0 < threshold <= 1.0:
-        raise ConfigError(f"The flag threshold is a probability in (0, 1]. Got {threshold}.")
-    if not 0.0 <= challenge_age <= 100.0:
-        raise ConfigError(f"The challenge age is in years, 0 (off) to 100. Got {challenge_age}.")
+    check_number(threshold, "flag_threshold", owner, lo=0.0, hi=1.0, lo_open=True)
+    check_number(challenge_age, "challenge_age", owner, lo=0.0, hi=100.0)

@@ -218,6 +218,9 @@ class Provenance:
     model_id: str = ""
     model_sha256: str = ""
     detector_id: str = ""
+    # the triage rule that set each face's ``flagged`` (agescan.triage)
+    flag_threshold: float = 0.0
+    challenge_age: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +238,8 @@ class FaceResult:
     minor_age: int
     age_group: str
     model_id: str
+    #: flagged for review by the triage rule (agescan.triage.is_flagged), decided once when the face is estimated
+    flagged: bool = False
 
 
 @dataclass(frozen=True, slots=True)

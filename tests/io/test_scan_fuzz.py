@@ -27,7 +27,8 @@ def test_scan_of_10000_adversarial_inputs_records_every_one(tmp_path, astronaut)
     assert not missing, f"{len(missing)} input(s) not recorded, e.g. {missing[:3]}"
     kinds = dict(db.execute("SELECT error_type, COUNT(*) FROM items GROUP BY error_type").fetchall())
     assert kinds.get("DecodeError", 0) > 5000 and kinds.get("", 0) > 500  # both paths exercised
-    assert set(kinds) <= {"", "DecodeError"}, f"unexpected failure types: {kinds}"
+    # TooManyPixelsError is the DecodeError of an image larger than --max-pixels (a bomb)
+    assert set(kinds) <= {"", "DecodeError", "TooManyPixelsError"}, f"unexpected failure types: {kinds}"
     bombs = db.execute("SELECT COUNT(*) FROM items WHERE error LIKE '%more than the limit%'").fetchone()[0]
     assert bombs == 2
     assert db.execute("SELECT finished IS NOT NULL FROM runs").fetchone()[0]

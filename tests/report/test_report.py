@@ -47,7 +47,7 @@ def report_dir(tmp_path_factory, astronaut_path):
     scan = subprocess.run([*run, "scan", str(ev), "--db", str(db), "--no-progress", "--flag-threshold", "0.3"],
                           capture_output=True, text=True)
     assert scan.returncode == 1, scan.stderr
-    rep = subprocess.run([*run, "report", "--db", str(db), "--out", str(tmp / "report"), "--threshold", "0.3"],
+    rep = subprocess.run([*run, "report", "--db", str(db), "--out", str(tmp / "report")],  # filter starts at 0.3
                          capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
     return tmp / "report"
@@ -121,11 +121,21 @@ def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgre
     rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
     assert _summary(out) == _summary(report_dir)
-    # the challenge age flags the adults estimated under it too (the same rule in SQL on both engines)
-    rep = subprocess.run([*run, "report", "--db", url, "--out", str(out), "--challenge-age", "99"],
-                         capture_output=True, text=True)
+    # the flags are the scan's, stored with each face: here the default rule, P(minor) >= DEFAULT_FLAG_THRESHOLD
+    from agescan.triage import DEFAULT_FLAG_THRESHOLD as T
+
+    faces = list(csv.DictReader(open(out / "faces.csv", encoding="utf-8")))
+    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= T)) for f in faces]
+    # a scan with a challenge age of 99 is another run (its rule is part of the run key) that flags every face,
+    # and the report of that run shows the flags and the rule the scan used
+    scan = subprocess.run([*run, "scan", str(report_dir.parent / "evidence"), "--db", url, "--no-progress",
+                           "--challenge-age", "99"], capture_output=True, text=True)
+    assert "run 2 now holds 11 file(s), 9 face(s), 1 error(s), 9 face(s) flagged" in scan.stderr, scan.stderr
+    rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
     assert [f["flagged"] for f in csv.DictReader(open(out / "faces.csv", encoding="utf-8"))] == ["1"] * 9
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert f"9 flagged for review</b> (P(minor) &ge; {T:g} or estimated age &lt; 99" in page
     pages = [(d / "index.html").read_text(encoding="utf-8") for d in (out, report_dir)]
     assert [(g, n) for g, _, n in _rows(pages[0])] == [(g, n) for g, _, n in _rows(pages[1])]  # same rows, groups
 

@@ -12,15 +12,17 @@ from agescan.results import CSV_COLUMNS, SCHEMA, csv_text, to_dict, to_json
 def test_json_record(estimator, astronaut_path):
     r = estimator.predict(astronaut_path)
     d = json.loads(to_json(r))
-    assert d["schema"] == SCHEMA == "agescan.result/2"
+    assert d["schema"] == SCHEMA == "agescan.result/3"
     assert d["source"] == str(astronaut_path) and d["error"] == ""
     (face,) = d["faces"]
     assert set(face) >= {"box", "landmarks", "detector_score", "age", "interval", "p_minor", "age_group",
-                         "model_id", "distribution"}
+                         "model_id", "distribution", "flagged"}
     assert len(face["landmarks"]) == 5 and len(face["box"]) == 4
     assert abs(sum(face["distribution"]["probs"]) - 1) < 1e-3
     assert "distribution" not in to_dict(r, include_distribution=False)["faces"][0]
     assert d["provenance"]["model_sha256"] == r.provenance.model_sha256
+    # the triage flag travels with the face, with the rule that set it
+    assert face["flagged"] is r.faces[0].flagged and d["provenance"]["flag_threshold"] == estimator.flag_threshold
 
 
 def test_csv_one_row_per_face_and_per_empty_image(estimator, astronaut_path):
@@ -31,4 +33,5 @@ def test_csv_one_row_per_face_and_per_empty_image(estimator, astronaut_path):
     assert list(rows[0]) == list(CSV_COLUMNS)
     assert len(rows) == 2
     assert rows[0]["face_index"] == "0" and float(rows[0]["age"]) > 0
+    assert rows[0]["flagged"] == str(int(results[0].faces[0].flagged)) and rows[1]["flagged"] == ""
     assert rows[1]["source"] == "<array>" and rows[1]["face_index"] == "" and rows[1]["age"] == ""

@@ -18,6 +18,7 @@ from PIL import Image
 from agescan import ConfigError
 from agescan.results import to_dict
 from agescan.store import SCHEMA_VERSION, ResultStore, check_schema, connect
+from agescan.triage import LEGACY_RULE, is_flagged
 
 #: The schema of agescan before PDQ hashes, verbatim from its source (schema version 1).
 SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
@@ -35,14 +36,16 @@ def test_items_and_faces_round_trip_and_replays_are_no_ops(store_target, estimat
         assert store.open_run({"a": 2}, "m", "sha", "mtcnn", "0.1.0") != run
         assert store.add(run, results) == 3
         assert store.add(run, results) == 0  # the same items again: nothing duplicated
-        assert store.counts(run) == {"items": 3, "errors": 1, "faces": 1}
+        flagged = int(results[0].faces[0].flagged)
+        assert store.counts(run) == {"items": 3, "errors": 1, "faces": 1, "flagged": flagged}
         assert store.done_sources(run) == {(str(astronaut_path), -1), ("<array>", -1), (str(bad), -1)}
     db = connect(store_target, readonly=True)
     source, error_type, error = db.execute("SELECT source, error_type, error FROM errors").fetchone()
     assert source == str(bad) and error_type == results[2].error_type and error == results[2].error
-    age, p_minor, group = db.execute("SELECT age, p_minor, age_group FROM faces").fetchone()
+    age, p_minor, group, flag = db.execute("SELECT age, p_minor, age_group, flagged FROM faces").fetchone()
     f = results[0].faces[0]
     assert abs(age - f.age) < 0.01 and abs(p_minor - f.p_minor) < 1e-3 and group == f.age_group
+    assert flag == f.flagged  # the estimator's decision, stored as it was made
     assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     pdq, mirror, quality = db.execute("SELECT pdq, pdq_mirror, pdq_quality FROM items WHERE source=?",
                                       (str(astronaut_path),)).fetchone()
@@ -97,10 +100,13 @@ def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_scan(store_targ
         run = store.db.execute("SELECT id FROM runs").fetchone()[0]
         assert store.add(run, [result]) == 0  # already there: the item scanned before the upgrade
         assert store.add(run, [estimator.predict(np.asarray(Image.open(astronaut_path).resize((256, 256))))]) == 1
-        assert store.counts(run) == {"items": 2, "errors": 0, "faces": 2}
+        assert store.counts(run)["items"] == 2 and store.counts(run)["faces"] == 2
     db = connect(store_target, readonly=True)
-    assert check_schema(db) == SCHEMA_VERSION == 2
-    assert db.execute("SELECT value FROM meta WHERE key='result_schema'").fetchone()[0] == "agescan.result/2"
+    assert check_schema(db) == SCHEMA_VERSION == 3
+    assert db.execute("SELECT value FROM meta WHERE key='result_schema'").fetchone()[0] == "agescan.result/3"
+    # the face stored before flags were stored got the flag of the rule of that time
+    assert db.execute("SELECT flagged FROM faces ORDER BY id").fetchall()[0][0] == int(
+        is_flagged(result.faces[0].p_minor, result.faces[0].age, *LEGACY_RULE))
     cols = [c[0] for c in db.execute("SELECT * FROM items").description]
     assert "phash" not in cols and cols[-3:] == ["pdq", "pdq_mirror", "pdq_quality"]
     rows = db.execute("SELECT pdq, pdq_quality FROM items ORDER BY id").fetchall()

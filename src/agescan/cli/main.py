@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -55,10 +54,16 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
                    help="also sample a frame at each scene change: mean absolute difference of 32x32 grey "
                         "thumbnails, probed 5 times a second, above T of the pixel range (0..1; 0.15 catches hard "
                         "cuts; default 0 = off)")
+    from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH
+
+    g.add_argument("--archive-depth", type=int, default=DEFAULT_ARCHIVE_DEPTH, metavar="N",
+                   help=f"read zip/tar archives inside archives to N levels (default: {DEFAULT_ARCHIVE_DEPTH}; 1 = "
+                        "only the archives themselves); a deeper archive, a video inside an archive or an unreadable "
+                        "nested archive is recorded as an item that was not read, with the reason")
 
 
 def _triage_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("triage (which faces go to the reviewer; agescan.triage)")
+    g = p.add_argument_group("triage (which faces go to the reviewer; decided once per face, agescan.triage)")
     from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
 
     g.add_argument("--flag-threshold", type=float, default=DEFAULT_FLAG_THRESHOLD, metavar="P",
@@ -70,10 +75,11 @@ def _triage_options(p: argparse.ArgumentParser) -> None:
 
 
 def _estimator_kwargs(a: argparse.Namespace) -> dict:
-    """AgeEstimator's arguments from the common options (this process's estimator and Ray's actors alike)."""
+    """AgeEstimator's arguments from the common options."""
     return {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
             "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
-            "video_every": a.video_every, "video_scene": a.scene_change}
+            "video_every": a.video_every, "video_scene": a.scene_change, "flag_threshold": a.flag_threshold,
+            "challenge_age": a.challenge_age}
 
 
 def _make_estimator(a: argparse.Namespace, **extra):
@@ -84,6 +90,8 @@ def _make_estimator(a: argparse.Namespace, **extra):
 
 def build_parser() -> argparse.ArgumentParser:
     from agescan.detect import DEFAULT_DETECTOR
+    from agescan.io import DEFAULT_MAX_PIXELS
+    from agescan.models import DEFAULT_MODEL
 
     from agescan import __version__
 
@@ -96,13 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("estimate", help="estimate ages in one or more photos and print a table or JSON",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                       description="Estimate the age of every face in the given photos. Prints a table (file, face box, "
-                                   "age, interval, P(under 18), group), or with --json one JSON record per image "
-                                   "in the versioned result schema (agescan.result/2).")
-    e.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (folders are walked recursively)")
+                       description="Estimate the age of every face in the given photos (folders and zip/tar archives "
+                                   "are read as a scan reads them). Prints a table (file, face box, age, interval, "
+                                   "P(under 18), group, FLAGGED for review), or with --json one JSON record per image "
+                                   "in the versioned result schema (agescan.result/3); each result is printed as "
+                                   "soon as it is ready.")
+    e.add_argument("photos", nargs="+", metavar="PHOTO",
+                   help="image files, folders (walked recursively) or zip/tar archives (read in place)")
     e.add_argument("--json", action="store_true", help="print JSON Lines (one record per image) instead of a table")
     e.add_argument("--distribution", action="store_true", help="with --json, include the full age distribution")
+    e.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="faces per model call (default: 64); a result is printed when its batch is done, so 1 "
+                        "prints each image as soon as it is estimated")
     _estimator_options(e)
+    _triage_options(e)
 
     s = sub.add_parser("scan", help="walk folders and write one result per image to .jsonl, .csv or a resumable database",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -154,15 +169,52 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "postgresql:// URL; opened read-only)")
     rp.add_argument("--out", required=True, help="report folder (created)")
     rp.add_argument("--run", type=int, help="run id (default: the latest run)")
-    from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
-
-    rp.add_argument("--threshold", type=float, default=DEFAULT_FLAG_THRESHOLD,
-                    help=f"flag faces with P(minor) >= this; also the page filter's start "
-                         f"(default: {DEFAULT_FLAG_THRESHOLD}, as agescan scan)")
-    rp.add_argument("--challenge-age", type=float, default=DEFAULT_CHALLENGE_AGE, metavar="AGE",
-                    help="also flag faces whose point age is under AGE (default: 0 = off)")
+    rp.add_argument("--threshold", type=float, metavar="P",
+                    help="the page filter's starting P(minor) (default: the run's --flag-threshold). Which faces are "
+                         "flagged for review was decided by the scan and is stored with each face")
     rp.add_argument("--max-items", type=int, default=2000, help="files listed on the page (default: 2000; CSVs hold all)")
     rp.add_argument("--no-thumbnails", action="store_true", help="do not cut face thumbnails from the evidence files")
+
+    sv = sub.add_parser("serve", help="serve the HTTP API and the privacy-first age-check web page (agescan[serve])",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                        description="Serve POST /v1/estimate (the result record of `estimate --json`), POST "
+                                    "/v1/age-check (pass / fail / refer against a threshold), GET /v1/models, GET "
+                                    "/healthz, the OpenAPI description at /docs, and at / a web page that finds the "
+                                    "face and covers the eyes in the browser before anything is uploaded. Images "
+                                    "stay in memory for the request only; nothing is written to disk or logged. "
+                                    "API keys are required unless the server listens on loopback only. "
+                                    "docs/service.md has the details and measured load.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                        "only; 0.0.0.0 for every interface, which needs API keys)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    sv.add_argument("--workers", type=int, default=1, help="server processes, each loading the model once (default: 1)")
+    sv.add_argument("--compute-threads", type=int, default=0, metavar="N",
+                    help="images estimated in parallel per process (default: 0 = the CPUs available)")
+    sv.add_argument("--max-in-flight", type=int, default=64, metavar="N",
+                    help="requests admitted at once per process, computing or waiting; past it requests are "
+                         "answered 503 at once (default: 64)")
+    sv.add_argument("--max-body-mb", type=float, default=10.0, metavar="MB",
+                    help="largest request body in MiB (default: 10)")
+    sv.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+                    help="seconds a request may wait and compute before a 503 (default: 30)")
+    sv.add_argument("--api-key-file", metavar="FILE",
+                    help="accepted API keys, one per line (default: the comma-separated AGESCAN_API_KEYS "
+                         "variable); clients send X-API-Key or Authorization: Bearer")
+    sv.add_argument("--require-api-key", choices=["auto", "yes", "no"], default="auto",
+                    help="auto: required unless --host is loopback (default); no: only behind a proxy that "
+                         "authenticates")
+    sv.add_argument("--no-page", action="store_true", help="do not serve the web page at /")
+    sv.add_argument("--access-log", action="store_true",
+                    help="log each request's method, path and status (never bodies; off by default: client "
+                         "addresses are personal data)")
+    sv.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model or .onnx (default: {DEFAULT_MODEL})")
+    sv.add_argument("--detector", default=DEFAULT_DETECTOR,
+                    help=f"registered face detector (default: {DEFAULT_DETECTOR})")
+    sv.add_argument("--min-face-size", type=int, default=24, metavar="PX",
+                    help="smallest face side in pixels to look for (default: 24)")
+    sv.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N",
+                    help=f"refuse images with more pixels than this with 413 (default: 40000000; the CLI's is "
+                         f"{DEFAULT_MAX_PIXELS})")
 
     tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
                         add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "
@@ -222,24 +274,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _table(results, out) -> None:
-    head = f"{'file':<32} {'face':>4} {'box (x1,y1,x2,y2)':<22} {'age':>5} {'interval':>13} {'P(<18)':>7}  group"
-    print(head, file=out)
-    print("-" * len(head), file=out)
-    for r in results:
+class _Table:
+    """The estimate command's table, printed row by row as results arrive."""
+
+    def __init__(self, out, minor_age: int):
+        self.out = out
+        head = (f"{'file':<32} {'face':>4} {'box (x1,y1,x2,y2)':<22} {'age':>5} {'interval':>13} "
+                f"{f'P(<{minor_age})':>7}  {'group':<6} review")
+        print(head, file=out)
+        print("-" * len(head), file=out)
+
+    def row(self, r) -> None:
+        out = self.out
         label = r.source if r.provenance.frame_index < 0 else f"{r.source}@{r.provenance.timestamp:.1f}s"
         name = label if len(label) <= 32 else "..." + label[-29:]
         if r.error:
-            print(f"{name:<32} {'':>4} ERROR {r.error_type}: {r.error}", file=out)
-            continue
+            print(f"{name:<32} {'':>4} ERROR {r.error_type}: {r.error}", file=out, flush=True)
+            return
         if not r.faces:
-            print(f"{name:<32} {'-':>4} no face found", file=out)
-            continue
+            print(f"{name:<32} {'-':>4} no face found", file=out, flush=True)
+            return
         for i, f in enumerate(r.faces):
             box = ",".join(str(int(round(v))) for v in f.box.as_tuple())
             iv = f"{f.interval[0]:.0f}-{f.interval[1]:.0f}"
-            print(f"{name:<32} {i:>4} {box:<22} {f.age:>5.1f} {iv:>13} {f.p_minor:>7.2f}  {f.age_group}", file=out)
-        name = ""
+            print(f"{name:<32} {i:>4} {box:<22} {f.age:>5.1f} {iv:>13} {f.p_minor:>7.2f}  {f.age_group:<6} "
+                  f"{'FLAGGED' if f.flagged else ''}".rstrip(), file=out, flush=True)
+            name = ""
 
 
 def cmd_estimate(a: argparse.Namespace) -> int:
@@ -249,73 +309,59 @@ def cmd_estimate(a: argparse.Namespace) -> int:
         if not os.path.exists(p):
             print(f"agescan estimate: {p}: no such file or folder", file=sys.stderr)
             return EXIT_USAGE
-    est = _make_estimator(a)
-    results = list(est.stream(a.photos))
-    if a.json:
-        for r in results:
-            print(to_json(r, include_distribution=a.distribution))
-    else:
-        _table(results, sys.stdout)
+    est = _make_estimator(a, batch_size=a.batch_size)
+    table = None if a.json else _Table(sys.stdout, a.minor_age)
+    n_images = n_faces = n_flagged = n_failed = 0
+    for r in est.stream(a.photos, archive_depth=a.archive_depth):  # printed as each result arrives
+        if table is None:
+            print(to_json(r, include_distribution=a.distribution), flush=True)
+        else:
+            table.row(r)
+        if r.error:
+            n_failed += 1
+            said = r.error if r.error.startswith(r.source) else f"{r.source}: {r.error}"  # named once
+            print(f"agescan estimate: {said}", file=sys.stderr)
+        n_images += 1
+        n_faces += len(r.faces)
+        n_flagged += sum(f.flagged for f in r.faces)
+    if table is not None:
         level = int(round(a.interval * 100))
-        n_faces = sum(len(r.faces) for r in results)
-        print(f"\n{len(results)} image(s), {n_faces} face(s); interval = central {level}% of the age distribution; "
-              f"model {est.model.id}", file=sys.stdout)
-    failed = [r for r in results if r.error]
-    for r in failed:
-        print(f"agescan estimate: {r.source}: {r.error}", file=sys.stderr)
-    return EXIT_INPUT if failed else EXIT_OK
+        print(f"\n{n_images} image(s), {n_faces} face(s), {n_flagged} flagged for review ({_flag_rule(a)}); "
+              f"interval = central {level}% of the age distribution; model {est.model.id}", file=sys.stdout)
+    return EXIT_INPUT if n_failed else EXIT_OK
 
 
-def _scan_with_progress(est, items, total: int, initial: int, a: argparse.Namespace, write, skip=None) -> dict:
-    """Stream ``items`` through ``est``, hand each result to ``write``, show progress; return counts."""
-    from tqdm import tqdm
+class _ProgressBar:
+    """The scan's progress bar on stderr (files/s, faces, flagged, errors, ETA); a ScanProgress."""
 
-    from agescan.triage import is_flagged
+    def __init__(self, a: argparse.Namespace):
+        self.a = a
+        self.bar = None
 
-    disable = a.no_progress
-    n = {"files": 0, "faces": 0, "flagged": 0, "errors": 0}
-    bar = tqdm(total=total, initial=initial, unit="file", disable=disable, file=sys.stderr, dynamic_ncols=True)
-    for r in est.stream(items, skip=skip):
-        write(r)
-        n["files"] += r.provenance.frame_index <= 0  # a video counts once (its first frame or its error)
-        n["faces"] += len(r.faces)
-        n["flagged"] += sum(1 for f in r.faces if is_flagged(f.p_minor, f.age, a.flag_threshold, a.challenge_age))
-        n["errors"] += bool(r.error)
-        bar.update(int(r.provenance.frame_index <= 0))
-        bar.set_postfix(faces=n["faces"], flagged=n["flagged"], errors=n["errors"], refresh=False)
-    bar.close()
-    return n
+    def start(self, config, done) -> None:
+        from tqdm import tqdm
 
+        from agescan.store import redact
 
-def _scan_db(a: argparse.Namespace, est, sources: list[str], recursive: bool) -> int:
-    from agescan import __version__
-    from agescan.io import iter_sources
-    from agescan.store import ResultStore, redact
-
-    config = {"sources": sources, "recursive": recursive, "model_id": est.model.id, "model_sha256": est.model.sha256,
-              "detector": a.detector, "min_face_size": a.min_face_size, "minor_age": a.minor_age,
-              "interval": a.interval, "max_pixels": a.max_pixels, "video_every": a.video_every}
-    if a.scene_change:  # only when used, so the runs of earlier versions resume unchanged
-        config["video_scene"] = a.scene_change
-    t0 = time.time()
-    with ResultStore(a.db) as store:
-        run = store.open_run(config, est.model.id, est.model.sha256, a.detector, __version__)
-        if a.engine == "ray":
-            return _scan_ray(a, store, run, sources, recursive, t0)
-        done = store.done_sources(run)
-        total = sum(1 for _ in iter_sources(sources, recursive=recursive))
+        if self.a.engine != "local":  # the Ray engine reports per partition
+            return
+        total = sum(1 for _ in config.items())
         done_files = sum(1 for _, frame in done if frame <= 0)  # a video counts once
         if done:
-            print(f"resuming run {run}: {done_files} of {total} file(s) already in {redact(a.db)} ({len(done)} items "
-                  f"with video frames); they are skipped", file=sys.stderr)
-        n = _scan_with_progress(est, iter_sources(sources, recursive=recursive), total, min(done_files, total),
-                                a, lambda r: store.add(run, [r]), skip=lambda s, f: (s, f) in done)
-        store.finish_run(run)
-        c = store.counts(run)
-    dt = time.time() - t0
-    print(f"scanned {n['files']} new file(s) in {dt:.1f}s ({n['files'] / max(dt, 1e-9):.1f} files/s), "
-          f"{n['flagged']} new face(s) flagged ({_flag_rule(a)}); run {run} now holds {c['items']} file(s), {c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
-    return EXIT_INPUT if c["errors"] else EXIT_OK
+            frames = f" ({len(done)} items with video frames)" if len(done) != done_files else ""
+            print(f"resuming: {done_files} of {total} file(s) already in {redact(self.a.db)}{frames}; they are "
+                  "skipped", file=sys.stderr)
+        self.bar = tqdm(total=total, initial=min(done_files, total), unit="file", disable=self.a.no_progress,
+                        file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, r, summary) -> None:
+        if self.bar is not None:
+            self.bar.update(int(r.provenance.frame_index <= 0))
+            self.bar.set_postfix(faces=summary.faces, flagged=summary.flagged, errors=summary.errors, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _flag_rule(a: argparse.Namespace) -> str:
@@ -323,78 +369,50 @@ def _flag_rule(a: argparse.Namespace) -> str:
     return rule + (f" or age < {a.challenge_age:g}" if a.challenge_age else "")
 
 
-def _scan_ray(a: argparse.Namespace, store, run: int, sources: list[str], recursive: bool, t0: float) -> int:
-    from agescan.errors import ConfigError
-    from agescan.scan.ray_engine import plan_partitions, run_ray_scan
-    from agescan.store import is_postgres, redact
-
-    if a.work_dir:
-        work = Path(a.work_dir)
-    elif is_postgres(a.db):
-        raise ConfigError("--engine ray with a PostgreSQL --db needs --work-dir DIR on storage every node sees.")
-    else:
-        work = Path(a.db + ".parts")
-    parts = plan_partitions(sources, recursive, a.partition_size, work)
-    options = {**_estimator_kwargs(a), "batch_size": max(1, a.batch_size)}
-    print(f"ray: partitions of up to {a.partition_size} item(s); partition files in {work}", file=sys.stderr)
-    stats = run_ray_scan(parts, options, work, lambda srcs: store.stored_among(run, srcs),
-                         lambda recs: store.add_records(run, recs), address=a.address, actors=a.ray_actors)
-    store.finish_run(run)
-    c = store.counts(run)
-    dt = time.time() - t0
-    print(f"ray: {stats['items']} item(s) in {stats['partitions']} partition(s): "
-          f"{stats['scanned']} partition(s) scanned, {stats['merged']} merged, {stats['skipped']} already done; "
-          f"{stats['new_items']} new item(s) in {dt:.1f}s; run {run} now holds {c['items']} item(s), "
-          f"{c['faces']} face(s), {c['errors']} error(s) -> {redact(a.db)}", file=sys.stderr)
-    return EXIT_INPUT if c["errors"] else EXIT_OK
-
-
-def _scan_file(a: argparse.Namespace, est, recursive: bool) -> int:
-    from agescan.io import iter_sources
-    from agescan.results import ResultWriter, format_from_path
-
-    fmt = format_from_path(a.out)
-    total = sum(1 for _ in iter_sources(a.sources, recursive=recursive))
-    t0 = time.time()
-    tmp = a.out + ".partial"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = ResultWriter(fh, fmt, include_distribution=a.distribution)
-        writer.write_header()
-        n = _scan_with_progress(est, iter_sources(a.sources, recursive=recursive), total, 0, a, writer.write)
-    os.replace(tmp, a.out)
-    dt = time.time() - t0
-    print(f"scanned {total} file(s) in {dt:.1f}s ({total / max(dt, 1e-9):.1f} files/s): {n['faces']} face(s), "
-          f"{n['flagged']} flagged ({_flag_rule(a)}), {n['errors']} error(s) -> {a.out}", file=sys.stderr)
-    return EXIT_INPUT if n["errors"] else EXIT_OK
-
-
 def cmd_scan(a: argparse.Namespace) -> int:
-    from agescan.results import format_from_path
+    from agescan.errors import ConfigError
+    from agescan.scan import FileSink, RayEngine, StoreSink, run_scan
+    from agescan.store import is_postgres, redact
 
     for src in a.sources:
         if not os.path.exists(src):
             print(f"agescan scan: {src}: no such file or folder", file=sys.stderr)
             return EXIT_USAGE
-    if a.out:
-        try:
-            format_from_path(a.out)
-        except ValueError as exc:
-            print(f"agescan scan: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if os.path.exists(a.out) and not a.overwrite:
-            print(f"agescan scan: {a.out} exists; pass --overwrite to replace it", file=sys.stderr)
-            return EXIT_USAGE
     if a.engine == "ray" and not a.db:
         print("agescan scan: --engine ray writes to a results database: add --db", file=sys.stderr)
         return EXIT_USAGE
-    from agescan.triage import check_triage
-
-    check_triage(a.flag_threshold, a.challenge_age)
+    sink = StoreSink(a.db) if a.db else FileSink(a.out, include_distribution=a.distribution, overwrite=a.overwrite)
+    engine = None
+    if a.engine == "ray":
+        if not a.work_dir and is_postgres(a.db):
+            raise ConfigError("--engine ray with a PostgreSQL --db needs --work-dir DIR on storage every node sees.")
+        work = Path(a.work_dir or a.db + ".parts")
+        engine = RayEngine(work, partition_size=a.partition_size, address=a.address, actors=a.ray_actors)
+        print(f"ray: partitions of up to {a.partition_size} item(s); partition files in {work}", file=sys.stderr)
     est = _make_estimator(a, workers=max(1, a.workers), batch_size=max(1, a.batch_size))
-    recursive = not a.no_recursive
+    progress = _ProgressBar(a)
+    try:
+        s = run_scan(est, a.sources, sink, recursive=not a.no_recursive, archive_depth=a.archive_depth,
+                     engine=engine, progress=progress)
+    finally:
+        progress.close()
+    rate = f"{s.files / max(s.seconds, 1e-9):.1f} files/s"
+    held = s.held
     if a.db:
-        return _scan_db(a, est, [os.path.abspath(s) for s in a.sources], recursive)
-    return _scan_file(a, est, recursive)
+        where = f"run {s.run_id} now holds {held['items']} file(s), {held['faces']} face(s), " \
+                f"{held['errors']} error(s), {held['flagged']} face(s) flagged -> {redact(a.db)}"
+        if engine is not None:
+            p = s.partitions
+            print(f"ray: {p['items']} item(s) in {p['partitions']} partition(s): {p['scanned']} partition(s) "
+                  f"scanned, {p['merged']} merged, {p['skipped']} already done; {p['new_items']} new item(s) in "
+                  f"{s.seconds:.1f}s; {where}", file=sys.stderr)
+        else:
+            print(f"scanned {s.files} new file(s) in {s.seconds:.1f}s ({rate}), {s.flagged} new face(s) flagged "
+                  f"({_flag_rule(a)}); {where}", file=sys.stderr)
+    else:
+        print(f"scanned {s.files} file(s) in {s.seconds:.1f}s ({rate}): {s.faces} face(s), {s.flagged} flagged "
+              f"({_flag_rule(a)}), {s.errors} error(s) -> {a.out}", file=sys.stderr)
+    return EXIT_INPUT if held["errors"] else EXIT_OK
 
 
 def cmd_models(a: argparse.Namespace) -> int:
@@ -482,10 +500,26 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_report(a: argparse.Namespace) -> int:
     from agescan.report import write_report
 
-    path = write_report(a.db, a.out, run_id=a.run, threshold=a.threshold, challenge_age=a.challenge_age,
-                        max_items=a.max_items,
+    path = write_report(a.db, a.out, run_id=a.run, threshold=a.threshold, max_items=a.max_items,
                         thumbnails=not a.no_thumbnails)
     print(f"wrote {path} (open it in a browser; it needs no server or network)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from agescan.service import ServiceConfig, read_api_keys, serve
+
+    config = ServiceConfig(host=a.host, port=a.port, model=a.model, detector=a.detector,
+                           min_face_size=a.min_face_size, api_keys=read_api_keys(a.api_key_file),
+                           require_api_key=a.require_api_key, max_body_bytes=int(a.max_body_mb * 1024 * 1024),
+                           max_pixels=a.max_pixels, max_in_flight=a.max_in_flight, compute_threads=a.compute_threads,
+                           request_timeout=a.request_timeout, workers=a.workers, page=not a.no_page,
+                           access_log=a.access_log)
+    shown = f"[{a.host}]" if ":" in a.host else a.host
+    print(f"agescan serve: http://{shown}:{a.port}/ (API at /v1, description at /docs); model {a.model}, detector "
+          f"{a.detector}; API key {'required' if config.keys_required or config.api_keys else 'not required (loopback)'}"
+          f"; {config.workers} process(es) x {config.threads} compute thread(s). Ctrl-C stops it.", file=sys.stderr)
+    serve(config)
     return EXIT_OK
 
 
@@ -506,24 +540,15 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"estimate": cmd_estimate, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
-            "evaluate": cmd_evaluate}
+            "evaluate": cmd_evaluate, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from agescan.errors import AgescanError, ConfigError, InputError, ModelIntegrityError, ModelNotFoundError
 
-    import warnings
+    from agescan.scan import quiet_decoder_logs
 
-    # An application may set filters (a library may not): Pillow warns about bomb-sized images and
-    # corrupt metadata; agescan records real decode failures per file, so the warnings are only noise
-    # that would flood the terminal during a scan of millions of files.
-    warnings.filterwarnings("ignore", module=r"PIL\.")
-    # Likewise FFmpeg and OpenCV print their own complaints (in raw, often non-UTF-8 bytes) about every
-    # broken video; the scan records each as an error item, so the terminal stays readable.
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    quiet_decoder_logs()  # an application may change process-wide settings; the library never does
     parser = build_parser()
     a = parser.parse_args(argv)
     if not a.command:

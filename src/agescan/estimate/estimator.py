@@ -11,7 +11,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -19,13 +19,15 @@ from agescan import __version__
 from agescan._validation import check_number
 from agescan.align import align_face
 from agescan.detect import DEFAULT_DETECTOR, create_detector
-from agescan.errors import ConfigError, DecodeError
+from agescan.errors import ConfigError, DecodeError, InputError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
-from agescan.io.archives import read_member
+from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH, read_member
 from agescan.io.image import decode_bytes
 from agescan.io.phash import pdq
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
+from agescan.privacy import anonymise, privacy_ops
+from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD, check_triage, is_flagged
 from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
 
 _OWNER = "AgeEstimator"
@@ -73,6 +75,11 @@ class AgeEstimator:
             fastest on one thread, measured 30 vs 24 images/s at 640x480 on 2 cores; the model uses
             onnxruntime's default with one worker, and one thread per session with several workers,
             since parallel sessions that each spin a full thread pool slow each other down).
+        flag_threshold, challenge_age: the triage rule (:mod:`agescan.triage`): a face is ``flagged`` for review
+            when P(minor) >= flag_threshold or its point age < challenge_age (0 = off). Decided here, once per face.
+        anonymise: a registered privacy transform (:func:`agescan.privacy.list_privacy_ops`, e.g. ``"eye-band"``)
+            applied to every detected face before the model sees it ("" = none): the model estimates from the
+            anonymised face, as it would from an image anonymised before it arrived.
 
     Example:
         >>> from agescan import AgeEstimator
@@ -85,7 +92,8 @@ class AgeEstimator:
     def __init__(self, model: str = DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR, *, minor_age: int = 18,
                  interval_level: float = 0.9, min_face_size: int = 24, max_pixels: int = DEFAULT_MAX_PIXELS,
                  batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0,
-                 video_scene: float = 0.0):
+                 video_scene: float = 0.0, flag_threshold: float = DEFAULT_FLAG_THRESHOLD,
+                 challenge_age: float = DEFAULT_CHALLENGE_AGE, anonymise: str = ""):
         check_number(minor_age, "minor_age", _OWNER, lo=1, hi=100, integer=True)
         check_number(interval_level, "interval_level", _OWNER, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         check_number(min_face_size, "min_face_size", _OWNER, lo=12, integer=True)
@@ -95,6 +103,9 @@ class AgeEstimator:
         check_number(threads, "threads", _OWNER, lo=0, integer=True)
         check_number(video_every, "video_every", _OWNER, lo=0.0)
         check_number(video_scene, "video_scene", _OWNER, lo=0.0, hi=1.0)
+        check_triage(flag_threshold, challenge_age, _OWNER)
+        if anonymise:
+            privacy_ops.factory(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
         if video_every == 0 and video_scene == 0:
             raise ConfigError(f"{_OWNER}: video_every and video_scene are both 0, so no video frame would be "
                               "sampled. Set video_every (seconds) and/or video_scene (e.g. 0.15).")
@@ -109,8 +120,31 @@ class AgeEstimator:
         self.threads = threads
         self.video_every = float(video_every)
         self.video_scene = float(video_scene)
+        self.flag_threshold = float(flag_threshold)
+        self.challenge_age = float(challenge_age)
+        self.anonymise = anonymise
         self._model = None
         self._detector = None
+
+    def get_params(self) -> dict:
+        """The constructor's arguments, as given: ``AgeEstimator(**est.get_params())`` builds the same pipeline (how
+        a distributed scan builds one per worker)."""
+        return {"model": self.model_name, "detector": self.detector_name, "minor_age": self.minor_age,
+                "interval_level": self.interval_level, "min_face_size": self.min_face_size,
+                "max_pixels": self.max_pixels, "batch_size": self.batch_size, "workers": self.workers,
+                "threads": self.threads, "video_every": self.video_every, "video_scene": self.video_scene,
+                "flag_threshold": self.flag_threshold, "challenge_age": self.challenge_age,
+                "anonymise": self.anonymise}
+
+    def replace(self, **changes) -> "AgeEstimator":
+        """A new estimator with some parameters changed (``get_params`` names them). It shares this one's loaded
+        model and detector when the changes leave them alone (another triage rule, anonymisation, minor age...)."""
+        params = self.get_params()
+        new = AgeEstimator(**{**params, **changes})
+        loading = ("model", "detector", "min_face_size", "threads", "workers")
+        if self._model is not None and all(new.get_params()[k] == params[k] for k in loading):
+            new._model, new._detector = self._model, self._detector
+        return new
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> "AgeEstimator":
@@ -135,19 +169,27 @@ class AgeEstimator:
         return self.model.card
 
     # -- single image ----------------------------------------------------------------------
-    def predict(self, source: Any) -> ImageResult:
+    def predict(self, source: Any, *, faces: Sequence[Detection] | None = None) -> ImageResult:
         """Estimate the age of every face in one image.
 
         Args:
             source: a path, bytes, file object, numpy array (HxWx3 RGB) or PIL image.
+            faces: the faces where they were already found (boxes and five landmarks, e.g. by the browser that
+                anonymised the image): detection is skipped and exactly these are estimated. None: detect.
 
         Returns:
             An :class:`ImageResult`; ``faces`` is empty when no face was found.
 
         Raises:
             DecodeError: the image cannot be read (the message names the file and the reason).
+            InputError: a given face lies outside the image.
         """
-        return self._finish([self._prepare(source)])[0]
+        if faces is not None:
+            faces = tuple(faces)
+            if not all(isinstance(f, Detection) for f in faces):
+                raise InputError(f"The 'faces' parameter of {_OWNER}.predict must be a sequence of Detection. "
+                                 f"Got {[type(f).__name__ for f in faces]}.")
+        return self._finish([self._prepare(source, faces)])[0]
 
     def predict_crops(self, crops: np.ndarray) -> list[AgeDistribution]:
         """Age distributions for already aligned crops (N x S x S x 3 uint8, S = card crop size)."""
@@ -156,7 +198,7 @@ class AgeEstimator:
         return [AgeDistribution.from_array(p, card.min_age) for p in probs]
 
     # -- many images -----------------------------------------------------------------------
-    def stream(self, sources: Any, *, recursive: bool = True,
+    def stream(self, sources: Any, *, recursive: bool = True, archive_depth: int = DEFAULT_ARCHIVE_DEPTH,
                skip: Callable[[str, int], bool] | None = None) -> Iterator[ImageResult]:
         """Yield one :class:`ImageResult` per input, in input order, lazily.
 
@@ -164,12 +206,13 @@ class AgeEstimator:
         images. Faces from several images are batched into one model call. An input that cannot be
         read yields a result with ``error`` set instead of raising, so one corrupt file never stops
         a long run. A video yields one result per sampled frame (``video_every`` seconds apart) with
-        ``provenance.frame_index`` and ``provenance.timestamp`` set; zip/tar members are read in place.
+        ``provenance.frame_index`` and ``provenance.timestamp`` set; zip/tar members are read in place (archives
+        inside archives to ``archive_depth`` levels).
         ``skip(source_id, frame_index)`` returning True drops an item (or a video frame) before it is
         decoded: how a resumed scan passes over what it already stored (frame_index is -1 for stills).
         """
         self.load()
-        items = self._expand(sources, recursive)
+        items = self._expand(sources, recursive, archive_depth)
         if skip is not None:
             items = (i for i in items if not skip(*_item_key(i)))
         if self.workers == 1:
@@ -198,14 +241,14 @@ class AgeEstimator:
             while window:
                 yield window.popleft().result()
 
-    def _expand(self, sources: Any, recursive: bool) -> Iterator[Any]:
+    def _expand(self, sources: Any, recursive: bool, archive_depth: int) -> Iterator[Any]:
         if isinstance(sources, (str, os.PathLike)):
             sources = [sources]
         elif isinstance(sources, (bytes, bytearray, np.ndarray)) or hasattr(sources, "getdata"):
             sources = [sources]
         for s in sources:
-            if isinstance(s, (str, os.PathLike)) and os.path.isdir(s):
-                items: Iterable[Any] = iter_sources(s, recursive=recursive)
+            if isinstance(s, (str, os.PathLike)):  # a file, a folder or an archive: listed as a scan lists it
+                items: Iterable[Any] = iter_sources(s, recursive=recursive, archive_depth=archive_depth)
             else:
                 items = (s,)
             for item in items:
@@ -227,9 +270,10 @@ class AgeEstimator:
     def _provenance(self, source: str, sha256: str, frame_index: int = -1, timestamp: float = -1.0) -> Provenance:
         return Provenance(source=source, sha256=sha256, frame_index=frame_index, timestamp=timestamp,
                           agescan_version=__version__, model_id=self.model.id, model_sha256=self.model.sha256,
-                          detector_id=self.detector_name)
+                          detector_id=self.detector_name, flag_threshold=self.flag_threshold,
+                          challenge_age=self.challenge_age)
 
-    def _prepare(self, source: Any) -> _Pending:
+    def _prepare(self, source: Any, faces: tuple[Detection, ...] | None = None) -> _Pending:
         if isinstance(source, VideoFrame):
             return self._analyse(source.image, self._provenance(source.source, source.sha256, source.frame_index,
                                                                 source.timestamp))
@@ -243,13 +287,23 @@ class AgeEstimator:
                 loaded = load_image(source.path, max_pixels=self.max_pixels)
         else:
             loaded = load_image(source, max_pixels=self.max_pixels)
-        return self._analyse(loaded.image, self._provenance(loaded.source, loaded.sha256))
+        return self._analyse(loaded.image, self._provenance(loaded.source, loaded.sha256), faces)
 
-    def _analyse(self, image: np.ndarray, provenance: Provenance) -> _Pending:
+    def _analyse(self, image: np.ndarray, provenance: Provenance,
+                 faces: tuple[Detection, ...] | None = None) -> _Pending:
         h = pdq(image)
         provenance = dataclasses.replace(provenance, pdq=h.hash, pdq_mirror=h.mirror, pdq_quality=h.quality)
         h, w = image.shape[:2]
-        dets = self.detector.detect(image)
+        if faces is None:
+            dets = self.detector.detect(image)
+        else:
+            for f in faces:
+                if f.box.x2 > w or f.box.y2 > h or f.box.x1 < 0 or f.box.y1 < 0:
+                    raise InputError(f"The 'faces' parameter of {_OWNER}.predict must lie inside the {w}x{h} image. "
+                                     f"Got a box {f.box.as_tuple()}.")
+            dets = faces
+        if self.anonymise and dets:
+            image = anonymise(image, dets, self.anonymise)
         recipe = self.card.crop
         if dets:
             crops = np.stack([align_face(image, d.landmarks, recipe).image for d in dets])
@@ -284,8 +338,9 @@ class AgeEstimator:
         return out
 
     def _face(self, det: Detection, dist: AgeDistribution) -> FaceResult:
-        age = dist.mean()
+        age, p_minor = dist.mean(), dist.p_below(self.minor_age)
         return FaceResult(box=det.box, landmarks=det.landmarks, detector_score=det.score, age=age,
                           distribution=dist, interval=dist.interval(self.interval_level),
-                          interval_level=self.interval_level, p_minor=dist.p_below(self.minor_age),
-                          minor_age=self.minor_age, age_group=age_group(age), model_id=self.model.id)
+                          interval_level=self.interval_level, p_minor=p_minor, minor_age=self.minor_age,
+                          age_group=age_group(age), model_id=self.model.id,
+                          flagged=is_flagged(p_minor, age, self.flag_threshold, self.challenge_age))

@@ -1,12 +1,19 @@
 """Zip and tar archives read in place: members listed and read without extracting anything to disk.
 
-A member's source id is ``ARCHIVE::MEMBER``. Members are taken by image extension, in sorted order;
-nested archives are not opened. A member whose declared size exceeds ``max_bytes`` is refused before
-it is read (zip-bomb guard); decoded images still pass the pixel-count guard of :mod:`agescan.io.image`.
+A member's source id is ``ARCHIVE::MEMBER``. Members are taken by image extension, or by an image signature in
+their first bytes (renamed files are found, as in folders), in sorted order. An archive inside an archive is read
+in place too, from memory, to ``max_depth`` archive levels (the outer file is level 1): its members are
+``OUTER::INNER::MEMBER``. Whatever is found but not read becomes an item with the reason, never a silent gap: an
+archive nested deeper than ``max_depth``, a nested archive that cannot be opened or declares more than
+``max_bytes``, a video inside an archive (OpenCV reads videos from files only; extract it and scan the file).
+
+A member whose declared size exceeds ``max_bytes`` is refused before it is read (zip-bomb guard); decoded images
+still pass the pixel-count guard of :mod:`agescan.io.image`.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import threading
@@ -15,14 +22,18 @@ from collections import OrderedDict
 from typing import Iterator
 
 from agescan.errors import DecodeError
-from agescan.io.image import DEFAULT_MAX_PIXELS, LoadedImage, decode_bytes, load_image
+from agescan.io.image import DEFAULT_MAX_PIXELS, LoadedImage, decode_bytes, has_image_signature, load_image
 
 SEP = "::"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-#: Largest archive member read (a photo or a frame is far smaller; anything bigger is suspicious).
+#: Largest archive member read (a photo or a frame is far smaller; anything bigger is suspicious). A nested archive
+#: is a member too: it is read into memory, so this also bounds the memory one nested archive takes.
 DEFAULT_MAX_MEMBER_BYTES = 512 * 1024 * 1024
+#: Archive levels opened: 1 = archives named or found in folders only; 3 = also a zip in a zip in a zip.
+DEFAULT_ARCHIVE_DEPTH = 3
 _ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, OSError, EOFError, ValueError,
            NotImplementedError, RuntimeError)
+_HEAD = 16  # bytes read to recognise an image without an image extension
 
 
 def is_archive(path: str) -> bool:
@@ -30,89 +41,164 @@ def is_archive(path: str) -> bool:
     return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def _open(path: str):
-    if path.lower().endswith(".zip"):
-        return zipfile.ZipFile(path)
-    return tarfile.open(path, "r:*")
+class _Archive:
+    """An open zip or tar archive (a file on disk, or a nested archive's bytes in memory) with O(1) member lookup."""
+
+    def __init__(self, name: str, data: bytes | None = None):
+        src = name if data is None else io.BytesIO(data)
+        if name.lower().endswith(".zip"):
+            self.arc = zipfile.ZipFile(src)
+            self._info = {i.filename: i for i in self.arc.infolist() if not i.is_dir()}
+        else:
+            self.arc = tarfile.open(name, "r:*") if data is None else tarfile.open(fileobj=src, mode="r:*")
+            self._info = {m.name: m for m in self.arc.getmembers() if m.isfile()}
+
+    def members(self) -> list[tuple[str, int]]:
+        """(name, declared size) of every regular file, sorted by name."""
+        return sorted((n, i.file_size if isinstance(self.arc, zipfile.ZipFile) else i.size)
+                      for n, i in self._info.items())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._info
+
+    def read(self, name: str, label: str, max_bytes: int, limit: int | None = None) -> bytes:
+        """The member's bytes (or its first ``limit`` bytes), refusing one that declares or inflates past
+        ``max_bytes``."""
+        info = self._info.get(name)
+        if info is None:
+            raise DecodeError(f"{label}: no such member in the archive.")
+        size = info.file_size if isinstance(self.arc, zipfile.ZipFile) else info.size
+        if size > max_bytes:
+            raise DecodeError(f"{label}: member declares {size:,} bytes, more than the limit of {max_bytes:,} "
+                              f"(zip-bomb guard).")
+        fh = self.arc.open(info) if isinstance(self.arc, zipfile.ZipFile) else self.arc.extractfile(info)
+        if fh is None:
+            raise DecodeError(f"{label}: not a regular file.")
+        with fh:
+            data = fh.read(limit if limit is not None else max_bytes + 1)
+        if limit is None and len(data) > max_bytes:
+            raise DecodeError(f"{label}: member inflates past {max_bytes:,} bytes (zip-bomb guard).")
+        return data
+
+    def close(self) -> None:
+        self.arc.close()
 
 
 def list_members(path: str) -> list[tuple[str, int]]:
     """(name, declared size) of every regular file in the archive, sorted by name."""
-    with _open(path) as arc:
-        if isinstance(arc, zipfile.ZipFile):
-            out = [(i.filename, i.file_size) for i in arc.infolist() if not i.is_dir()]
-        else:
-            out = [(m.name, m.size) for m in arc.getmembers() if m.isfile()]
-    return sorted(out)
+    arc = _Archive(path)
+    try:
+        return arc.members()
+    finally:
+        arc.close()
 
 
 class _Handles(threading.local):
-    """A few open archives per thread, so reading many members does not reparse the archive each time."""
+    """A few open archives per thread (files, and nested archives held in memory), so reading many members does
+    not reparse an archive, or re-inflate a nested one, for each member."""
 
     def __init__(self):
-        self.open: OrderedDict[str, object] = OrderedDict()
+        self.open: OrderedDict[str, _Archive] = OrderedDict()
 
-    def get(self, path: str):
-        arc = self.open.pop(path, None) or _open(path)
-        self.open[path] = arc
+    def get(self, key: str, make) -> _Archive:
+        arc = self.open.pop(key, None) or make()
+        self.open[key] = arc
         while len(self.open) > 4:
             self.open.popitem(last=False)[1].close()
         return arc
+
+    def drop(self, prefix: str) -> None:
+        for key in [k for k in self.open if k == prefix or k.startswith(prefix + SEP)]:
+            self.open.pop(key).close()
 
 
 _HANDLES = _Handles()
 
 
 def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> bytes:
-    """The bytes of one archive member, or :class:`DecodeError` saying why not."""
+    """The bytes of one archive member, or :class:`DecodeError` saying why not.
+
+    ``member`` may name a member of a nested archive, ``INNER::MEMBER`` (any depth): each nested archive on the way
+    is read from its parent into memory (with the same size guard) and kept open for the next member.
+    """
     label = f"{archive}{SEP}{member}"
+    key, rest = archive, member
     try:
-        arc = _HANDLES.get(archive)
-        if isinstance(arc, zipfile.ZipFile):
-            size = arc.getinfo(member).file_size
-            if size > max_bytes:
-                raise DecodeError(f"{label}: member declares {size:,} bytes, more than the limit of {max_bytes:,} "
-                                  f"(zip-bomb guard).")
-            with arc.open(member) as fh:
-                data = fh.read(max_bytes + 1)
-        else:
-            info = arc.getmember(member)
-            if info.size > max_bytes:
-                raise DecodeError(f"{label}: member declares {info.size:,} bytes, more than the limit of "
-                                  f"{max_bytes:,} (zip-bomb guard).")
-            fh = arc.extractfile(info)
-            if fh is None:
-                raise DecodeError(f"{label}: not a regular file.")
-            data = fh.read(max_bytes + 1)
+        arc = _HANDLES.get(key, lambda: _Archive(archive))
+        # A member name may itself contain "::": the longest name the archive holds wins.
+        while rest not in arc:
+            inner, sep, after = rest.partition(SEP)
+            if not sep or inner not in arc:
+                raise DecodeError(f"{label}: no such member in the archive.")
+            parent, key = arc, key + SEP + inner
+            arc = _HANDLES.get(key, lambda: _Archive(inner, parent.read(inner, key, max_bytes)))
+            rest = after
+        return arc.read(rest, label, max_bytes)
     except DecodeError:
         raise
-    except KeyError as exc:
-        raise DecodeError(f"{label}: no such member in the archive.") from exc
     except _ERRORS as exc:
-        _HANDLES.open.pop(archive, None)  # a broken handle is not reused
+        _HANDLES.drop(archive)  # a broken handle is not reused
         raise DecodeError(f"{label}: cannot read archive member ({exc}).") from exc
-    if len(data) > max_bytes:
-        raise DecodeError(f"{label}: member inflates past {max_bytes:,} bytes (zip-bomb guard).")
-    return data
 
 
 def load_source(source_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode a scanned item again by its source id: a file path or ``ARCHIVE::MEMBER``."""
+    """Decode a scanned item again by its source id: a file path or ``ARCHIVE::MEMBER`` (``::INNER::MEMBER``...)."""
     if SEP in source_id and not os.path.exists(source_id):
         archive, member = source_id.split(SEP, 1)
         return decode_bytes(read_member(archive, member), source_id, max_pixels=max_pixels)
     return load_image(source_id, max_pixels=max_pixels)
 
 
-def iter_archive(path: str) -> Iterator[tuple[str, str, str]]:
-    """(source id, member name, error) for every image member of an archive; one error row if unreadable."""
-    from agescan.io.sources import IMAGE_EXTENSIONS
-
+def iter_archive(path: str, max_depth: int = DEFAULT_ARCHIVE_DEPTH,
+                 max_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[tuple[str, str, str]]:
+    """(source id, member, error) for every image member of an archive and of the archives inside it, to
+    ``max_depth`` levels; ``member`` is ``INNER::MEMBER`` for a nested one. An archive that cannot be read is one
+    row with an empty member and the error; so is anything found but not read (see the module's docstring)."""
     try:
-        members = list_members(path)
+        arc = _Archive(path)
     except _ERRORS as exc:
         yield path, "", f"cannot read archive: {exc}"
         return
-    for name, _size in members:
-        if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-            yield f"{path}{SEP}{name}", name, ""
+    try:
+        yield from _walk_archive(arc, path, "", 1, max_depth, max_bytes)
+    finally:
+        arc.close()
+
+
+def _walk_archive(arc: _Archive, sid: str, chain: str, depth: int, max_depth: int,
+                  max_bytes: int) -> Iterator[tuple[str, str, str]]:
+    from agescan.io.sources import IMAGE_EXTENSIONS
+    from agescan.io.video import VIDEO_EXTENSIONS
+
+    for name, _size in arc.members():
+        member, member_sid = f"{chain}{name}", f"{sid}{SEP}{name}"
+        ext = os.path.splitext(name)[1].lower()
+        if is_archive(name):
+            if depth >= max_depth:
+                yield member_sid, "", (f"archive nested {depth + 1} levels deep: not read (archives are read to "
+                                       f"{max_depth} levels; raise --archive-depth to read it)")
+                continue
+            try:
+                inner = _Archive(name, arc.read(name, member_sid, max_bytes))
+            except DecodeError as exc:
+                yield member_sid, "", f"nested archive not read: {str(exc).removeprefix(member_sid + ': ')}"
+                continue
+            except _ERRORS as exc:
+                yield member_sid, "", f"cannot read nested archive: {exc}"
+                continue
+            try:
+                yield from _walk_archive(inner, member_sid, member + SEP, depth + 1, max_depth, max_bytes)
+            finally:
+                inner.close()
+        elif ext in VIDEO_EXTENSIONS:
+            yield member_sid, "", "video inside an archive: not read (videos are read from files; extract it and " \
+                                  "scan the file)"
+        elif ext in IMAGE_EXTENSIONS:
+            yield member_sid, member, ""
+        else:
+            try:
+                head = arc.read(name, member_sid, max_bytes, limit=_HEAD)
+            except (DecodeError, *_ERRORS):
+                continue  # not an image by name; an unreadable head cannot show it is one either
+            if has_image_signature(head):
+                yield member_sid, member, ""

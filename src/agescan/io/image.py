@@ -20,10 +20,20 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from agescan.errors import DecodeError, InputError
+from agescan.errors import DecodeError, InputError, TooManyPixelsError
 
 #: Largest image accepted by default: 100 megapixels (a 12,000 x 8,000 photo fits; bombs do not).
 DEFAULT_MAX_PIXELS = 100_000_000
+
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*",
+          b"\x00\x00\x00\x0cjP  ")
+
+
+def has_image_signature(head: bytes) -> bool:
+    """True when the first bytes of a file (16 are enough) carry the signature of an image format agescan reads."""
+    if head.startswith(b"RIFF"):
+        return head[8:12] == b"WEBP"
+    return any(head.startswith(m) for m in _MAGIC)
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ def _decode_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         if w <= 0 or h <= 0:
             raise DecodeError(f"{name}: image declares an empty size {w}x{h}.")
         if w * h > max_pixels:
-            raise DecodeError(f"{name}: image declares {w}x{h} = {w * h:,} pixels, more than the limit of "
+            raise TooManyPixelsError(f"{name}: image declares {w}x{h} = {w * h:,} pixels, more than the limit of "
                               f"{max_pixels:,} (decompression-bomb guard). Raise max_pixels (--max-pixels) "
                               f"if the file is trusted.")
         im.load()
@@ -79,7 +89,7 @@ def _decode_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecodeError(f"{name}: {exc} (decompression-bomb guard).") from exc
+        raise TooManyPixelsError(f"{name}: {exc} (decompression-bomb guard).") from exc
     except UnidentifiedImageError as exc:
         raise DecodeError(f"{name}: not a recognised image format ({len(data):,} bytes).") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError, TypeError, KeyError,
@@ -141,7 +151,7 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIm
     if isinstance(source, Image.Image):
         w, h = source.size
         if w * h > max_pixels:
-            raise DecodeError(f"<PIL image>: {w}x{h} pixels exceeds the limit of {max_pixels:,}.")
+            raise TooManyPixelsError(f"<PIL image>: {w}x{h} pixels exceeds the limit of {max_pixels:,}.")
         return LoadedImage(_to_rgb_array(source), "<PIL image>", "")
     if hasattr(source, "read"):
         name = str(getattr(source, "name", "<stream>"))

@@ -14,20 +14,19 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from agescan.io.archives import is_archive, iter_archive
+from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH, is_archive, iter_archive
+from agescan.io.image import has_image_signature
 from agescan.io.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff",
                               ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jp2", ".j2k", ".tga", ".heic"})
 
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
-          b"\x00\x00\x00\x0cjP  ")
-
 
 @dataclass(frozen=True)
 class SourceItem:
     """One input found by :func:`iter_sources`: a file path (``ARCHIVE::MEMBER`` for a member of a zip or tar
-    archive, with ``archive`` and ``member`` set), and an error string when it cannot be used."""
+    archive, with ``archive`` and ``member`` set; ``member`` is ``INNER::MEMBER`` inside a nested archive), and an
+    error string when it cannot be used."""
 
     path: str
     error: str = ""
@@ -35,10 +34,10 @@ class SourceItem:
     member: str = ""
 
 
-def _file_items(path: str) -> Iterator[SourceItem]:
-    """A file, or every image member of an archive, as items."""
+def _file_items(path: str, archive_depth: int) -> Iterator[SourceItem]:
+    """A file, or every image member of an archive (and of the archives inside it), as items."""
     if is_archive(path):
-        for sid, member, error in iter_archive(path):
+        for sid, member, error in iter_archive(path, archive_depth):
             yield SourceItem(sid, error, archive=path if member else "", member=member)
     else:
         yield SourceItem(path)
@@ -50,12 +49,10 @@ def _looks_like_image(path: str) -> bool:
             head = fh.read(16)
     except OSError:
         return True  # let the reader record the precise error
-    if head.startswith(b"RIFF"):
-        return head[8:12] == b"WEBP"
-    return any(head.startswith(m) for m in _MAGIC)
+    return has_image_signature(head)
 
 
-def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[SourceItem]:
+def _walk(root: str, recursive: bool, seen: set[tuple[int, int]], archive_depth: int) -> Iterator[SourceItem]:
     try:
         st = os.stat(root)
     except OSError as exc:
@@ -85,10 +82,10 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[So
             continue
         if is_dir:
             if recursive:
-                yield from _walk(path, recursive, seen)
+                yield from _walk(path, recursive, seen, archive_depth)
         elif is_file:
             if is_archive(path):
-                yield from _file_items(path)
+                yield from _file_items(path, archive_depth)
             elif (os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
                   or _looks_like_image(path)):
                 yield SourceItem(path)
@@ -96,10 +93,12 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]]) -> Iterator[So
             yield SourceItem(path, "broken symbolic link")
 
 
-def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True) -> Iterator[SourceItem]:
+def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True,
+                 archive_depth: int = DEFAULT_ARCHIVE_DEPTH) -> Iterator[SourceItem]:
     """Yield a :class:`SourceItem` for every image file under ``sources``, lazily and in order.
 
-    Files named explicitly are always yielded (whatever their extension); missing ones carry an error.
+    Files named explicitly are always yielded (whatever their extension); missing ones carry an error. Archives are
+    read to ``archive_depth`` levels of nesting (1: archives inside archives are recorded, not read).
 
     Example:
         >>> items = list(iter_sources("photos/"))  # doctest: +SKIP
@@ -109,8 +108,8 @@ def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recur
     for src in sources:
         path = os.fspath(src)
         if os.path.isdir(path):
-            yield from _walk(path, recursive, set())
+            yield from _walk(path, recursive, set(), archive_depth)
         elif os.path.exists(path):
-            yield from _file_items(path)
+            yield from _file_items(path, archive_depth)
         else:
             yield SourceItem(path, "no such file or folder")

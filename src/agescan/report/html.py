@@ -1,6 +1,8 @@
 """A self-contained HTML report of one scan run (opens from disk: no server, no network, no external files).
 
-Files are sorted by their highest P(minor). Face thumbnails are cut from the evidence files (opened
+Files are sorted by their highest P(minor). Each face shows the triage flag the scan stored with it (decided once,
+when the face was estimated, by :mod:`agescan.triage`; a database from before stored flags is read with the rule
+of that time). Face thumbnails are cut from the evidence files (opened
 read-only; a file whose sha256 no longer matches the scan is not shown) and embedded as data URIs,
 **blurred by default**, revealed one at a time by a click, to spare reviewers needless exposure.
 A threshold slider filters the list. Nothing is hidden on similarity: only byte-identical files (same sha256)
@@ -20,14 +22,17 @@ import io
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from agescan._validation import check_number
 from agescan.errors import AgescanError, ConfigError
 from agescan.io.archives import load_source
 from agescan.io.phash import PDQHash, near_duplicate_groups
+from agescan.scan.config import triage_rule
 from agescan.store import Database, check_schema, connect
-from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD, check_triage, is_flagged
+from agescan.triage import is_flagged
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -92,15 +97,18 @@ def _histogram_svg(ages: list[float], width: int = 600, height: int = 120) -> st
             f"height='{height}' viewBox='0 0 {width} {height}'>{''.join(bars)}</svg>")
 
 
-def _export(db: Database, query: str, args: tuple, csv_path: Path) -> None:
-    """Write the rows of ``query`` as CSV and as JSON Lines (same name, ``.jsonl``), streaming."""
+def _export(db: Database, query: str, args: tuple, csv_path: Path, extra: tuple[str, Callable] | None = None) -> None:
+    """Write the rows of ``query`` as CSV and as JSON Lines (same name, ``.jsonl``), streaming; ``extra`` (name,
+    function of the row's dict) adds a column."""
     cur = db.execute(query, args)
-    cols = [d[0] for d in cur.description]
+    cols = [d[0] for d in cur.description] + ([extra[0]] if extra else [])
     with open(csv_path, "w", newline="", encoding="utf-8") as fc, \
             open(csv_path.with_suffix(".jsonl"), "w", encoding="utf-8") as fj:
         w = csv.writer(fc)
         w.writerow(cols)
         for row in cur:
+            if extra:
+                row = (*row, extra[1](dict(zip(cols, row))))
             w.writerow(row)
             rec = dict(zip(cols, row))
             for k in ("landmarks", "distribution"):
@@ -110,21 +118,20 @@ def _export(db: Database, query: str, args: tuple, csv_path: Path) -> None:
 
 
 def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None = None,
-                 threshold: float = DEFAULT_FLAG_THRESHOLD, challenge_age: float = DEFAULT_CHALLENGE_AGE,
-                 max_items: int = 2000, thumbnails: bool = True) -> Path:
+                 threshold: float | None = None, max_items: int = 2000, thumbnails: bool = True) -> Path:
     """Write ``out_dir/index.html``, ``items.csv`` and ``faces.csv`` for one run; returns the page's path.
 
     Args:
         db_path: a results database written by ``agescan scan --db``.
         out_dir: folder for the report (created).
         run_id: which run (default: the latest).
-        threshold: flag faces with P(minor) >= this (the triage rule of :mod:`agescan.triage`); also the
-            initial value of the page's filter.
-        challenge_age: also flag faces whose point age is under this (0 = off).
+        threshold: the page filter's starting P(minor) (default: the run's flag threshold). Which faces are flagged
+            is the scan's decision, stored with each face: rescan with other triage settings to change it.
         max_items: files listed on the page, highest P(minor) first (the CSVs hold all of them).
         thumbnails: cut blurred face thumbnails from the evidence files.
     """
-    check_triage(threshold, challenge_age)
+    if threshold is not None:
+        check_number(threshold, "threshold", "write_report", lo=0.0, hi=1.0)
     db = connect(db_path, readonly=True)
     try:
         version = check_schema(db)
@@ -138,15 +145,20 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
         rid = run["id"]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        rule = "(f.p_minor >= ? OR f.age < ?)"  # agescan.triage.is_flagged, in SQL
-        _export(db, f"SELECT items.*, (SELECT COUNT(*) FROM faces f WHERE f.item_id = items.id AND {rule}) "
-                    "AS flagged_faces FROM items WHERE run_id=? ORDER BY COALESCE(max_p_minor, -1) DESC, source",
-                (threshold, challenge_age, rid), out / "items.csv")
-        _export(db, f"SELECT f.*, i.source, i.sha256, CASE WHEN {rule} THEN 1 ELSE 0 END AS flagged "
-                    "FROM faces f JOIN items i ON f.item_id = i.id "
-                    "WHERE i.run_id=? ORDER BY f.p_minor DESC, i.source, f.face_index",
-                (threshold, challenge_age, rid), out / "faces.csv")
-        page = _page(db, run, version, threshold, challenge_age, max_items, thumbnails)
+        rule = triage_rule(json.loads(run["config"]))
+        flags = _Flags(db, version, rid, rule)
+        order = "ORDER BY COALESCE(max_p_minor, -1) DESC, source"
+        if version >= 3:
+            _export(db, "SELECT items.*, (SELECT COALESCE(SUM(f.flagged), 0) FROM faces f WHERE f.item_id = items.id) "
+                        f"AS flagged_faces FROM items WHERE run_id=? {order}", (rid,), out / "items.csv")
+        else:
+            _export(db, f"SELECT items.* FROM items WHERE run_id=? {order}", (rid,), out / "items.csv",
+                    ("flagged_faces", lambda r: flags.per_item.get(r["id"], 0)))
+        faces = ("SELECT f.*, i.source, i.sha256 FROM faces f JOIN items i ON f.item_id = i.id "
+                 "WHERE i.run_id=? ORDER BY f.p_minor DESC, i.source, f.face_index")
+        _export(db, faces, (rid,), out / "faces.csv", None if version >= 3 else ("flagged", lambda r: int(flags(r))))
+        page = _page(db, run, version, rule, rule[0] if threshold is None else threshold, flags, max_items,
+                     thumbnails)
     finally:
         db.close()
     path = out / "index.html"
@@ -154,8 +166,27 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     return path
 
 
-def _page(db: Database, run: dict, version: int, threshold: float, challenge_age: float, max_items: int,
-          thumbnails: bool) -> str:
+class _Flags:
+    """Each face's triage flag: the stored one (schema 3), or for a database from before stored flags (read as it
+    is) the rule of that time, :data:`agescan.triage.LEGACY_RULE`, applied by :func:`agescan.triage.is_flagged`."""
+
+    def __init__(self, db: Database, version: int, run_id: int, rule: tuple[float, float]):
+        self.stored, self.rule, self.per_item = version >= 3, rule, Counter()
+        if not self.stored:
+            for item_id, p_minor, age in db.execute("SELECT f.item_id, f.p_minor, f.age FROM faces f JOIN items i "
+                                                    "ON f.item_id = i.id WHERE i.run_id=?", (run_id,)):
+                self.per_item[item_id] += is_flagged(p_minor, age, *rule)
+
+    @property
+    def column(self) -> str:
+        return "f.flagged" if self.stored else "0"
+
+    def __call__(self, face: dict) -> bool:
+        return bool(face["flagged"]) if self.stored else is_flagged(face["p_minor"], face["age"], *self.rule)
+
+
+def _page(db: Database, run: dict, version: int, rule: tuple[float, float], threshold: float, flags: _Flags,
+          max_items: int, thumbnails: bool) -> str:
     rid = run["id"]
     # A version 1 database (read as it is) has no PDQ hashes: nothing is grouped.
     pdq_cols = "pdq, pdq_mirror, pdq_quality" if version >= 2 else "'' AS pdq, '' AS pdq_mirror, 0 AS pdq_quality"
@@ -189,11 +220,11 @@ def _page(db: Database, run: dict, version: int, threshold: float, challenge_age
                         (rid,)).fetchall()
     noface = db.execute("SELECT source, frame_index, timestamp FROM items WHERE run_id=? AND error = '' AND n_faces = 0 "
                         "ORDER BY source, frame_index LIMIT ?", (rid, max_items)).fetchall()
-    face_rows = db.execute("SELECT f.age, f.p_minor FROM faces f JOIN items i ON f.item_id=i.id WHERE i.run_id=?",
-                           (rid,)).fetchall()
-    ages = [a for a, _ in face_rows]
-    n_flagged = sum(is_flagged(pm, a, threshold, challenge_age) for a, pm in face_rows)
-    rule = f"P(minor) &ge; {threshold:g}" + (f" or estimated age &lt; {challenge_age:g}" if challenge_age else "")
+    face_rows = db.execute(f"SELECT f.age, f.p_minor, {flags.column} FROM faces f JOIN items i ON f.item_id=i.id "
+                           "WHERE i.run_id=?", (rid,)).fetchall()
+    ages = [a for a, _, _ in face_rows]
+    n_flagged = sum(flags({"age": a, "p_minor": pm, "flagged": fl}) for a, pm, fl in face_rows)
+    rule_text = f"P(minor) &ge; {rule[0]:g}" + (f" or estimated age &lt; {rule[1]:g}" if rule[1] else "")
     n_items, n_noface = db.execute("SELECT COUNT(*), SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) "
                                    "FROM items WHERE run_id=?", (rid,)).fetchone()
     n_noface = int(n_noface or 0)
@@ -201,14 +232,15 @@ def _page(db: Database, run: dict, version: int, threshold: float, challenge_age
     rows = []
     for i in order:
         item_id, source, sha, frame, stamp, w, h, pmax, *_ = listed[i]
-        faces = db.execute("SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group FROM faces "
-                           "WHERE item_id=? ORDER BY face_index", (item_id,)).fetchall()
+        faces = db.execute(f"SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group, {flags.column} "
+                           "FROM faces f WHERE item_id=? ORDER BY face_index", (item_id,)).fetchall()
         thumbs = _item_thumbs(source, sha, frame, faces, video_digests) if thumbnails else [""] * len(faces)
-        cells = []
-        for (x1, y1, x2, y2, age, lo, hi, pm, group), t in zip(faces, thumbs):
+        cells, any_flag = [], False
+        for (x1, y1, x2, y2, age, lo, hi, pm, group, fl), t in zip(faces, thumbs):
             img = (f"<img class='thumb' src='{t}' alt='face, blurred: click to reveal' title='click to reveal' "
                    f"onclick='reveal(this)'>" if t.startswith("data:") else f"<span class='dim'>{html.escape(t)}</span>")
-            flag = is_flagged(pm, age, threshold, challenge_age)
+            flag = flags({"age": age, "p_minor": pm, "flagged": fl})
+            any_flag |= flag
             cls = " class='minor'" if flag else ""
             cells.append(f"<div>{img}<span{cls}>{'FLAGGED: ' if flag else ''}age {age:.1f} ({lo:.0f}-{hi:.0f}), "
                          f"P(minor) {pm:.2f}, {group}</span></div>")
@@ -221,7 +253,7 @@ def _page(db: Database, run: dict, version: int, threshold: float, challenge_age
             notes += f"<br><span class='group'>near-duplicate group {n} ({sizes[labels[i]]} files, PDQ hash)</span>"
             attrs = f"class='item grouped' data-group='{n}'"
         where = f", frame {frame} at {stamp:.1f} s" if frame >= 0 else ""
-        rows.append(f"<tr {attrs} data-pminor='{pmax:.4f}'><td class='{'minor' if pmax >= threshold else ''}'>"
+        rows.append(f"<tr {attrs} data-pminor='{pmax:.4f}'><td class='{'minor' if any_flag else ''}'>"
                     f"{pmax:.2f}</td><td><code>{html.escape(source)}</code><br><span class='dim'>{w}x{h}{where}, sha256 "
                     f"{sha[:16]}…</span>{notes}</td><td>{''.join(cells)}</td></tr>")
     err_rows = "".join(f"<tr><td><code>{html.escape(s)}</code></td><td class='err'>{html.escape(t)}</td>"
@@ -243,7 +275,7 @@ def _page(db: Database, run: dict, version: int, threshold: float, challenge_age
 <title>agescan report: run {rid}</title><style>{_CSS}</style><script>{_JS}</script></head>
 <body>
 <h1>agescan report: run {rid}</h1>
-<p>{n_items} file(s) scanned: {len(ages)} face(s), <b>{n_flagged} flagged for review</b> ({rule}),
+<p>{n_items} file(s) scanned: {len(ages)} face(s), <b>{n_flagged} flagged for review</b> ({rule_text}, decided by the scan),
 {n_noface} file(s) without a face, {len(errors)} error(s).
 Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% interval; P(minor) = P(age &lt; {config.get('minor_age', 18)}).
 Every file has its own row; only byte-identical copies share one. Near-duplicates (by PDQ hash: the same picture

@@ -2,18 +2,22 @@
 
 A JSON record is one image::
 
-    {"schema": "agescan.result/2", "source": ..., "sha256": ..., "frame_index": -1, "timestamp": -1.0,
+    {"schema": "agescan.result/3", "source": ..., "sha256": ..., "frame_index": -1, "timestamp": -1.0,
      "pdq": "<64 hex>", "pdq_mirror": "<64 hex>", "pdq_quality": 0-100, "width": .., "height": .., "error": "",
-     "error_type": "", "provenance": {...}, "faces": [
+     "error_type": "", "provenance": {"agescan_version", "model_id", "model_sha256", "detector_id",
+     "flag_threshold", "challenge_age"}, "faces": [
         {"box": [x1, y1, x2, y2], "landmarks": [[x, y] x5], "detector_score": ..,
          "age": .., "interval": [lo, hi], "interval_level": 0.9, "p_minor": .., "minor_age": 18,
-         "age_group": "18-25", "model_id": "...", "distribution": {"min_age": 0, "probs": [...]}}]}
+         "age_group": "18-25", "model_id": "...", "flagged": false,
+         "distribution": {"min_age": 0, "probs": [...]}}]}
 
 A CSV row is one face (an image without faces or with an error still gets one row, with empty face
 columns), so no image silently disappears from a spreadsheet.
 
 Version 2 replaced version 1's ``phash`` (a 64-bit dHash) with the PDQ hash of the picture, of its mirror image
-and the hash's quality (:mod:`agescan.io.phash`).
+and the hash's quality (:mod:`agescan.io.phash`). Version 3 added each face's triage flag (``flagged``, decided once
+by :mod:`agescan.triage` when the face is estimated) and the rule that set it (``flag_threshold``,
+``challenge_age`` in ``provenance``).
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from typing import IO, Iterable
 
 from agescan.types import FaceResult, ImageResult
 
-SCHEMA = "agescan.result/2"
+SCHEMA = "agescan.result/3"
 
 CSV_COLUMNS = ("schema", "source", "sha256", "pdq", "pdq_mirror", "pdq_quality", "frame_index", "timestamp", "width",
                "height", "error_type", "error", "face_index", "x1", "y1", "x2", "y2", "detector_score", "age",
-               "interval_lo", "interval_hi", "interval_level", "p_minor", "minor_age", "age_group", "model_id", "agescan_version")
+               "interval_lo", "interval_hi", "interval_level", "p_minor", "minor_age", "age_group", "flagged", "model_id", "agescan_version", "flag_threshold",
+               "challenge_age")
 
 
 def _r(x: float, nd: int = 2) -> float:
@@ -48,6 +53,7 @@ def face_to_dict(face: FaceResult, include_distribution: bool = True) -> dict:
         "minor_age": face.minor_age,
         "age_group": face.age_group,
         "model_id": face.model_id,
+        "flagged": face.flagged,
     }
     if include_distribution:
         d["distribution"] = {"min_age": face.distribution.min_age,
@@ -72,7 +78,8 @@ def to_dict(result: ImageResult, include_distribution: bool = True) -> dict:
         "error": result.error,
         "error_type": result.error_type,
         "provenance": {"agescan_version": p.agescan_version, "model_id": p.model_id,
-                       "model_sha256": p.model_sha256, "detector_id": p.detector_id},
+                       "model_sha256": p.model_sha256, "detector_id": p.detector_id,
+                       "flag_threshold": p.flag_threshold, "challenge_age": p.challenge_age},
         "faces": [face_to_dict(f, include_distribution) for f in result.faces],
     }
 
@@ -87,7 +94,8 @@ def csv_rows(result: ImageResult) -> list[dict]:
     base = {"schema": SCHEMA, "source": p.source, "sha256": p.sha256, "frame_index": p.frame_index,
             "timestamp": p.timestamp, "pdq": p.pdq, "pdq_mirror": p.pdq_mirror, "pdq_quality": p.pdq_quality,
             "width": result.width, "height": result.height, "error_type": result.error_type, "error": result.error,
-            "agescan_version": p.agescan_version, "model_id": p.model_id}
+            "agescan_version": p.agescan_version, "model_id": p.model_id, "flag_threshold": p.flag_threshold,
+            "challenge_age": p.challenge_age}
     if not result.faces:
         return [{**{c: "" for c in CSV_COLUMNS}, **base, "face_index": ""}]
     rows = []
@@ -97,7 +105,7 @@ def csv_rows(result: ImageResult) -> list[dict]:
                      "detector_score": _r(f.detector_score, 4), "age": _r(f.age), "interval_lo": _r(f.interval[0]),
                      "interval_hi": _r(f.interval[1]), "interval_level": f.interval_level,
                      "p_minor": _r(f.p_minor, 4), "minor_age": f.minor_age, "age_group": f.age_group,
-                     "model_id": f.model_id})
+                     "flagged": int(f.flagged), "model_id": f.model_id})
     return rows
 
 

@@ -1,9 +1,11 @@
 """Scans beyond one machine: the same pipeline mapped over partitions of the file list with Ray Data.
 
-The driver streams the listing of the sources in agescan's deterministic order and cuts it into partitions of
+The driver streams the listing of the sources (:meth:`ScanConfig.items <agescan.scan.ScanConfig.items>`, the
+local scan's listing) in agescan's deterministic order and cuts it into partitions of
 ``partition_size`` items, writing each partition's item list to the work folder as it goes (memory stays at
 one partition, whatever the size of the case). Ray Data maps a scanning actor (one :class:`~agescan.AgeEstimator` per actor,
-loaded once) over the partitions; each partition's results are written to one Parquet file in the work
+loaded once, built from the driver's estimator's parameters) over the partitions; each actor runs the local scan's
+runner (:func:`agescan.scan.runner.scan_items`) over its partition, and its results are written to one Parquet file in the work
 folder, atomically (a temporary name, then a rename), and the driver merges each finished file into the
 results store (SQLite or PostgreSQL) item by item, idempotently. A ``.merged`` marker beside a file
 records a completed merge.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from agescan.errors import ConfigError
-from agescan.io import SourceItem, iter_sources
+from agescan.io import SourceItem
 
 #: Columns of a partition file: one row per item (a still image, a video frame, or an error).
 PARTITION_COLUMNS = ("source", "frame_index", "record")
@@ -47,9 +49,9 @@ class Partition:
         return f"part-{self.index:06d}-{self.digest[:12]}"
 
 
-def plan_partitions(sources: list[str], recursive: bool, size: int, work_dir: Path) -> Iterator[Partition]:
-    """Stream the deterministic listing of ``sources`` into partitions of ``size`` items, writing each one's item
-    list to ``work_dir/NAME.items.json`` (atomically; kept, so a resumed run plans the same partitions)."""
+def plan_partitions(items: Iterable[SourceItem], size: int, work_dir: Path) -> Iterator[Partition]:
+    """Cut the deterministic listing ``items`` into partitions of ``size`` items, writing each one's item list to
+    ``work_dir/NAME.items.json`` (atomically; kept, so a resumed run plans the same partitions)."""
     if size < 1:
         raise ConfigError(f"--partition-size must be at least 1. Got {size}.")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -67,12 +69,11 @@ def plan_partitions(sources: list[str], recursive: bool, size: int, work_dir: Pa
 
     chunk: list[SourceItem] = []
     index = 0
-    for src in sources:
-        for item in iter_sources(src, recursive=recursive):
-            chunk.append(item)
-            if len(chunk) == size:
-                yield emit(index, chunk)
-                index, chunk = index + 1, []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield emit(index, chunk)
+            index, chunk = index + 1, []
     if chunk:
         yield emit(index, chunk)
 
@@ -97,7 +98,7 @@ def read_partition(path: Path) -> list[dict]:
 
 
 class PartitionScanner:
-    """The Ray Data actor: scans whole partitions with one loaded estimator."""
+    """The Ray Data actor: scans whole partitions with one loaded estimator, through the local scan's runner."""
 
     def __init__(self, estimator_options: dict, work_dir: str):
         from agescan import AgeEstimator
@@ -107,30 +108,69 @@ class PartitionScanner:
 
     def __call__(self, batch: dict) -> dict:
         from agescan.results import to_dict
+        from agescan.scan.runner import scan_items
 
-        out: dict[str, list] = {"name": [], "items": [], "seconds": []}
+        out: dict[str, list] = {"name": [], "items": [], "seconds": [], "counts": []}
         for name, skip_json in zip(batch["name"], batch["skip"]):
             t0 = time.time()
             path = self.work / f"{name}.parquet"
             items = [SourceItem(**d) for d in json.loads((self.work / f"{name}.items.json").read_text("utf-8"))]
+            counts = {}
             if not path.exists():
-                skip = {(s, int(f)) for s, f in json.loads(skip_json)}
-                rows = [to_dict(r, include_distribution=True)
-                        for r in self.est.stream(items, skip=lambda s, f: (s, f) in skip)]
+                rows: list[dict] = []
+                summary = scan_items(self.est, items, lambda r: rows.append(to_dict(r, include_distribution=True)),
+                                     skip={(s, int(f)) for s, f in json.loads(skip_json)})
                 write_partition(path, rows)
+                counts = summary.counts()
             out["name"].append(name)
             out["items"].append(len(items))
             out["seconds"].append(time.time() - t0)
+            out["counts"].append(json.dumps(counts))
         return out
 
 
+@dataclass(frozen=True)
+class RayEngine:
+    """Run :func:`agescan.scan.run_scan` on a Ray cluster (``engine=RayEngine(...)``; needs a StoreSink).
+
+    Args:
+        work_dir: where partition files go, on storage every node sees.
+        partition_size: items (files or archive members) per partition.
+        address: the Ray cluster to join (``auto``, ``ray://head:10001``); None starts a local Ray runtime.
+        actors: scanning actors, one CPU each (0: the cluster's CPU count).
+        log: where per-partition progress lines go.
+    """
+
+    work_dir: Path
+    partition_size: int = 1000
+    address: str | None = None
+    actors: int = 0
+    log: Any = sys.stderr
+
+    def run(self, estimator, config, sink, progress=None):
+        """Partition ``config``'s items, scan the partitions on Ray, merge each finished one into ``sink`` (a
+        StoreSink); returns the scan's :class:`~agescan.scan.ScanSummary` (``partitions``: partition counts)."""
+        from agescan.scan.runner import ScanSummary
+
+        if not hasattr(sink, "write_records"):
+            raise ConfigError("The Ray engine merges partitions into a results store: use a StoreSink (--db).")
+        parts = plan_partitions(config.items(), self.partition_size, Path(self.work_dir))
+        options = {**estimator.get_params(), "workers": 1, "threads": estimator.threads or 1}
+        summary = ScanSummary()
+        summary.partitions = run_ray_scan(parts, options, Path(self.work_dir), sink.stored_among,
+                                          sink.write_records, summary, address=self.address, actors=self.actors,
+                                          log=self.log)
+        return summary
+
+
 def run_ray_scan(parts: Iterable[Partition], estimator_options: dict, work_dir: Path,
-                 stored: Callable[[tuple[str, ...]], set[tuple[str, int]]], merge: Callable[[list[dict]], int], *,
-                 address: str | None = None, actors: int = 0, log: Any = sys.stderr) -> dict:
+                 stored: Callable[[tuple[str, ...]], set[tuple[str, int]]], merge: Callable[[list[dict]], int],
+                 summary, *, address: str | None = None, actors: int = 0, log: Any = sys.stderr) -> dict:
     """Scan ``parts`` on Ray and merge each finished partition with ``merge(records) -> new items``.
 
     ``stored(sources)`` returns the (source, frame) keys the store already holds among ``sources``: a partition
-    to scan skips them. Returns counts: partitions, scanned, merged and skipped, items, new items merged.
+    to scan skips them. Each scanned partition's counts are added to ``summary``. Returns partition counts:
+    partitions, scanned, merged and skipped, items, new items merged.
     """
     try:
         import ray
@@ -176,6 +216,7 @@ def run_ray_scan(parts: Iterable[Partition], estimator_options: dict, work_dir: 
                             concurrency=min(n_actors, len(todo)), num_cpus=1)
         for row in ds.iter_rows():
             merge_file(row["name"])
+            summary.merge(json.loads(row["counts"]))
             stats["scanned"] += 1
             print(f"partition {row['name']}: {row['items']} item(s) in {row['seconds']:.1f}s; "
                   f"{stats['scanned']}/{len(todo)} scanned", file=log, flush=True)

@@ -18,9 +18,11 @@ from typing import Iterable
 from agescan.errors import ConfigError
 from agescan.store.db import Database, connect
 from agescan.results import SCHEMA, to_dict
+from agescan.triage import LEGACY_RULE, is_flagged
 from agescan.types import ImageResult
 
-SCHEMA_VERSION = 2  # 2: PDQ hashes (pdq, pdq_mirror, pdq_quality) instead of the 64-bit dHash (phash)
+#: 2: PDQ hashes (pdq, pdq_mirror, pdq_quality) instead of the 64-bit dHash (phash); 3: each face's triage flag
+SCHEMA_VERSION = 3
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +72,7 @@ CREATE TABLE IF NOT EXISTS faces (
     age_group TEXT NOT NULL,
     model_id TEXT NOT NULL,
     distribution TEXT NOT NULL,
+    flagged INTEGER NOT NULL DEFAULT 0,
     UNIQUE (item_id, face_index)
 );
 CREATE INDEX IF NOT EXISTS items_p_minor ON items(run_id, max_p_minor DESC);
@@ -93,6 +96,9 @@ ALTER TABLE items ADD COLUMN pdq_mirror TEXT NOT NULL DEFAULT '';
 ALTER TABLE items ADD COLUMN pdq_quality INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE items DROP COLUMN phash
 """
+
+#: Version 2 -> 3: each face's triage flag, set by agescan.triage for the faces already stored (see _flag_old_faces).
+_UPGRADE_2_TO_3 = "ALTER TABLE faces ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0"
 
 
 def config_hash(config: dict) -> str:
@@ -198,11 +204,11 @@ class ResultStore:
             item_id = row[0]
             db.executemany(
                 "INSERT INTO faces (item_id, face_index, x1, y1, x2, y2, landmarks, detector_score, age, "
-                "interval_lo, interval_hi, interval_level, p_minor, minor_age, age_group, model_id, distribution) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "interval_lo, interval_hi, interval_level, p_minor, minor_age, age_group, model_id, distribution, "
+                "flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(item_id, i, *f["box"], json.dumps(f["landmarks"]), f["detector_score"], f["age"], *f["interval"],
                   f["interval_level"], f["p_minor"], f["minor_age"], f["age_group"], f["model_id"],
-                  json.dumps(f["distribution"])) for i, f in enumerate(d["faces"])])
+                  json.dumps(f["distribution"]), int(_flag(f))) for i, f in enumerate(d["faces"])])
         return 1
 
     def finish_run(self, run_id: int) -> None:
@@ -210,17 +216,34 @@ class ResultStore:
 
     def counts(self, run_id: int) -> dict:
         q = self.db.execute
+        faces, flagged = q("SELECT COUNT(*), COALESCE(SUM(flagged), 0) FROM faces JOIN items "
+                           "ON faces.item_id = items.id WHERE run_id=?", (run_id,)).fetchone()
         return {"items": q("SELECT COUNT(*) FROM items WHERE run_id=?", (run_id,)).fetchone()[0],
                 "errors": q("SELECT COUNT(*) FROM errors WHERE run_id=?", (run_id,)).fetchone()[0],
-                "faces": q("SELECT COUNT(*) FROM faces JOIN items ON faces.item_id = items.id WHERE run_id=?",
-                           (run_id,)).fetchone()[0]}
+                "faces": faces, "flagged": int(flagged)}
+
+
+def _flag(face: dict) -> bool:
+    """A face record's flag; a record written by an agescan from before the flag (a distributed scan's partition
+    file) is flagged by the rule of that time."""
+    if "flagged" in face:
+        return bool(face["flagged"])
+    return is_flagged(face["p_minor"], face["age"], *LEGACY_RULE)
+
+
+def _flag_old_faces(db: Database) -> None:
+    """Set the flag of the faces stored before schema 3 by the rule of that time (agescan.triage.LEGACY_RULE)."""
+    rows = db.execute("SELECT id, p_minor, age FROM faces").fetchall()
+    db.executemany("UPDATE faces SET flagged = 1 WHERE id = ?",
+                   [(i,) for i, p, a in rows if is_flagged(p, a, *LEGACY_RULE)])
 
 
 def check_schema(db: Database, create: bool = False) -> int:
     """Check a results database and return its schema version.
 
-    A writer (``create``) creates the tables in a new database and upgrades a version 1 database to this
-    version; a reader reads version 1 as it is (no PDQ columns) or this version. Other versions are refused.
+    A writer (``create``) creates the tables in a new database and upgrades a version 1 or 2 database to this
+    version; a reader reads versions 1 (no PDQ columns) and 2 (no stored flags) as they are, or this version.
+    Other versions are refused.
     """
     if not db.has_table("meta"):
         if not create:
@@ -232,16 +255,19 @@ def check_schema(db: Database, create: bool = False) -> int:
             db.execute("INSERT INTO meta VALUES ('schema_version', ?), ('result_schema', ?) "
                        "ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION), SCHEMA))
     version = _version(db)
-    if version not in (1, SCHEMA_VERSION):
+    if version not in range(1, SCHEMA_VERSION + 1):
         raise ConfigError(f"{db.name}: results database schema version {version}; this agescan reads "
-                          f"versions 1 and {SCHEMA_VERSION}. Use a matching agescan or a new --db target.")
-    if create and (version == 1 or not db.has_table("errors")):
+                          f"versions 1 to {SCHEMA_VERSION}. Use a matching agescan or a new --db target.")
+    if create and (version < SCHEMA_VERSION or not db.has_table("errors")):
         with db.transaction():
             db.serialize_ddl()  # another scanner may be upgrading the same database: one at a time
             if not db.has_table("errors"):  # a version 1 database written before the view existed
                 db.script(_ERRORS_VIEW)
             if _version(db) == 1:
                 db.script(_UPGRADE_1_TO_2)
+            if _version(db) < 3:
+                db.script(_UPGRADE_2_TO_3)
+                _flag_old_faces(db)
                 db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
                 db.execute("UPDATE meta SET value=? WHERE key='result_schema'", (SCHEMA,))
         version = SCHEMA_VERSION
