@@ -89,7 +89,17 @@ def test_report_page_and_exports(report_dir):
     assert in_group == sorted(in_group, reverse=True)
     assert page.count("class='thumb'") == 8 and "revealed" not in page.split("<body>")[1].split("<script")[0]
     assert "broken.jpg" in page and "DecodeError" in page and "Files without a face (1)" in page
-    assert DEFAULT_MODEL in page and "http://" not in page and "https://" not in page
+    assert "http://" not in page and "https://" not in page
+    # the provenance table names what produced these results: the model by id and the sha256 of its file, the
+    # detector, and the configuration with the triage rule of the scan
+    prov = dict(re.findall(r"<tr><th>([^<]+)</th><td><code>([^<]*)</code></td></tr>",
+                           page.split("<table id=\"provenance\">")[1].split("</table>")[0]))
+    from agescan.detect import DEFAULT_DETECTOR
+    from agescan.models import create_model
+
+    assert prov["model"] == DEFAULT_MODEL and prov["model sha256"] == create_model(DEFAULT_MODEL).sha256
+    assert prov["detector"] == DEFAULT_DETECTOR and prov["finished"] != "not finished"
+    assert json.loads(html.unescape(prov["configuration"]))["flag_threshold"] == 0.3
     assert len(items) == 11 and float(items[0]["max_p_minor"]) > 0.9
     assert all(len(i["pdq"]) == 64 for i in items if i["error"] == "")
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
