@@ -29,9 +29,13 @@ LEGACY_RULE = (0.026, 0.0)
 
 
 def is_flagged(p_minor: float, age: float, threshold: float = DEFAULT_FLAG_THRESHOLD,
-               challenge_age: float = DEFAULT_CHALLENGE_AGE) -> bool:
-    """True when a face goes to the reviewer: P(minor) >= ``threshold`` or point age < ``challenge_age``."""
-    return p_minor >= threshold or age < challenge_age
+               challenge_age: float = DEFAULT_CHALLENGE_AGE, *, refer_lo: float | None = None,
+               minor_age: float = 18) -> bool:
+    """True when a face goes to the reviewer: P(minor) >= ``threshold``, or point age < ``challenge_age``, or the
+    lower end ``refer_lo`` of its interval of level 1 - 2 x ``threshold`` lies below ``minor_age`` (the refer rule of
+    :mod:`agescan.decisions`, for a model card with ``refer_interval``: a face is left out of review only when the
+    model is sure it is an adult)."""
+    return p_minor >= threshold or age < challenge_age or (refer_lo is not None and refer_lo < minor_age)
 
 
 def check_triage(threshold: float, challenge_age: float, owner: str = "the triage rule") -> None:

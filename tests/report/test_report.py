@@ -42,8 +42,8 @@ def report_dir(tmp_path_factory, astronaut_path):
     db = tmp / "case #1 (copy?).sqlite"  # characters that break naive sqlite URIs
     run = [sys.executable, "-m", "agescan"]
     # A threshold between the child's P(minor) (> 0.9) and the adult astronaut's (0.1-0.25 with the default
-    # pipeline): at the default 0.023 the triage rightly sends this adult to review too, as it does about 30% of
-    # adults.
+    # pipeline): at the default model card's threshold the triage rightly sends this adult to review too, as it
+    # does about 30% of adults.
     scan = subprocess.run([*run, "scan", str(ev), "--db", str(db), "--no-progress", "--flag-threshold", "0.3"],
                           capture_output=True, text=True)
     assert scan.returncode == 1, scan.stderr
@@ -131,8 +131,11 @@ def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgre
     rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
     assert _summary(out) == _summary(report_dir)
-    # the flags are the scan's, stored with each face: here the default rule, P(minor) >= DEFAULT_FLAG_THRESHOLD
-    from agescan.triage import DEFAULT_FLAG_THRESHOLD as T
+    # the flags are the scan's, stored with each face: here the default rule, P(minor) >= the default model card's
+    # threshold (its refer interval changes no face here)
+    from agescan import AgeEstimator
+
+    T = AgeEstimator().flag_threshold
 
     faces = list(csv.DictReader(open(out / "faces.csv", encoding="utf-8")))
     assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= T)) for f in faces]

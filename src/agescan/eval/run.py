@@ -33,7 +33,7 @@ import numpy as np
 from agescan.align import UTKFACE_TEMPLATE, align_face
 from agescan.errors import ConfigError
 from agescan.eval.datasets import read_dataset
-from agescan.eval.metrics import age_metrics
+from agescan.eval.metrics import age_metrics, calibration_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, kfold_assign
 from agescan.io import read_image
 from agescan.privacy import eye_band
@@ -135,35 +135,17 @@ def _secondary(report: dict) -> dict:
     return out
 
 
-def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
-                    predictions: str | None = None, threads: int = 0, detector: str | None = None,
-                    minor_threshold: float | None = None, plots_dir: str | None = None,
-                    labels: str | None = None, path_column: str = "path", age_column: str = "age",
-                    split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
-                    seed: int = 0) -> dict:
-    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
+def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads: int = 0,
+                     fallback: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each labelled chip through ``est`` (an :class:`~agescan.AgeEstimator`) as a user's image goes: padded, banded
+    first under ``condition`` ``eyeband``, then detected, aligned and estimated. Returns (the central face's
+    distribution as the pipeline reports it, N x bins, zero rows for misses; found, N bools; its point age as the
+    pipeline reports it, NaN for misses; the model's own probabilities with misses aligned by the UTKFace template
+    instead, when ``fallback``, else zeros for them, as a (distributions, point ages) pair)."""
+    from agescan.detect import create_detector
 
-    ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
-    labelled set (see :func:`agescan.eval.datasets.read_dataset`). ``protocol``: ``split`` (metrics of the chosen
-    split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo`` (also per
-    value of ``group_column``, leave-one-group-out). Misses are scored as the module docstring says.
-    """
-    from agescan import AgeEstimator
-    from agescan.detect import DEFAULT_DETECTOR, create_detector
-
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
-    if protocol == "logo" and not group_column:
-        raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
     if condition not in CONDITIONS:
         raise ConfigError(f"condition must be one of {CONDITIONS}. Got {condition!r}.")
-    ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
-                      age_column=age_column, split_column=split_column)
-    rows = ds.rows
-    if group_column and group_column not in ds.columns:
-        raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
-    detector = detector or DEFAULT_DETECTOR
-    est = AgeEstimator(model, detector, threads=threads).load()
     reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition == "eyeband" else None
     sizes: list[tuple[int, int]] = []
     templates: dict[int, np.ndarray] = {}
@@ -179,33 +161,70 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
             templates[len(sizes) - 1] = padded  # kept only until its result arrives (template fallback)
             yield padded
 
-    n_bins = est.card.n_bins
-    probs = np.zeros((len(rows), n_bins))
+    probs = np.zeros((len(rows), est.card.n_bins))
     found = np.zeros(len(rows), dtype=bool)
+    point = np.full(len(rows), np.nan)
     fallback_crops, fallback_rows = [], []
-    t0 = time.time()
     for i, result in enumerate(est.stream(inputs())):
         w, h = sizes[i]
         padded = templates.pop(i)
         face = central_face(result.faces, w, h)
         if face is not None:
             probs[i] = face.distribution.probs
+            point[i] = face.age
             found[i] = True
-        else:
+        elif fallback:
             lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD
             fallback_crops.append(align_face(padded, lm, est.card.crop).image)
             fallback_rows.append(i)
+    with_fallback, fallback_point = probs.copy(), point.copy()
+    if fallback_crops:  # decided as the pipeline decides a face (agescan.decisions)
+        d = est.decider.decide(np.stack([x.probs for x in est.predict_crops(np.stack(fallback_crops))]))
+        with_fallback[fallback_rows], fallback_point[fallback_rows] = d.probs, d.age
+    return probs, found, point, (with_fallback, fallback_point)
+
+
+def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
+                    predictions: str | None = None, threads: int = 0, detector: str | None = None,
+                    minor_threshold: float | None = None, plots_dir: str | None = None,
+                    labels: str | None = None, path_column: str = "path", age_column: str = "age",
+                    split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
+                    seed: int = 0) -> dict:
+    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
+
+    ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
+    labelled set (see :func:`agescan.eval.datasets.read_dataset`). ``protocol``: ``split`` (metrics of the chosen
+    split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo`` (also per
+    value of ``group_column``, leave-one-group-out). Misses are scored as the module docstring says.
+    """
+    from agescan import AgeEstimator
+    from agescan.detect import DEFAULT_DETECTOR
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
+    if protocol == "logo" and not group_column:
+        raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
+    if condition not in CONDITIONS:
+        raise ConfigError(f"condition must be one of {CONDITIONS}. Got {condition!r}.")
+    ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
+                      age_column=age_column, split_column=split_column)
+    rows = ds.rows
+    if group_column and group_column not in ds.columns:
+        raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
+    detector = detector or DEFAULT_DETECTOR
+    est = AgeEstimator(model, detector, threads=threads).load()
+    t0 = time.time()
+    probs, found, point, with_fallback = predict_labelled(est, rows, condition, threads=threads)
     seconds = time.time() - t0
     true = np.array([r["age"] for r in rows], dtype=np.float64)
     missed_at = miss_age(true)
+    n_bins, min_age = est.card.n_bins, est.card.min_age
     e2e = probs.copy()
-    e2e[~found] = _one_hot(missed_at, est.card.min_age, n_bins)
-    with_fallback = probs.copy()
-    if fallback_crops:
-        dists = est.predict_crops(np.stack(fallback_crops))
-        with_fallback[fallback_rows] = [d.probs for d in dists]
-    ages = np.arange(est.card.min_age, est.card.min_age + n_bins)
-    pred = e2e @ ages
+    e2e[~found] = _one_hot(missed_at, min_age, n_bins)
+    pred = np.where(found, point, float(round(missed_at)))
+    decider = est.decider
+    metric_args = {"decider": decider, "level": est.interval_level, "minor_age": est.minor_age}
+    fb_probs, fb_point = with_fallback
     report = {
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
@@ -213,30 +232,39 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "condition": condition, "detector": detector,
         "band_reference": BAND_REFERENCE if condition == "eyeband" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
-        "miss_rule": f"a missed face is scored as age {missed_at:g} (the set's median age, at least 18) and is "
-                     "never flagged as a minor",
+        "miss_rule": f"a missed face is scored as age {missed_at:g} (the set's median age, at least 18), is "
+                     "never flagged as a minor and has no interval (not covered)",
+        "calibration": {"temperature": decider.calibration.temperature,
+                        "conformal": decider.calibration.conformal is not None,
+                        "flag_threshold": est.flag_threshold, "max_error": est.max_error,
+                        "refer_interval": decider.calibration.refer_interval},
         "seconds": {"pipeline": round(seconds, 1)},
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        **age_metrics(true, e2e, est.card.min_age, minor_threshold=minor_threshold),
+        **age_metrics(true, e2e, min_age, minor_threshold=minor_threshold, pred=pred, found=found, **metric_args),
         "slices": slices(rows, true, pred),
-        "found_only": (_secondary(age_metrics(true[found], probs[found], est.card.min_age)) if found.any() else {}),
-        "template_fallback": _secondary(age_metrics(true, with_fallback, est.card.min_age)),
+        "found_only": (_secondary(age_metrics(true[found], probs[found], min_age, pred=point[found],
+                                              **metric_args)) if found.any() else {}),
+        "template_fallback": (_secondary(age_metrics(true, fb_probs, min_age, pred=fb_point, **metric_args))
+                              if not np.isnan(fb_point).any() else {}),
+        "reliability_and_coverage": calibration_metrics(true, e2e, pred, found, decider, min_age),
     }
     if protocol == "kfold":
         report["protocol"] = {"name": "kfold", "k": folds, "seed": seed,
-                              **fold_summary(true, e2e, est.card.min_age, kfold_assign(len(rows), folds, seed))}
+                              **fold_summary(true, e2e, min_age, kfold_assign(len(rows), folds, seed), pred=pred)}
     elif protocol == "logo":
         assign, names = group_assign([r.get(group_column, "") for r in rows])
         names = [SLICE_NAMES.get(group_column, {}).get(v, v) for v in names]  # UTKFace's race codes by name
         report["protocol"] = {"name": "logo", "group_column": group_column, "left_out_without_group":
-                              int((assign < 0).sum()), **fold_summary(true, e2e, est.card.min_age, assign, names)}
+                              int((assign < 0).sum()), **fold_summary(true, e2e, min_age, assign, names, pred=pred)}
     if plots_dir:
         from agescan.eval.report import plots
 
         report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {split}, {condition}")]
     if predictions:
-        p_minor = e2e[:, ages < 18].sum(1)
+        from agescan.decisions import p_below
+
+        p_minor = p_below(e2e, est.minor_age, min_age)
         Path(predictions).parent.mkdir(parents=True, exist_ok=True)
         with open(predictions, "w", newline="", encoding="utf-8") as fh:
             wtr = csv.writer(fh)
