@@ -52,7 +52,8 @@ def largest_threshold(p_under: np.ndarray, low, found: np.ndarray, age: float, m
 
     A face passes when the detector missed it, or when P(under) < e (``<= e`` with ``inclusive``: the age check's
     pass) and ``low(e)`` (the lower ends of the refer intervals at error e) is at least ``age``. Both conditions
-    only loosen as e grows, so the passes grow with e: the answer is found by bisection over the sorted P(under).
+    only loosen as e grows, so the passes grow with e: the answer is the largest of these faces' P(under) values
+    below 0.5 (or 0.5 itself) that keeps the passes within the budget, found by bisection.
     """
     allowed = int(math.floor(max_miss * len(p_under))) - int((~found).sum())
     if allowed < 0:
@@ -62,7 +63,7 @@ def largest_threshold(p_under: np.ndarray, low, found: np.ndarray, age: float, m
         ok = (p_under <= e) if inclusive else (p_under < e)
         return int((ok & (low(e) >= age) & found).sum())
 
-    cand = np.unique(np.r_[p_under[found], 0.5])
+    cand = np.unique(np.r_[p_under[found & (p_under < 0.5)], 0.5])  # never above 0.5: "sure" means more likely
     lo, hi = 0, len(cand) - 1  # the largest index whose value keeps passes within allowed
     if passes(float(cand[0])) > allowed:
         return 0.0
@@ -72,10 +73,7 @@ def largest_threshold(p_under: np.ndarray, low, found: np.ndarray, age: float, m
             lo = mid
         else:
             hi = mid - 1
-    e = float(cand[lo])
-    if lo + 1 < len(cand) and not inclusive:
-        return e if passes(float(cand[lo + 1])) > allowed else float(cand[lo + 1])
-    return e
+    return float(cand[lo])
 
 
 def fit(raw: dict, min_age: int, refer_interval: bool = True,
@@ -154,7 +152,12 @@ def write_calibrated(model: str, calibration: D.Calibration, out: str) -> str:
     from agescan.models.card import CARD_VERSION
 
     m = create_model(model)
-    card = dataclasses.replace(m.card, calibration=calibration.to_dict(), card_version=CARD_VERSION)
+    # an "interval_coverage" measured before calibration is of another interval (whole-year bins, nominal mass) than
+    # the one users now get: it is dropped, not left to mislead; the coverage of the reported interval is measured
+    # by `agescan evaluate` (reliability_and_coverage) and documented in docs/calibration.md
+    metrics = {split: ({k: v for k, v in vals.items() if k != "interval_coverage"} if isinstance(vals, dict)
+                       else vals) for split, vals in m.card.metrics.items()}
+    card = dataclasses.replace(m.card, calibration=calibration.to_dict(), card_version=CARD_VERSION, metrics=metrics)
     data = embed_card(m.path.read_bytes(), card)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_bytes(data)
