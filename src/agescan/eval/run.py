@@ -26,6 +26,7 @@ import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -127,6 +128,17 @@ def _one_hot(age: float, min_age: int, n_bins: int) -> np.ndarray:
     return p
 
 
+def _triage(minor: np.ndarray, flagged: np.ndarray, est) -> dict:
+    """The flag each face got from the pipeline (``FaceResult.flagged``, the rule users get; a miss is never
+    flagged): shares of minors and adults flagged."""
+    return {"flag_threshold": est.flag_threshold, "challenge_age": est.challenge_age,
+            "refer_interval": est.decider.calibration.refer_interval,
+            "minors": int(minor.sum()), "minors_flagged": float(flagged[minor].mean()) if minor.any() else float("nan"),
+            "minors_passed": int((~flagged[minor]).sum()),
+            "adults": int((~minor).sum()),
+            "adults_flagged": float(flagged[~minor].mean()) if (~minor).any() else float("nan")}
+
+
 def _secondary(report: dict) -> dict:
     keys = ("n", "mae", "mae_0_25", "group_accuracy_0_25", "interval_coverage", "challenge25_teens_under_25")
     out = {k: report[k] for k in keys}
@@ -135,13 +147,22 @@ def _secondary(report: dict) -> dict:
     return out
 
 
+class Labelled(NamedTuple):
+    """What the pipeline returned for each labelled chip (row i = chip i)."""
+
+    probs: np.ndarray  # N x bins: the central face's distribution as reported (calibrated); zeros for misses
+    found: np.ndarray  # N bools: the detector found the labelled face
+    age: np.ndarray  # N point ages as reported; NaN for misses
+    flagged: np.ndarray  # N bools: the face's triage flag (FaceResult.flagged); misses are never flagged
+    fallback_probs: np.ndarray  # probs, with misses aligned by the UTKFace template instead (zeros without fallback)
+    fallback_age: np.ndarray  # age, the same way
+
+
 def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads: int = 0,
-                     fallback: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                     fallback: bool = True) -> Labelled:
     """Each labelled chip through ``est`` (an :class:`~agescan.AgeEstimator`) as a user's image goes: padded, banded
-    first under ``condition`` ``eyeband``, then detected, aligned and estimated. Returns (the central face's
-    distribution as the pipeline reports it, N x bins, zero rows for misses; found, N bools; its point age as the
-    pipeline reports it, NaN for misses; the model's own probabilities with misses aligned by the UTKFace template
-    instead, when ``fallback``, else zeros for them, as a (distributions, point ages) pair)."""
+    first under ``condition`` ``eyeband``, then detected, aligned and estimated, decided by the pipeline (misses
+    decided as the pipeline decides a face when ``fallback`` aligns them by template)."""
     from agescan.detect import create_detector
 
     if condition not in CONDITIONS:
@@ -164,6 +185,7 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
     probs = np.zeros((len(rows), est.card.n_bins))
     found = np.zeros(len(rows), dtype=bool)
     point = np.full(len(rows), np.nan)
+    flagged = np.zeros(len(rows), dtype=bool)
     fallback_crops, fallback_rows = [], []
     for i, result in enumerate(est.stream(inputs())):
         w, h = sizes[i]
@@ -172,6 +194,7 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
         if face is not None:
             probs[i] = face.distribution.probs
             point[i] = face.age
+            flagged[i] = face.flagged
             found[i] = True
         elif fallback:
             lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD
@@ -181,7 +204,7 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
     if fallback_crops:  # decided as the pipeline decides a face (agescan.decisions)
         d = est.decider.decide(np.stack([x.probs for x in est.predict_crops(np.stack(fallback_crops))]))
         with_fallback[fallback_rows], fallback_point[fallback_rows] = d.probs, d.age
-    return probs, found, point, (with_fallback, fallback_point)
+    return Labelled(probs, found, point, flagged, with_fallback, fallback_point)
 
 
 def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
@@ -214,7 +237,8 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     detector = detector or DEFAULT_DETECTOR
     est = AgeEstimator(model, detector, threads=threads).load()
     t0 = time.time()
-    probs, found, point, with_fallback = predict_labelled(est, rows, condition, threads=threads)
+    lab = predict_labelled(est, rows, condition, threads=threads)
+    probs, found, point = lab.probs, lab.found, lab.age
     seconds = time.time() - t0
     true = np.array([r["age"] for r in rows], dtype=np.float64)
     missed_at = miss_age(true)
@@ -224,7 +248,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     pred = np.where(found, point, float(round(missed_at)))
     decider = est.decider
     metric_args = {"decider": decider, "level": est.interval_level, "minor_age": est.minor_age}
-    fb_probs, fb_point = with_fallback
+    fb_probs, fb_point = lab.fallback_probs, lab.fallback_age
     report = {
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
@@ -248,6 +272,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "template_fallback": (_secondary(age_metrics(true, fb_probs, min_age, pred=fb_point, **metric_args))
                               if not np.isnan(fb_point).any() else {}),
         "reliability_and_coverage": calibration_metrics(true, e2e, pred, found, decider, min_age),
+        "triage": _triage(true < est.minor_age, lab.flagged, est),
     }
     if protocol == "kfold":
         report["protocol"] = {"name": "kfold", "k": folds, "seed": seed,

@@ -137,7 +137,8 @@ def predict_split(model: str, data: str, split: str, conditions, threads: int, c
                 z = np.load(path)
                 out[cond] = (z["probs"], z["found"], true)
                 continue
-        probs, found, _, _ = predict_labelled(est, ds.rows, cond, threads=threads, fallback=False)
+        lab = predict_labelled(est, ds.rows, cond, threads=threads, fallback=False)
+        probs, found = lab.probs, lab.found
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(path, probs=probs, found=found)
