@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -104,15 +105,22 @@ def test_report_page_and_exports(report_dir):
     assert all(len(i["pdq"]) == 64 for i in items if i["error"] == "")
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
     assert len(faces) == 9
-    # triage at the scan's threshold 0.3: flagged exactly when P(minor) >= 0.3 (the child first), per face
-    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= 0.3)) for f in faces]
+    lines = [json.loads(x) for x in (report_dir / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["source"] for r in lines] == [r["source"] for r in faces]
+    assert len(lines[0]["distribution"]["probs"]) == 101 and len(lines[0]["landmarks"]) == 5
+    # triage at the scan's threshold 0.3, per face, by the refer rule of agescan.decisions: flagged unless
+    # P(minor) < 0.3 and the interval of level 1 - 2 x 0.3 lies at or above 18 (the child first)
+    from agescan import AgeEstimator
+
+    decider = AgeEstimator().decider
+    probs = np.array([r["distribution"]["probs"] for r in lines])
+    low = decider.refer_low(probs, [r["age"] for r in lines], 0.3)
+    expected = [str(int(float(f["p_minor"]) >= 0.3 or lo < 18)) for f, lo in zip(faces, low)]
+    assert [f["flagged"] for f in faces] == expected
     assert faces[0]["flagged"] == "1" and faces[-1]["flagged"] == "0"
     n_flagged = sum(f["flagged"] == "1" for f in faces)
     assert f"{n_flagged} flagged for review" in page
     assert int(items[0]["flagged_faces"]) == 1
-    lines = [json.loads(x) for x in (report_dir / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [r["source"] for r in lines] == [r["source"] for r in faces]
-    assert len(lines[0]["distribution"]["probs"]) == 101 and len(lines[0]["landmarks"]) == 5
 
 
 def _summary(folder: Path) -> list[tuple]:
@@ -131,14 +139,16 @@ def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgre
     rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
     assert _summary(out) == _summary(report_dir)
-    # the flags are the scan's, stored with each face: here the default rule, P(minor) >= the default model card's
-    # threshold (its refer interval changes no face here)
+    # the flags are the scan's, stored with each face: here the default rule, the default model card's threshold T
+    # with its refer interval (level 1 - 2T)
     from agescan import AgeEstimator
 
-    T = AgeEstimator().flag_threshold
-
+    est = AgeEstimator()
+    T = est.flag_threshold
     faces = list(csv.DictReader(open(out / "faces.csv", encoding="utf-8")))
-    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= T)) for f in faces]
+    lines = [json.loads(x) for x in (out / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
+    low = est.decider.refer_low(np.array([r["distribution"]["probs"] for r in lines]), [r["age"] for r in lines], T)
+    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= T or lo < 18)) for f, lo in zip(faces, low)]
     # a scan with a challenge age of 99 is another run (its rule is part of the run key) that flags every face,
     # and the report of that run shows the flags and the rule the scan used
     scan = subprocess.run([*run, "scan", str(report_dir.parent / "evidence"), "--db", url, "--no-progress",
