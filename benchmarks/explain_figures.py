@@ -60,7 +60,7 @@ def photos(out: Path) -> dict:
             record[f"{band or 'clean'} {method}"] = {"age": round(f.age, 1), "interval": [round(v, 1) for v in
                                                      f.interval], "p_minor": round(f.p_minor, 3)}
         rows.append(np.concatenate(row, axis=1))
-    Image.fromarray(np.concatenate(rows, axis=0)).save(out / "astronaut.png", optimize=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out / "astronaut.jpg", quality=85)
     return record
 
 
