@@ -458,6 +458,14 @@ def cmd_models(a: argparse.Namespace) -> int:
         print(f"  input        : {c.crop.size}x{c.crop.size} {c.colour_order}, crop margin {c.crop.margin}, "
               f"scale {c.scale:.5g}, mean {list(c.mean)}, std {list(c.std)}")
         print(f"  output       : age distribution over {c.min_age}..{c.max_age} years")
+        cal = c.decisions().calibration
+        if c.calibration:
+            conf = f"conformal intervals in {len(cal.conformal.bands)} age bands" if cal.conformal else "nominal intervals"
+            print(f"  calibration  : temperature {cal.temperature:g}, {conf}, triage threshold {cal.flag_threshold:g}, "
+                  f"age-check max_error {cal.max_error:g}, refer interval {'on' if cal.refer_interval else 'off'} "
+                  f"(fitted on {cal.fitted_on.get('split', '?')} {cal.fitted_on.get('date', '')})")
+        else:
+            print("  calibration  : none (the model's own probabilities, nominal intervals, agescan's thresholds)")
         print(f"  licence      : {c.licence}")
         print(f"  training data: {c.training_data}")
         for split, vals in c.metrics.items():
