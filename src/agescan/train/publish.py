@@ -140,10 +140,14 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
     return sha
 
 
+def _coverage(v: dict) -> str:
+    return f"{v['interval_coverage']:.1%}" if "interval_coverage" in v else "see calibration"
+
+
 def model_card_markdown(card: ModelCard, sha: str, size: int) -> str:
     rows = "\n".join(
         f"| {k} | {v['n']} | {v['mae']:.2f} | {v['mae_0_25']:.2f} | {v['group_accuracy_0_25']:.1%} | "
-        f"{v['minor_recall']:.1%} | {v['minor_precision']:.1%} | {f"{v['interval_coverage']:.1%}" if 'interval_coverage' in v else 'see calibration'} | {v.get('faces_missed', v.get('fallback_alignment'))} |"
+        f"{v['minor_recall']:.1%} | {v['minor_precision']:.1%} | {_coverage(v)} | {v.get('faces_missed', v.get('fallback_alignment'))} |"
         for k, v in card.metrics.items())
     return f"""# Model card: {card.id}
 
