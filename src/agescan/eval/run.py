@@ -31,13 +31,14 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from agescan.align import UTKFACE_TEMPLATE, align_face
+from agescan.align import UTKFACE_TEMPLATE
 from agescan.errors import ConfigError
 from agescan.eval.datasets import read_dataset
 from agescan.eval.metrics import age_metrics, calibration_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, kfold_assign
 from agescan.io import read_image
 from agescan.privacy import eye_band
+from agescan.types import BBox, Detection, Landmarks5
 
 PAD = 50
 #: Evaluation conditions: the images as they are, or with the paper's eye band drawn before the pipeline.
@@ -158,6 +159,13 @@ class Labelled(NamedTuple):
     fallback_age: np.ndarray  # age, the same way
 
 
+class _NoFace:
+    """A detector that finds nothing: :func:`reference_face` then returns the template's face."""
+
+    def detect(self, image):
+        return ()
+
+
 def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads: int = 0,
                      fallback: bool = True) -> Labelled:
     """Each labelled chip through ``est`` (an :class:`~agescan.AgeEstimator`) as a user's image goes: padded, banded
@@ -197,8 +205,9 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
             flagged[i] = face.flagged
             found[i] = True
         elif fallback:
-            lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD
-            fallback_crops.append(align_face(padded, lm, est.card.crop).image)
+            lm, box, _ = reference_face(_NoFace(), padded, w, h)  # the template's landmarks and box
+            template = Detection(BBox(*box), Landmarks5.from_array(lm), 0.0)
+            fallback_crops.append(est.align(padded, [template])[0].crop.image)  # the pipeline's alignment stage
             fallback_rows.append(i)
     with_fallback, fallback_point = probs.copy(), point.copy()
     if fallback_crops:  # decided as the pipeline decides a face (agescan.decisions)
