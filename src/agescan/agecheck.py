@@ -5,8 +5,8 @@ estimates err by years, so a check admits only people who look clearly over it a
 method (an ID document, a parent's confirmation). With ``threshold`` T (13, 16, 18, ...):
 
 - **pass** when P(age < T) <= ``max_error`` (calibrated, :mod:`agescan.decisions`), the interval of level
-  1 - 2 x ``max_error`` lies at or above T (for a model card with the refer interval), and, with a challenge age C, the point age is at least C (the retail
-  "Challenge 25" rule for 18: anyone who looks under 25 is asked for ID);
+  1 - 2 x ``max_error`` lies at or above T (for a model card with the refer interval), and, with a challenge age C,
+  the point age is at least C (the retail "Challenge 25" rule for 18: anyone who looks under 25 is asked for ID);
 - **fail** when P(age >= T) <= ``max_error`` and that interval lies below T: the model is as sure the person is under
   T as a pass needs it to be sure they are over (a young child at an 18+ check);
 - **refer** otherwise, and whenever the photo cannot be judged: **no face**, **several faces** (a second face at least
@@ -15,8 +15,9 @@ method (an ID document, a parent's confirmation). With ``threshold`` T (13, 16, 
 
 ``max_error`` is a property of the model: its card's (``AgeEstimator.max_error``), chosen by ``agescan train calibrate``
 on UTKFace's val split as the largest value that lets at most 1% of the people under T pass, for T = 13, 16 and 18,
-on clean faces and on faces with the eye band drawn before the pipeline; :data:`DEFAULT_MAX_ERROR` (0.01, chosen
-the same way for the default model before calibration, benchmarks/age_check_policies.py) for a card without one.
+on clean faces and on faces with the eye band drawn before the pipeline, or given to it from
+benchmarks/age_check_policies.py's choice through the service's flows (the default model's 0.02);
+:data:`DEFAULT_MAX_ERROR` (0.01, the default model's choice before calibration) for a card without one.
 The test split's rates are in docs/benchmarks.md ("Age checks") and docs/calibration.md.
 """
 

@@ -460,7 +460,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         print(f"  output       : age distribution over {c.min_age}..{c.max_age} years")
         cal = c.decisions().calibration
         if c.calibration:
-            conf = f"conformal intervals in {len(cal.conformal.bands)} age bands" if cal.conformal else "nominal intervals"
+            conf = (f"conformal intervals in {len(cal.conformal.bands)} age bands" if cal.conformal
+                    else "nominal intervals")
             print(f"  calibration  : temperature {cal.temperature:g}, {conf}, triage threshold {cal.flag_threshold:g}, "
                   f"age-check max_error {cal.max_error:g}, refer interval {'on' if cal.refer_interval else 'off'} "
                   f"(fitted on {cal.fitted_on.get('split', '?')} {cal.fitted_on.get('date', '')})")

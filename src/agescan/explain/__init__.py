@@ -106,7 +106,8 @@ def draw(image: np.ndarray, explanation: FaceExplanation, heat: bool = True) -> 
     x1, y1, x2, y2 = (int(round(v)) for v in f.box.as_tuple())
     thick = max(1, int(round(min(image.shape[:2]) / 300)))
     cv2.rectangle(out, (x1, y1), (x2, y2), (255, 255, 255), thick)
-    text = f"{f.age:.1f} y [{f.interval[0]:.0f}-{f.interval[1]:.0f}] P(<{f.minor_age}) {f.p_minor:.2f} {explanation.method}"
+    text = (f"{f.age:.1f} y [{f.interval[0]:.0f}-{f.interval[1]:.0f}] P(<{f.minor_age}) {f.p_minor:.2f} "
+            f"{explanation.method}")
     scale = max(0.35, min(image.shape[:2]) / 900)
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     ty = y1 - 4 if y1 - th - 6 > 0 else min(y2 + th + 4, image.shape[0] - 2)

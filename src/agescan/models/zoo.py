@@ -7,7 +7,7 @@ from agescan.models.registry import packaged
 # half the faces (org+ocl); their mean distribution, the mirrored face averaged in; 11 MB (float16 weights),
 # 4 x 63M multiply-adds per face.
 packaged("resnet10x2-ocl.utkface", "resnet10x2-ocl.utkface.onnx",
-         "72c6c09e8afefe7e3d7890e0ba44409c833cbd25b1e06acd5011fc90dd35406d")
+         "d3c25b9ac312dac428b707a1a1a749365633aa103db5e6052db6c17be31e048a")
 # The compact variant (776 KB, 15M multiply-adds): DexNet-M, same recipe; the default until 2026-11-23.
 packaged("dexnet-m-ocl.utkface", "dexnet-m-ocl.utkface.onnx",
          "91e6563b17066f6e94efba8470ad1c83b07e21a019e33e092ec4c064e1e65ccf")

@@ -226,7 +226,8 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
     n_flagged = sum(flags({"age": a, "p_minor": pm, "flagged": fl}) for a, pm, fl in face_rows)
     rule_text = f"P(minor) &ge; {rule[0]:g}" + (f" or estimated age &lt; {rule[1]:g}" if rule[1] else "")
     if run["model_sha256"] and rule != LEGACY_RULE:  # the refer interval of a calibrated card (agescan.decisions)
-        rule_text += f", or an interval of level {1 - 2 * rule[0]:.1%} reaching below the minor age if the model's card asks"
+        rule_text += (f", or an interval of level {1 - 2 * rule[0]:.1%} reaching below the minor age if the model's "
+                      "card asks")
     n_items, n_noface = db.execute("SELECT COUNT(*), SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) "
                                    "FROM items WHERE run_id=?", (rid,)).fetchone()
     n_noface = int(n_noface or 0)
