@@ -28,6 +28,29 @@ EPILOG = """exit codes:
 """
 
 
+def _condition(value: str) -> str:
+    """argparse type of --condition: clean or a registered transform (older spellings accepted)."""
+    from agescan.errors import ConfigError
+    from agescan.eval.run import canonical_condition
+
+    try:
+        return canonical_condition(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _transform(value: str) -> str:
+    """argparse type of --method / --transform: a registered privacy transform (older spellings accepted)."""
+    from agescan.errors import ModelNotFoundError
+    from agescan.privacy import canonical_op, list_privacy_ops
+
+    try:
+        return canonical_op(value)
+    except ModelNotFoundError:
+        raise argparse.ArgumentTypeError(f"unknown transform {value!r}; choose from "
+                                         f"{', '.join(list_privacy_ops())}") from None
+
+
 def _estimator_options(p: argparse.ArgumentParser) -> None:
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
@@ -92,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
     from agescan.models import DEFAULT_MODEL
+    from agescan.privacy import list_privacy_ops
 
     from agescan import __version__
 
@@ -256,10 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
     ev.add_argument("--compare", metavar="BASELINE.json",
                     help="an earlier --out report on the same set: add the paper's Impv of this run over it")
-    ev.add_argument("--condition", default="clean", choices=["clean", "eyeband"],
-                    help="clean faces, or the paper's eye band drawn before the pipeline runs, where MTCNN finds the "
-                         "clean face's eyes (the UTKFace template where it does not), the same for every detector "
-                         "(default: clean)")
+    ev.add_argument("--condition", default="clean", type=_condition, metavar="CONDITION",
+                    help="clean, or a privacy transform applied before the pipeline runs (" + ", ".join(
+                        list_privacy_ops()) + "), placed where MTCNN finds the clean face (the UTKFace template "
+                        "where it does not), the same for every detector; the keyed permutation is drawn with a "
+                        "key the pipeline never sees (default: clean; eyeband = eye-band)")
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")

@@ -26,7 +26,7 @@ from agescan.io.image import decode_bytes
 from agescan.io.phash import pdq
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
-from agescan.privacy import anonymise, privacy_ops
+from agescan.privacy import anonymise, canonical_op, get_transform
 from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD, check_triage, is_flagged
 from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
 
@@ -77,9 +77,9 @@ class AgeEstimator:
             since parallel sessions that each spin a full thread pool slow each other down).
         flag_threshold, challenge_age: the triage rule (:mod:`agescan.triage`): a face is ``flagged`` for review
             when P(minor) >= flag_threshold or its point age < challenge_age (0 = off). Decided here, once per face.
-        anonymise: a registered privacy transform (:func:`agescan.privacy.list_privacy_ops`, e.g. ``"eye-band"``)
-            applied to every detected face before the model sees it ("" = none): the model estimates from the
-            anonymised face, as it would from an image anonymised before it arrived.
+        anonymise: a registered keyless privacy transform (:func:`agescan.privacy.list_privacy_ops`, e.g.
+            ``"eye-band"``) applied to every detected face before the model sees it ("" = none): the model estimates
+            from the anonymised face where the detector found the clean one (seeded transforms use seed 0).
 
     Example:
         >>> from agescan import AgeEstimator
@@ -105,7 +105,11 @@ class AgeEstimator:
         check_number(video_scene, "video_scene", _OWNER, lo=0.0, hi=1.0)
         check_triage(flag_threshold, challenge_age, _OWNER)
         if anonymise:
-            privacy_ops.factory(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
+            anonymise = canonical_op(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
+            if get_transform(anonymise).needs_key:
+                raise ConfigError(f"{_OWNER}: anonymise={anonymise!r} needs a secret key and hides the whole picture, so "
+                                  "no face would be left to estimate. Use `agescan anonymize --method "
+                                  f"{anonymise}` to protect pictures, or a keyless transform here.")
         if video_every == 0 and video_scene == 0:
             raise ConfigError(f"{_OWNER}: video_every and video_scene are both 0, so no video frame would be "
                               "sampled. Set video_every (seconds) and/or video_scene (e.g. 0.15).")
