@@ -106,17 +106,26 @@ def transform_chip(reference, padded: np.ndarray, w: int, h: int, condition: str
     """A copy of a padded ``w`` x ``h`` chip with the registered transform ``condition`` applied where ``reference``
     (a detector, normally :data:`BAND_REFERENCE`'s) finds the clean face, or where the template puts it
     (:func:`reference_face`); ``clean`` returns a copy."""
+    condition = canonical_condition(condition)
+    if condition == "clean":
+        return padded.copy()
+    if get_transform(condition).scope == "image":  # the whole picture: no face to place
+        return get_transform(condition).apply(padded, [], seed=seed, key=key)
+    lm, box, _ = reference_face(reference, padded, w, h)
+    return transform_face(padded, lm, box, condition, seed=seed, key=key)
+
+
+def transform_face(padded: np.ndarray, landmarks: np.ndarray, box: tuple, condition: str, *, seed: int = 0,
+                   key: bytes = EVALUATION_KEY) -> np.ndarray:
+    """A copy of ``padded`` with the transform ``condition`` applied to the face at ``landmarks`` (5 x 2) and
+    ``box`` (xyxy), as :func:`transform_chip` applies it."""
     from agescan.types import BBox, Detection, Landmarks5
 
     condition = canonical_condition(condition)
     if condition == "clean":
         return padded.copy()
-    transform = get_transform(condition)
-    if transform.scope == "image":  # the whole picture: no face to place
-        return transform.apply(padded, [], seed=seed, key=key)
-    lm, box, _ = reference_face(reference, padded, w, h)
-    face = Detection(BBox(*box), Landmarks5.from_array(lm), 1.0)
-    return transform.apply(padded, [face], seed=seed, key=key)
+    face = Detection(BBox(*box), Landmarks5.from_array(landmarks), 1.0)
+    return get_transform(condition).apply(padded, [face], seed=seed, key=key)
 
 
 def band_chip(reference, padded: np.ndarray, w: int, h: int) -> np.ndarray:
