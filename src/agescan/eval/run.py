@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from agescan.align import UTKFACE_TEMPLATE, align_face
-from agescan.errors import ConfigError
+from agescan.errors import ConfigError, ModelNotFoundError
 from agescan.eval.datasets import read_dataset
 from agescan.eval.metrics import age_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, kfold_assign
@@ -59,7 +59,7 @@ def canonical_condition(condition: str) -> str:
         return condition
     try:
         return canonical_op(condition)
-    except Exception:  # ModelNotFoundError: say it in terms of conditions
+    except ModelNotFoundError:  # say it in terms of conditions
         raise ConfigError(f"condition must be one of {', '.join(conditions())}. Got {condition!r}.") from None
 
 
