@@ -46,6 +46,10 @@ def run(models: list[str], conds: list[str], data: Path, reports: Path, limit: i
     return out
 
 
+def _pct(v: float) -> str:
+    return "–" if v != v else f"{100 * v:.1f}%"  # NaN: nothing flagged, so no precision
+
+
 def _rel(v: float, base: float) -> str:
     return f" ({100 * (v - base) / base:+.0f}%)" if base else ""
 
@@ -57,16 +61,36 @@ def markdown(results: dict) -> str:
     for (m, c), r in results.items():
         clean = results.get((m, "clean"), r)
         pm = r["minor_by_p_minor_0.5"]
-        rows.append([f"`{m}`", c, f"{r['faces_found']} / {r['n']} ({100 * r['faces_found'] / r['n']:.1f}%)",
+        rows.append([f"`{m}`", c, f"{r['faces_found']} / {r['n']} ({100 * r['faces_found'] / r['n']:.2f}%)",
                      f"{r['mae']:.2f}", f"{r['mae_0_25']:.2f}" + ("" if c == "clean" else
                                                                   _rel(r["mae_0_25"], clean["mae_0_25"])),
                      f"{100 * r['adience_exact']:.1f}% / {100 * r['adience_1off']:.1f}%",
-                     f"{100 * pm['recall']:.1f}% / {100 * pm['precision']:.1f}%"])
+                     f"{_pct(pm['recall'])} / {_pct(pm['precision'])}"])
     first = next(iter(results.values()))
     lines = [f"UTKFace {first['split']} split, {first['n']} faces, detector `{first['detector']}`, transforms placed "
              f"by `{first.get('band_reference') or 'mtcnn'}` on the clean chip; {first['machine']}, {first['date']}.",
              "", _common.md_table(header, rows)]
     return "\n".join(lines)
+
+
+def peer_markdown(peer: dict) -> str:
+    """The age-and-gender rows from a ``peer_accuracy.py --out`` report (UTKFace test, ages 0-25), beside agescan's
+    on the same pictures."""
+    header = ["Tool", "Condition", "Faces found", "MAE 0-25 (misses at 13.5 for the peer)", "MAE 0-25, faces found",
+              "Under-18 recall / precision (point age)"]
+    rows = []
+    for cond, v in peer["conditions"].items():
+        for tool in ("agescan", "age-and-gender"):
+            t = v[tool]
+            found, allr = t["own_detections"], t["all_rows"]
+            mb = allr["minor_by_point_age"]
+            rows.append([tool if tool != "agescan" else f"agescan `{peer['model_id']}`", cond,
+                         f"{t['detected']} / {t['n']} ({100 * t['detection_rate']:.1f}%)", f"{allr['mae_0_25']:.2f}",
+                         f"{found['mae_0_25']:.2f}" if found["n"] else "–",
+                         f"{_pct(mb['recall'])} / {_pct(mb['precision'])}"])
+    m = peer["machine"]
+    return (f"UTKFace {peer['split']} split, ages 0-25 ({peer['n']} faces), `benchmarks/peer_accuracy.py`; "
+            f"{m.get('cpu')}, {m.get('date')}.\n\n" + _common.md_table(header, rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", type=Path, default=Path("runs/privacy"), help="where the JSON reports are kept")
     p.add_argument("--limit", type=int, default=0, help="first N test rows only (a smoke run)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default: 1)")
+    p.add_argument("--peer", type=Path, help="also print the age-and-gender rows of this peer_accuracy.py --out JSON")
     a = p.parse_args(argv)
     results = run(a.models.split(","), a.conditions.split(","), a.data, a.reports, a.limit, a.threads)
     print(markdown(results))
+    if a.peer:
+        print("\n" + peer_markdown(json.loads(a.peer.read_text())))
     return 0
 
 
