@@ -146,14 +146,18 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
                     minor_threshold: float | None = None, plots_dir: str | None = None,
                     labels: str | None = None, path_column: str = "path", age_column: str = "age",
                     split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
-                    seed: int = 0) -> dict:
+                    seed: int = 0, profile_yaw: float | None = None) -> dict:
     """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
 
     ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
     labelled set (see :func:`agescan.eval.datasets.read_dataset`). ``protocol``: ``split`` (metrics of the chosen
     split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo`` (also per
-    value of ``group_column``, leave-one-group-out). Misses are scored as the module docstring says.
+    value of ``group_column``, leave-one-group-out). ``profile_yaw``: the pipeline's pose-aware framing threshold
+    (None: its default, :data:`agescan.align.PROFILE_YAW`; 90: never frame from the box). Misses are scored as the
+    module docstring says.
     """
+    from agescan.align import PROFILE_YAW
+
     from agescan import AgeEstimator
     from agescan.detect import DEFAULT_DETECTOR, create_detector
 
@@ -172,7 +176,8 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     if group_column and group_column not in ds.columns:
         raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
     detector = detector or DEFAULT_DETECTOR
-    est = AgeEstimator(model, detector, threads=threads).load()
+    profile_yaw = PROFILE_YAW if profile_yaw is None else float(profile_yaw)
+    est = AgeEstimator(model, detector, threads=threads, profile_yaw=profile_yaw).load()
     reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition == "eyeband" else None
     sizes: list[tuple[int, int]] = []
     templates: dict[int, np.ndarray] = {}
@@ -191,6 +196,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     n_bins = est.card.n_bins
     probs = np.zeros((len(rows), n_bins))
     found = np.zeros(len(rows), dtype=bool)
+    boxed = np.zeros(len(rows), dtype=bool)
     fallback_crops, fallback_rows = [], []
     t0 = time.time()
     for i, result in enumerate(est.stream(inputs())):
@@ -200,6 +206,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         if face is not None:
             probs[i] = face.distribution.probs
             found[i] = True
+            boxed[i] = face.framing == "box"
         else:
             lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD
             fallback_crops.append(align_face(padded, lm, est.card.crop).image)
@@ -222,6 +229,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "condition": condition, "detector": detector,
         "band_reference": BAND_REFERENCE if condition == "eyeband" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
+        "profile_yaw": profile_yaw, "faces_framed_from_box": int(boxed.sum()),
         "miss_rule": f"a missed face is scored as age {missed_at:g} (the set's median age, at least 18) and is "
                      "never flagged as a minor",
         "seconds": {"pipeline": round(seconds, 1)},

@@ -1,7 +1,7 @@
 """``agescan serve``: the HTTP API and the privacy-first web page, a thin adapter over :class:`agescan.AgeEstimator`.
 
 Endpoints (OpenAPI at ``/openapi.json``, readable at ``/docs``):
-    POST /v1/estimate    an image -> the versioned result record of the CLI (agescan.result/3)
+    POST /v1/estimate    an image -> the versioned result record of the CLI (agescan.result/4)
     POST /v1/age-check   an image + threshold [+ challenge_age] -> pass / fail / refer (agescan.age-check/1)
     GET  /v1/models      the model, detector, privacy ops and age-check policy in use
     GET  /healthz        liveness and load
@@ -190,7 +190,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
                                                                           "before the model (GET /v1/models lists "
                                                                           "them)")] = None):
         """The image in the body (``image/*``) or as the ``image`` field of ``multipart/form-data``, with an
-        optional ``faces`` field. Returns the versioned result record (schema ``agescan.result/3``)."""
+        optional ``faces`` field. Returns the versioned result record (schema ``agescan.result/4``)."""
         svc: _Service = request.app.state.svc
         est = _estimator(svc, anonymise)
         record = await _run(request, lambda data, faces: _estimate(est, data, faces, distribution, crops, hashes))
@@ -320,12 +320,12 @@ def _estimate(est, data: bytes, faces, distribution: bool, crops: bool, hashes: 
     if not hashes:
         record.update(sha256="", pdq="", pdq_mirror="", pdq_quality=0)
     if crops and result.faces:
-        from agescan.align import align_face
+        from agescan.align import crop_as_framed
         from agescan.privacy import anonymise
 
         seen = anonymise(image, result.faces, est.anonymise) if est.anonymise else image
         for face, rec in zip(result.faces, record["faces"]):
-            rec["crop"] = _png_uri(align_face(seen, face.landmarks, est.card.crop).image)
+            rec["crop"] = _png_uri(crop_as_framed(seen, face.landmarks, face.box, face.framing, est.card.crop).image)
     return record
 
 
