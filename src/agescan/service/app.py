@@ -182,8 +182,9 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
     @app.post("/v1/estimate", **guarded, summary="Estimate the age of every face in an image (the CLI's result record)")
     async def estimate(request: Request,
                        distribution: Annotated[bool, Query(description="include each face's age distribution")] = False,
-                       crops: Annotated[bool, Query(description="include each aligned face crop the model saw "
-                                                                "(PNG data URI); off by default")] = False,
+                       crops: Annotated[bool, Query(description="include each face crop the model saw (aligned, or "
+                                                                "framed from its box for a profile; PNG data URI); "
+                                                                "off by default")] = False,
                        hashes: Annotated[bool, Query(description="include the image's sha256 and PDQ hashes; off "
                                                                  "by default")] = False,
                        anonymise: Annotated[str | None, Query(description="a privacy op applied to each face "
