@@ -245,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "reported beside. Optionally as "
                                     "JSON, Markdown, plots and per-image predictions. DATA is a folder with "
                                     "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
-                                    "layout), any CSV given with --labels, or a folder whose sub-folder or file "
+                                    "layout; or age bins as age_low and age_high, FairFace's layout, reported as bin "
+                                    "accuracy, each bin's share under 18 and the children's P(minor) recall at the "
+                                    "flag threshold), any CSV given with --labels, or a folder whose sub-folder or file "
                                     "names start with the age (7/a.jpg, 25_0_1_x.jpg). Protocols: the fixed split, "
                                     "k-fold or leave-one-group-out (per-fold metrics, mean and sd).")
     ev.add_argument("model", help="registered model name or .onnx path")
@@ -277,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
                                                    "here (needs matplotlib, in the train extra)")
     ev.add_argument("--minor-threshold", type=float, metavar="P",
-                    help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val)")
+                    help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val); for "
+                         "age bins, the threshold of the children's recall (default there: the flag threshold)")
     ev.add_argument("--detector", default=DEFAULT_DETECTOR,
                     help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")

@@ -30,7 +30,7 @@ def markdown(report: dict) -> str:
         ("90% interval coverage", f"{report['interval_coverage']:.1%}"),
         ("faces found by the detector", f"{report['faces_found']} of {report['n']}"),
         ("faces framed from their box (turned past the profile yaw)",
-         f"{report.get('faces_framed_from_box', 0)} (|yaw| > {report.get('profile_yaw', 90):g} degrees)"),
+         f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
         ("misses", report["miss_rule"]),
     ]
     for key, label in (("found_only", "found faces only"), ("template_fallback", "misses aligned by template")):
@@ -70,7 +70,7 @@ def binned_markdown(report: dict) -> str:
          f"{a['under_minor_age']:.1%} / {a['flagged']:.1%}"),
         ("faces found by the detector", f"{report['faces_found']} of {report['n']}"),
         ("faces framed from their box (turned past the profile yaw)",
-         f"{report.get('faces_framed_from_box', 0)} (|yaw| > {report.get('profile_yaw', 90):g} degrees)"),
+         f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
         ("misses", report["miss_rule"]),
     ]
     sec = report.get("found_only") or {}
