@@ -40,7 +40,7 @@ def test_estimate_is_the_clis_result_record(server, estimator, astronaut_path):
     r = httpx.post(server.url + "/v1/estimate?distribution=true", content=data, headers={"content-type": "image/png"})
     assert r.status_code == 200, r.text
     got, want = r.json(), to_dict(estimator.predict(astronaut_path))
-    assert got["schema"] == want["schema"] == "agescan.result/3"
+    assert got["schema"] == want["schema"] == "agescan.result/4"
     assert set(got) == set(want) and set(got["faces"][0]) == set(want["faces"][0])
     assert got["faces"] == want["faces"]  # the same pipeline, the same numbers
     assert got["provenance"] == want["provenance"]

@@ -51,6 +51,15 @@ def _transform(value: str) -> str:
                                          f"{', '.join(list_privacy_ops())}") from None
 
 
+def _profile_option(g) -> None:
+    from agescan.align import PROFILE_YAW
+
+    g.add_argument("--profile-yaw", type=float, default=PROFILE_YAW, metavar="DEG",
+                   help=f"frame a face turned more than DEG degrees (yaw estimated from its landmarks) from its box "
+                        f"instead of warping it onto the frontal template (default: {PROFILE_YAW:g}, chosen on val; "
+                        "90 = always warp, as before pose-aware framing; 0 = always from the box)")
+
+
 def _estimator_options(p: argparse.ArgumentParser) -> None:
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
@@ -63,6 +72,7 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
                    help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
     g.add_argument("--min-face-size", type=int, default=24, metavar="PX",
                    help="smallest face side in pixels to look for (default: 24)")
+    _profile_option(g)
     g.add_argument("--minor-age", type=int, default=18, metavar="AGE",
                    help="report P(age < AGE) as p_minor (default: 18)")
     g.add_argument("--interval", type=float, default=0.9, metavar="LEVEL",
@@ -114,7 +124,7 @@ def _estimator_kwargs(a: argparse.Namespace) -> dict:
     return {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
             "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
             "video_every": a.video_every, "video_scene": a.scene_change, "flag_threshold": a.flag_threshold,
-            "challenge_age": a.challenge_age, **_transform_kwargs(a)}
+            "challenge_age": a.challenge_age, "profile_yaw": a.profile_yaw, **_transform_kwargs(a)}
 
 
 def _transform_kwargs(a: argparse.Namespace) -> dict:
@@ -159,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Estimate the age of every face in the given photos (folders and zip/tar archives "
                                    "are read as a scan reads them). Prints a table (file, face box, age, interval, "
                                    "P(under 18), group, FLAGGED for review), or with --json one JSON record per image "
-                                   "in the versioned result schema (agescan.result/3); each result is printed as "
+                                   "in the versioned result schema (agescan.result/4); each result is printed as "
                                    "soon as it is ready.")
     e.add_argument("photos", nargs="+", metavar="PHOTO",
                    help="image files, folders (walked recursively) or zip/tar archives (read in place)")
@@ -318,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "reported beside. Optionally as "
                                     "JSON, Markdown, plots and per-image predictions. DATA is a folder with "
                                     "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
-                                    "layout), any CSV given with --labels, or a folder whose sub-folder or file "
+                                    "layout; or age bins as age_low and age_high, FairFace's layout, reported as bin "
+                                    "accuracy, each bin's share under 18 and the children's P(minor) recall at the "
+                                    "flag threshold), any CSV given with --labels, or a folder whose sub-folder or file "
                                     "names start with the age (7/a.jpg, 25_0_1_x.jpg). Protocols: the fixed split, "
                                     "k-fold or leave-one-group-out (per-fold metrics, mean and sd).")
     ev.add_argument("model", help="registered model name or .onnx path")
@@ -351,10 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
                                                    "here (needs matplotlib, in the train extra)")
     ev.add_argument("--minor-threshold", type=float, metavar="P",
-                    help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val)")
+                    help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val); for "
+                         "age bins, the threshold of the children's recall (default there: the flag threshold)")
     ev.add_argument("--detector", default=DEFAULT_DETECTOR,
                     help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
+    _profile_option(ev)
     return p
 
 
@@ -382,7 +396,8 @@ class _Table:
             box = ",".join(str(int(round(v))) for v in f.box.as_tuple())
             iv = f"{f.interval[0]:.0f}-{f.interval[1]:.0f}"
             print(f"{name:<32} {i:>4} {box:<22} {f.age:>5.1f} {iv:>13} {f.p_minor:>7.2f}  {f.age_group:<6} "
-                  f"{'FLAGGED' if f.flagged else ''}".rstrip(), file=out, flush=True)
+                  f"{'FLAGGED' if f.flagged else ''}{' (profile)' if f.framing == 'box' else ''}".rstrip(), file=out,
+                  flush=True)
             name = ""
 
 
@@ -556,7 +571,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                              predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold,
                              plots_dir=a.plots, labels=a.labels, path_column=a.path_column, age_column=a.age_column,
                              split_column=a.split_column, protocol=a.protocol, folds=a.folds,
-                             group_column=a.group_column, seed=a.seed, detector=a.detector)
+                             group_column=a.group_column, seed=a.seed, detector=a.detector,
+                             profile_yaw=a.profile_yaw)
     refused = ""
     if baseline is not None:
         from agescan.errors import ConfigError

@@ -1,7 +1,8 @@
 """AgeEstimator: the one pipeline behind the CLI, the API and the scanners.
 
-image -> detect (boxes + 5 landmarks) -> align (the model card's crop) -> age model -> distribution
--> point age, interval, P(age < minor_age), age group.
+image -> detect (boxes + 5 landmarks) -> frame (the model card's crop: the five-point warp, or from the box for a face
+turned past ``profile_yaw``, agescan.align.pose) -> age model -> distribution -> point age, interval,
+P(age < minor_age), age group.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from agescan import __version__
 from agescan._validation import check_number
-from agescan.align import align_face
+from agescan.align import PROFILE_YAW, FramedFace, frame_face
 from agescan.detect import DEFAULT_DETECTOR, create_detector
 from agescan.errors import ConfigError, DecodeError, InputError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
@@ -50,6 +51,7 @@ class _Pending:
     height: int
     detections: tuple[Detection, ...]
     crops: np.ndarray  # N x S x S x 3 uint8
+    framed: tuple[FramedFace, ...] = ()  # pose and framing per detection (crops hold their pixels)
     error: str = ""
     error_type: str = ""
 
@@ -86,6 +88,10 @@ class AgeEstimator:
             hash are the transformed picture's). "" = none. Seeded transforms use seed 0.
         transform_key: the secret of a keyed ``transform`` (the keyed permutation). None: a fresh random key that is
             never stored or returned (the pipeline measures what a holder of the picture without the key sees).
+        profile_yaw: faces whose estimated |yaw| exceeds this many degrees are framed from their box instead of
+            warped onto the frontal template (:mod:`agescan.align.pose`; default :data:`agescan.align.PROFILE_YAW`,
+            chosen on validation data); 90 always warps (the pipeline before pose-aware framing), 0 always frames
+            from the box. Each face result records its ``yaw``, ``roll`` and ``framing``.
 
     Example:
         >>> from agescan import AgeEstimator
@@ -100,7 +106,7 @@ class AgeEstimator:
                  batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0,
                  video_scene: float = 0.0, flag_threshold: float = DEFAULT_FLAG_THRESHOLD,
                  challenge_age: float = DEFAULT_CHALLENGE_AGE, anonymise: str = "", transform: str = "",
-                 transform_key: bytes | None = None):
+                 transform_key: bytes | None = None, profile_yaw: float = PROFILE_YAW):
         check_number(minor_age, "minor_age", _OWNER, lo=1, hi=100, integer=True)
         check_number(interval_level, "interval_level", _OWNER, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         check_number(min_face_size, "min_face_size", _OWNER, lo=12, integer=True)
@@ -111,6 +117,7 @@ class AgeEstimator:
         check_number(video_every, "video_every", _OWNER, lo=0.0)
         check_number(video_scene, "video_scene", _OWNER, lo=0.0, hi=1.0)
         check_triage(flag_threshold, challenge_age, _OWNER)
+        check_number(profile_yaw, "profile_yaw", _OWNER, lo=0.0, hi=90.0)
         if anonymise:
             anonymise = canonical_op(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
             if get_transform(anonymise).needs_key:
@@ -140,6 +147,7 @@ class AgeEstimator:
         self.anonymise = anonymise
         self.transform = transform
         self._transform_key = transform_key
+        self.profile_yaw = float(profile_yaw)
         self._model = None
         self._detector = None
 
@@ -151,7 +159,7 @@ class AgeEstimator:
                 "max_pixels": self.max_pixels, "batch_size": self.batch_size, "workers": self.workers,
                 "threads": self.threads, "video_every": self.video_every, "video_scene": self.video_scene,
                 "flag_threshold": self.flag_threshold, "challenge_age": self.challenge_age,
-                "anonymise": self.anonymise, "transform": self.transform}
+                "anonymise": self.anonymise, "transform": self.transform, "profile_yaw": self.profile_yaw}
 
     def replace(self, **changes) -> "AgeEstimator":
         """A new estimator with some parameters changed (``get_params`` names them). It shares this one's loaded
@@ -335,11 +343,12 @@ class AgeEstimator:
         if self.anonymise and dets:
             image = anonymise(image, dets, self.anonymise)
         recipe = self.card.crop
+        framed = tuple(frame_face(image, d.landmarks, d.box, recipe, self.profile_yaw) for d in dets)
         if dets:
-            crops = np.stack([align_face(image, d.landmarks, recipe).image for d in dets])
+            crops = np.stack([f.crop.image for f in framed])
         else:
             crops = np.zeros((0, recipe.size, recipe.size, 3), dtype=np.uint8)
-        return _Pending(provenance, w, h, dets, crops)
+        return _Pending(provenance, w, h, dets, crops, framed)
 
     def _prepare_safe(self, source: Any) -> _Pending:
         # Any failure on one input becomes that input's error record: in a scan of millions of files an
@@ -360,17 +369,18 @@ class AgeEstimator:
         out, k = [], 0
         for p in batch:
             faces = []
-            for det in p.detections:
-                faces.append(self._face(det, dists[k]))
+            for det, framed in zip(p.detections, p.framed):
+                faces.append(self._face(det, dists[k], framed))
                 k += 1
             out.append(ImageResult(provenance=p.provenance, width=p.width, height=p.height, faces=tuple(faces),
                                    error=p.error, error_type=p.error_type))
         return out
 
-    def _face(self, det: Detection, dist: AgeDistribution) -> FaceResult:
+    def _face(self, det: Detection, dist: AgeDistribution, framed: FramedFace) -> FaceResult:
         age, p_minor = dist.mean(), dist.p_below(self.minor_age)
         return FaceResult(box=det.box, landmarks=det.landmarks, detector_score=det.score, age=age,
                           distribution=dist, interval=dist.interval(self.interval_level),
                           interval_level=self.interval_level, p_minor=p_minor, minor_age=self.minor_age,
                           age_group=age_group(age), model_id=self.model.id,
-                          flagged=is_flagged(p_minor, age, self.flag_threshold, self.challenge_age))
+                          flagged=is_flagged(p_minor, age, self.flag_threshold, self.challenge_age),
+                          yaw=framed.pose.yaw, roll=framed.pose.roll, framing=framed.framing)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from agescan.privacy import list_privacy_ops
 from agescan.train.nets import build, load_init
+from agescan.train.wild import apply_wild, parse_wild
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -54,6 +55,9 @@ class TrainConfig:
     init: str = ""
     residual_of: str = ""
     occlusion: str = "org"
+    wild: str = ""
+    wild_p: float = 0.15
+    box_p: float = 0.0
     schedule: str = "onecycle"
     patience: int = 5
     val_share: float = 0.0
@@ -126,8 +130,16 @@ def augment_grid(n: int, cfg: TrainConfig, src: int, train: bool, gen: torch.Gen
         sc = base * (1 + u() * cfg.scale_jitter)
         flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
         tx, ty = u() * cfg.shift * 2 * base, u() * cfg.shift * 2 * base
+        sx = torch.ones(n)
+        if "yaw" in parse_wild(cfg.wild):
+            # a turned head's crop: the face narrower (foreshortened) and off-centre towards one side
+            turned = torch.rand(n, generator=gen) < cfg.wild_p
+            squeeze = 0.65 + 0.35 * torch.rand(n, generator=gen)
+            sx = torch.where(turned, 1 / squeeze, sx)
+            tx = torch.where(turned, tx + u() * (1 - squeeze) * base, tx)
         cos, sin = torch.cos(ang) * sc, torch.sin(ang) * sc
-        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+        theta = torch.stack([torch.stack([cos * flip * sx, -sin * sx, tx], 1), torch.stack([sin * flip, cos, ty], 1)],
+                            1)
     return F.affine_grid(theta, (n, 3, cfg.input_size, cfg.input_size), align_corners=False)
 
 
@@ -252,6 +264,8 @@ def to_input(crops_u8: np.ndarray, cfg: TrainConfig, train: bool, gen: torch.Gen
     x = torch.from_numpy(crops_u8).permute(0, 3, 1, 2).float().div_(255.0)
     grid = augment_grid(len(x), cfg, x.shape[-1], train, gen)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if train and cfg.wild:
+        x = apply_wild(x, parse_wild(cfg.wild), cfg.wild_p, gen)
     if train:
         n = len(x)
         b = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.25
@@ -415,6 +429,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     va &= (ages >= lo) & (ages <= hi)
     occ_ops, _ = parse_occlusion(cfg.occlusion)
     xtr, ytr, xva, yva = d["crops"][tr], ages[tr], d["crops"][va], ages[va]
+    parse_wild(cfg.wild)  # an unknown name fails before any work
+    if cfg.box_p > 0 and "crops_box" not in d.files:
+        raise ValueError(f"{cfg.data} has no box-framed crops: re-run agescan train prepare to train with --box-p.")
+    xtr_box = d["crops_box"][tr] if cfg.box_p > 0 else None
     if occ_ops:
         if "landmarks" not in d:
             raise ValueError(f"{cfg.data} has no landmarks: re-run agescan.train.prepare to train with transforms.")
@@ -461,6 +479,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for i in bar:
             idx = np.sort(perm[i:i + cfg.batch_size])
             batch = occlude(xtr[idx], eyes_tr[idx], cfg.occlusion, gen) if occ_ops else xtr[idx]
+            if xtr_box is not None:  # the box framing turned faces get (without an eye band: its place is the warp's)
+                boxed = (torch.rand(len(idx), generator=gen) < cfg.box_p).numpy()
+                batch[boxed] = xtr_box[idx[boxed]]
             x = to_input(batch, cfg, True, gen)
             y = torch.from_numpy(ytr[idx])
             if cfg.residual_of:  # D2 learns age - D1(x) on the same augmented input
@@ -537,6 +558,11 @@ HELP = {
     "occlusion": "privacy transforms at train time: org (none), a registered transform on every face ("
                  + ", ".join(n for n in list_privacy_ops(keyless=True) if n != "face-only")
                  + "; ocl = eye-band), org+NAME (half), or org+A+B (equal shares)",
+    "wild": "in-the-wild augmentations, comma-separated or 'all': yaw (squeezed, off-centre crops), lowres, defocus, "
+            "motion, jpeg, colour-cast, occlusion (agescan.train.wild)",
+    "wild_p": "share of the faces each --wild augmentation degrades",
+    "box_p": "share of the training faces shown framed from their box (the framing turned faces get at run time; "
+             "needs crops prepared by this agescan's train prepare)",
     "schedule": "onecycle, or plateau: constant learning rate halved after PATIENCE epochs without a better val",
     "patience": "epochs without a better val score before plateau halves the learning rate",
     "val_share": "select on a seeded share of train+val (the paper's 80/20 is 0.2) instead of the fixed val",
