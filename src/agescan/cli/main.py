@@ -28,6 +28,29 @@ EPILOG = """exit codes:
 """
 
 
+def _condition(value: str) -> str:
+    """argparse type of --condition: clean or a registered transform (older spellings accepted)."""
+    from agescan.errors import ConfigError
+    from agescan.eval.run import canonical_condition
+
+    try:
+        return canonical_condition(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _transform(value: str) -> str:
+    """argparse type of --method / --transform: a registered privacy transform (older spellings accepted)."""
+    from agescan.errors import ModelNotFoundError
+    from agescan.privacy import canonical_op, list_privacy_ops
+
+    try:
+        return canonical_op(value)
+    except ModelNotFoundError:
+        raise argparse.ArgumentTypeError(f"unknown transform {value!r}; choose from "
+                                         f"{', '.join(list_privacy_ops())}") from None
+
+
 def _profile_option(g) -> None:
     from agescan.align import PROFILE_YAW
 
@@ -72,6 +95,18 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
                         "nested archive is recorded as an item that was not read, with the reason")
 
 
+def _transform_options(p: argparse.ArgumentParser) -> None:
+    from agescan.privacy import list_privacy_ops
+
+    g = p.add_argument_group("privacy (what a platform that only receives anonymised pictures would see)")
+    g.add_argument("--transform", type=_transform, default=None, metavar="NAME",
+                   help="apply a privacy transform to each picture first (placed where the detector finds the "
+                        "clean faces), then detect and estimate on the transformed picture: " +
+                        ", ".join(list_privacy_ops()) + " (docs/privacy.md)")
+    g.add_argument("--key-file", metavar="FILE",
+                   help="the secret key of --transform keyed-permutation (default: a random key, never stored)")
+
+
 def _triage_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("triage (which faces go to the reviewer; decided once per face, agescan.triage)")
     from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
@@ -89,7 +124,23 @@ def _estimator_kwargs(a: argparse.Namespace) -> dict:
     return {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
             "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
             "video_every": a.video_every, "video_scene": a.scene_change, "flag_threshold": a.flag_threshold,
-            "challenge_age": a.challenge_age, "profile_yaw": a.profile_yaw}
+            "challenge_age": a.challenge_age, "profile_yaw": a.profile_yaw, **_transform_kwargs(a)}
+
+
+def _transform_kwargs(a: argparse.Namespace) -> dict:
+    if not getattr(a, "transform", None):
+        if getattr(a, "key_file", None):
+            raise _usage("--key-file goes with --transform keyed-permutation")
+        return {}
+    from agescan.anonymize import read_key_file
+
+    return {"transform": a.transform, "transform_key": read_key_file(a.key_file) if a.key_file else None}
+
+
+def _usage(msg: str) -> Exception:
+    from agescan.errors import InputError
+
+    return InputError(msg)
 
 
 def _make_estimator(a: argparse.Namespace, **extra):
@@ -102,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
     from agescan.models import DEFAULT_MODEL
+    from agescan.privacy import list_privacy_ops
 
     from agescan import __version__
 
@@ -127,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="faces per model call (default: 64); a result is printed when its batch is done, so 1 "
                         "prints each image as soon as it is estimated")
     _estimator_options(e)
+    _transform_options(e)
     _triage_options(e)
 
     s = sub.add_parser("scan", help="walk folders and write one result per image to .jsonl, .csv or a resumable database",
@@ -161,7 +214,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scanning actors, one CPU each (default: the cluster's CPU count)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _estimator_options(s)
+    _transform_options(s)
     _triage_options(s)
+
+    an = sub.add_parser("anonymize", help="write anonymised copies of pictures (eye mask, mosaic, blur, keyed "
+                                          "permutation, ...)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                        description="Write an anonymised copy of every picture (files, or folders walked "
+                                    "recursively) into --out, keeping folders' relative paths. Faces are found by "
+                                    "the pipeline's detector and the transform is placed on each; a picture with no "
+                                    "face found is not written unless --keep-faceless. Inputs are never written to; "
+                                    "an --out inside an input folder is refused. EXIF orientation is applied to the "
+                                    "pixels and no metadata is copied. keyed-permutation needs --key-file, writes "
+                                    "PNG and is undone with --decrypt and the same key. docs/privacy.md says what "
+                                    "each transform hides and leaves.")
+    an.add_argument("inputs", nargs="*", metavar="IN", help="picture files or folders")
+    an.add_argument("--method", type=_transform, metavar="NAME",
+                    help="the transform: " + ", ".join(list_privacy_ops()))
+    an.add_argument("--out", metavar="DIR", help="output folder (created; outside every input folder)")
+    an.add_argument("--key-file", metavar="FILE", help="secret key of keyed-permutation (raw bytes, >= 16)")
+    an.add_argument("--new-key", metavar="FILE", help="create a new random 256-bit key file (mode 600) and exit; "
+                                                      "it is never overwritten")
+    an.add_argument("--decrypt", action="store_true", help="undo keyed-permutation with --key-file")
+    an.add_argument("--seed", type=int, default=0, help="seed of the eye mosaic's drawn pixels (default: 0)")
+    an.add_argument("--keep-faceless", action="store_true",
+                    help="also write pictures where no face is found (face transforms leave them unchanged)")
+    an.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    an.add_argument("--detector", default=DEFAULT_DETECTOR,
+                    help=f"registered face detector (default: {DEFAULT_DETECTOR})")
+    an.add_argument("--min-face-size", type=int, default=24, metavar="PX",
+                    help="smallest face side in pixels to look for (default: 24)")
 
     m = sub.add_parser("models", help="list the registered models with their cards, and the detectors",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -268,10 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
     ev.add_argument("--compare", metavar="BASELINE.json",
                     help="an earlier --out report on the same set: add the paper's Impv of this run over it")
-    ev.add_argument("--condition", default="clean", choices=["clean", "eyeband"],
-                    help="clean faces, or the paper's eye band drawn before the pipeline runs, where MTCNN finds the "
-                         "clean face's eyes (the UTKFace template where it does not), the same for every detector "
-                         "(default: clean)")
+    ev.add_argument("--condition", default="clean", type=_condition, metavar="CONDITION",
+                    help="clean, or a privacy transform applied before the pipeline runs (" + ", ".join(
+                        list_privacy_ops()) + "), placed where MTCNN finds the clean face (the UTKFace template "
+                        "where it does not), the same for every detector; the keyed permutation is drawn with a "
+                        "key the pipeline never sees (default: clean; eyeband = eye-band)")
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
@@ -342,7 +426,8 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     if table is not None:
         level = int(round(a.interval * 100))
         print(f"\n{n_images} image(s), {n_faces} face(s), {n_flagged} flagged for review ({_flag_rule(a)}); "
-              f"interval = central {level}% of the age distribution; model {est.model.id}", file=sys.stdout)
+              f"interval = central {level}% of the age distribution; model {est.model.id}"
+              + (f"; estimated on the pictures after {a.transform}" if a.transform else ""), file=sys.stdout)
     return EXIT_INPUT if n_failed else EXIT_OK
 
 
@@ -513,6 +598,44 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_anonymize(a: argparse.Namespace) -> int:
+    from agescan.anonymize import anonymize_files, new_key_file, read_key_file
+
+    if a.new_key:
+        path = new_key_file(a.new_key)
+        print(f"wrote a new 256-bit key to {path} (readable by you only). Keep it: without it pictures permuted "
+              "with it cannot be restored; anyone holding it can restore them.", file=sys.stderr)
+        if not a.inputs:
+            return EXIT_OK
+    if not a.inputs or not a.method or not a.out:
+        print("agescan anonymize: needs IN..., --method NAME and --out DIR (or only --new-key FILE)", file=sys.stderr)
+        return EXIT_USAGE
+    key = read_key_file(a.key_file) if a.key_file else None
+    estimator = None
+    from agescan.privacy import get_transform
+
+    if get_transform(a.method).scope != "image" and not a.decrypt:
+        from agescan import AgeEstimator
+
+        estimator = AgeEstimator(detector=a.detector, min_face_size=a.min_face_size)
+
+    def progress(plan):
+        from tqdm import tqdm
+
+        return tqdm(plan, unit="file", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
+
+    s = anonymize_files(a.inputs, a.out, a.method, key=key, decrypt=a.decrypt, seed=a.seed, estimator=estimator,
+                        keep_faceless=a.keep_faceless, overwrite=a.overwrite, progress=progress)
+    for line in s.skipped:
+        print(f"agescan anonymize: {line}", file=sys.stderr)
+    verb = "restored" if a.decrypt else f"anonymised with {s.method}"
+    faces = "" if a.decrypt or get_transform(a.method).scope == "image" else \
+        f" ({s.faces} face(s); {s.no_face} picture(s) with no face found)"
+    print(f"{verb}: {s.written} of {s.files} file(s) written to {a.out}{faces}; {s.errors} unreadable",
+          file=sys.stderr)
+    return EXIT_INPUT if s.errors else EXIT_OK
+
+
 def cmd_report(a: argparse.Namespace) -> int:
     from agescan.report import write_report
 
@@ -555,7 +678,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"estimate": cmd_estimate, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
+COMMANDS = {"estimate": cmd_estimate, "anonymize": cmd_anonymize, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
             "evaluate": cmd_evaluate, "serve": cmd_serve}
 
 

@@ -18,10 +18,14 @@ recall of the children's bins at the triage threshold, :data:`agescan.triage.DEF
 ``minor_threshold`` is given), misses scored the same way (at the median bin middle, at least 18), with
 ``found_only`` beside.
 
-Conditions: ``clean``, or ``eyeband``: the eye band (25% of box height, 95% of box width, along the eye line) is
-drawn where the reference detector (:data:`BAND_REFERENCE`, MTCNN, the paper's) finds the clean face, or where the
-UTKFace template puts it when MTCNN misses, *before* the pipeline runs, as in redacted evidence; every detector is
-therefore measured on the same banded pixels. Training crops are made by :func:`chip_face`.
+Conditions: ``clean``, or any registered privacy transform (:func:`agescan.privacy.list_privacy_ops`: eye band,
+eye mask, eye mosaic, face blur, face only, keyed permutation, ...; ``eyeband`` is accepted for ``eye-band``). The
+transform is placed where the reference detector (:data:`BAND_REFERENCE`, MTCNN, the paper's) finds the clean face,
+or where the UTKFace template puts it when MTCNN misses, *before* the pipeline runs, as in redacted evidence or on a
+platform that only ever receives anonymised pictures; every detector and model is therefore measured on the same
+pixels. Seeded transforms (the mosaic) use the row's index as seed; the keyed permutation uses
+:data:`EVALUATION_KEY`, which the pipeline never sees (it measures what a holder of the picture without the key
+learns). Training crops are made by :func:`chip_face`.
 """
 
 from __future__ import annotations
@@ -37,16 +41,32 @@ import cv2
 import numpy as np
 
 from agescan.align import UTKFACE_TEMPLATE, align_face
-from agescan.errors import ConfigError
+from agescan.errors import ConfigError, ModelNotFoundError
 from agescan.eval.datasets import read_dataset
 from agescan.eval.metrics import age_metrics, binned_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, kfold_assign
 from agescan.io import read_image
-from agescan.privacy import eye_band
+from agescan.privacy import canonical_op, get_transform, list_privacy_ops
 
 PAD = 50
-#: Evaluation conditions: the images as they are, or with the paper's eye band drawn before the pipeline.
-CONDITIONS = ("clean", "eyeband")
+#: The key the keyed permutation is drawn with in evaluation (public on purpose: the pipeline is never given it).
+EVALUATION_KEY = hashlib.sha256(b"agescan evaluation key: never give it to the pipeline").digest()
+
+
+def conditions() -> list[str]:
+    """Evaluation conditions: ``clean`` and every registered privacy transform."""
+    return ["clean", *list_privacy_ops()]
+
+
+def canonical_condition(condition: str) -> str:
+    """``clean`` or a transform's registry name (older spellings such as ``eyeband`` accepted); ConfigError naming
+    the conditions otherwise."""
+    if condition == "clean":
+        return condition
+    try:
+        return canonical_op(condition)
+    except ModelNotFoundError:  # say it in terms of conditions
+        raise ConfigError(f"condition must be one of {', '.join(conditions())}. Got {condition!r}.") from None
 
 
 def central_face(dets, w: int, h: int):
@@ -87,13 +107,36 @@ def reference_face(detector, padded: np.ndarray, w: int, h: int) -> tuple[np.nda
     return lm, (x1 * w + PAD, y1 * h + PAD, x2 * w + PAD, y2 * h + PAD), False
 
 
-def band_chip(reference, padded: np.ndarray, w: int, h: int) -> np.ndarray:
-    """A copy of a padded ``w`` x ``h`` chip with the paper's eye band where ``reference`` (a detector, normally
-    :data:`BAND_REFERENCE`'s) finds the clean face, or where the template puts it (:func:`reference_face`)."""
-    from agescan.types import BBox, Landmarks5
-
+def transform_chip(reference, padded: np.ndarray, w: int, h: int, condition: str, *, seed: int = 0,
+                   key: bytes = EVALUATION_KEY) -> np.ndarray:
+    """A copy of a padded ``w`` x ``h`` chip with the registered transform ``condition`` applied where ``reference``
+    (a detector, normally :data:`BAND_REFERENCE`'s) finds the clean face, or where the template puts it
+    (:func:`reference_face`); ``clean`` returns a copy."""
+    condition = canonical_condition(condition)
+    if condition == "clean":
+        return padded.copy()
+    if get_transform(condition).scope == "image":  # the whole picture: no face to place
+        return get_transform(condition).apply(padded, [], seed=seed, key=key)
     lm, box, _ = reference_face(reference, padded, w, h)
-    return eye_band(padded, Landmarks5.from_array(lm), BBox(*box))
+    return transform_face(padded, lm, box, condition, seed=seed, key=key)
+
+
+def transform_face(padded: np.ndarray, landmarks: np.ndarray, box: tuple, condition: str, *, seed: int = 0,
+                   key: bytes = EVALUATION_KEY) -> np.ndarray:
+    """A copy of ``padded`` with the transform ``condition`` applied to the face at ``landmarks`` (5 x 2) and
+    ``box`` (xyxy), as :func:`transform_chip` applies it."""
+    from agescan.types import BBox, Detection, Landmarks5
+
+    condition = canonical_condition(condition)
+    if condition == "clean":
+        return padded.copy()
+    face = Detection(BBox(*box), Landmarks5.from_array(landmarks), 1.0)
+    return get_transform(condition).apply(padded, [face], seed=seed, key=key)
+
+
+def band_chip(reference, padded: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A copy of a padded ``w`` x ``h`` chip with the paper's eye band placed as :func:`transform_chip` places it."""
+    return transform_chip(reference, padded, w, h, "eye-band")
 
 
 def chip_face(detector, padded: np.ndarray, w: int, h: int):
@@ -165,8 +208,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
     if protocol == "logo" and not group_column:
         raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
-    if condition not in CONDITIONS:
-        raise ConfigError(f"condition must be one of {CONDITIONS}. Got {condition!r}.")
+    condition = canonical_condition(condition)
     ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
                       age_column=age_column, split_column=split_column)
     rows = ds.rows
@@ -178,7 +220,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     detector = detector or DEFAULT_DETECTOR
     profile_yaw = PROFILE_YAW if profile_yaw is None else float(profile_yaw)
     est = AgeEstimator(model, detector, threads=threads, profile_yaw=profile_yaw).load()
-    reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition == "eyeband" else None
+    reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition != "clean" else None
     sizes: list[tuple[int, int]] = []
     templates: dict[int, np.ndarray] = {}
 
@@ -188,8 +230,8 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
             h, w = img.shape[:2]
             sizes.append((w, h))
             padded = pad_chip(img)
-            if reference is not None:
-                padded = band_chip(reference, padded, w, h)
+            if condition != "clean":
+                padded = transform_chip(reference, padded, w, h, condition, seed=len(sizes) - 1)
             templates[len(sizes) - 1] = padded  # kept only until its result arrives (template fallback)
             yield padded
 
@@ -227,7 +269,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
         "unlabelled_files": ds.unlabelled,
         "condition": condition, "detector": detector,
-        "band_reference": BAND_REFERENCE if condition == "eyeband" else "",
+        "band_reference": BAND_REFERENCE if condition != "clean" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
         "profile_yaw": profile_yaw, "faces_framed_from_box": int(boxed.sum()),
         "miss_rule": f"a missed face is scored as age {missed_at:g} (the set's median age, at least 18) and is "
@@ -311,8 +353,15 @@ def compare(baseline: dict, report: dict) -> dict:
     """
     from agescan.eval.metrics import impv
 
+    def same(key: str) -> tuple:
+        a, b = baseline.get(key), report.get(key)
+        if key == "condition":  # stored reports may use an older spelling (eyeband)
+            a, b = (canonical_condition(c) if isinstance(c, str) else c for c in (a, b))
+        return a, b
+
     for key in ("rows_sha256", "condition", "n"):
-        if baseline.get(key) != report.get(key):
+        a, b = same(key)
+        if a != b:
             raise ConfigError(f"cannot compare: baseline {key} {baseline.get(key)!r} but this run has "
                               f"{report.get(key)!r}. Evaluate both on the same set, split and condition.")
     return {"baseline_model": baseline["model"], "baseline_sha256": baseline.get("model_sha256", ""),

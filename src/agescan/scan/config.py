@@ -53,6 +53,7 @@ class ScanConfig:
     challenge_age: float
     #: pose-aware framing threshold (agescan.align.pose); 90 = every face warped, as before pose-aware framing
     profile_yaw: float = 90.0
+    transform: str = ""  # a privacy transform applied before the pipeline (``scan --transform``); "" = none
 
     @classmethod
     def of(cls, estimator, sources: str | os.PathLike | Sequence[str | os.PathLike], *, recursive: bool = True,
@@ -68,7 +69,8 @@ class ScanConfig:
                    minor_age=int(estimator.minor_age), interval=float(estimator.interval_level),
                    max_pixels=int(estimator.max_pixels), video_every=float(estimator.video_every),
                    video_scene=float(estimator.video_scene), flag_threshold=float(estimator.flag_threshold),
-                   challenge_age=float(estimator.challenge_age), profile_yaw=float(estimator.profile_yaw))
+                   challenge_age=float(estimator.challenge_age), profile_yaw=float(estimator.profile_yaw),
+                   transform=getattr(estimator, "transform", ""))
 
     def key(self) -> dict:
         """The run key: the JSON object whose hash identifies the run (see the module's docstring)."""
@@ -78,6 +80,8 @@ class ScanConfig:
                "video_every": self.video_every}
         if self.video_scene:
             key["video_scene"] = self.video_scene
+        if self.transform:  # only when set: runs without one keep the keys they were stored under
+            key["transform"] = self.transform
         if (self.flag_threshold, self.challenge_age) != LEGACY_RULE:
             key["flag_threshold"] = self.flag_threshold
             key["challenge_age"] = self.challenge_age

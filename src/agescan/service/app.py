@@ -82,7 +82,7 @@ class _Service:
         base = estimator or AgeEstimator(config.model, config.detector, min_face_size=config.min_face_size,
                                          minor_age=config.minor_age, max_pixels=config.max_pixels, threads=1)
         self.estimator = base.load()
-        self.variants = {op: self.estimator.replace(anonymise=op) for op in list_privacy_ops()}
+        self.variants = {op: self.estimator.replace(anonymise=op) for op in list_privacy_ops(keyless=True)}
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="agescan-compute")
         self.admission = Admission(config.max_in_flight)
         self.started = time.time()
@@ -231,7 +231,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         svc: _Service = request.app.state.svc
         est = svc.estimator
         return {"model": {**est.card.to_dict(), "sha256": est.model.sha256}, "detector": est.detector.info(),
-                "privacy_ops": list_privacy_ops(), "age_check": {"max_error": DEFAULT_MAX_ERROR},
+                "privacy_ops": list_privacy_ops(keyless=True), "age_check": {"max_error": DEFAULT_MAX_ERROR},
                 "browser_detector": svc.browser.public() if svc.browser else None,
                 "limits": {"max_body_bytes": config.max_body_bytes, "max_pixels": config.max_pixels,
                            "max_in_flight": config.max_in_flight, "request_timeout": config.request_timeout},
