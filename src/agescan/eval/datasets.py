@@ -8,6 +8,11 @@ Three layouts are read:
 - a folder of age sub-folders: ``DATA/7/img.jpg`` is 7 years old;
 - a folder of files whose names start with the age, UTKFace style: ``25_0_1_20170116.jpg`` is 25.
 
+A CSV may give **age bins** instead of ages: with no age column but ``age_low`` and ``age_high`` columns (names
+configurable; FairFace's layout, bounds inclusive, e.g. 3 and 9 for "3-9"), each row keeps both bounds and its
+``age`` is the bin's middle; the set is then ``binned`` and evaluation reports bin metrics
+(:func:`agescan.eval.metrics.binned_metrics`) instead of errors in years.
+
 A row whose age cannot be read is an error naming the file and row, never silently dropped; in a folder
 without a CSV, files with no age in their path are counted (``unlabelled``) and left out.
 """
@@ -35,6 +40,8 @@ class Dataset:
     split: str
     unlabelled: int = 0
     columns: list[str] = field(default_factory=list)
+    #: rows carry ``age_low`` and ``age_high`` (inclusive bin bounds, floats) rather than exact ages
+    binned: bool = False
 
 
 def _age_from_path(path: Path, root: Path) -> float | None:
@@ -45,39 +52,60 @@ def _age_from_path(path: Path, root: Path) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _read_csv(labels: Path, root: Path, path_column: str, age_column: str) -> tuple[list[dict], list[str]]:
+def _number(labels: Path, line: int, r: dict, column: str, path_column: str) -> float:
+    try:
+        return float(r[column])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{labels}, line {line}: {column} {r[column]!r} of {r[path_column]!r} is not a number. "
+                          "Fix or remove the row.") from None
+
+
+def _read_csv(labels: Path, root: Path, path_column: str, age_column: str,
+              bin_columns: tuple[str, str] = ("age_low", "age_high")) -> tuple[list[dict], list[str], bool]:
+    low_column, high_column = bin_columns
     try:
         with open(labels, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             columns = list(reader.fieldnames or [])
-            missing = [c for c in (path_column, age_column) if c not in columns]
+            binned = age_column not in columns and low_column in columns and high_column in columns
+            needed = (path_column, low_column, high_column) if binned else (path_column, age_column)
+            missing = [c for c in needed if c not in columns]
             if missing:
                 raise ConfigError(f"{labels}: no column {', '.join(map(repr, missing))} (columns: {columns}). "
-                                  "Name them with --path-column and --age-column.")
+                                  "Name them with --path-column and --age-column (or give age bins as "
+                                  f"{low_column!r} and {high_column!r} columns).")
             rows = []
             for line, r in enumerate(reader, start=2):
-                try:
-                    age = float(r[age_column])
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{labels}, line {line}: age {r[age_column]!r} of {r[path_column]!r} is not "
-                                      "a number. Fix or remove the row.") from None
                 p = Path(r[path_column])
-                rows.append({**r, "path": r[path_column], "age": age, "file": p if p.is_absolute() else root / p})
+                row = {**r, "path": r[path_column], "file": p if p.is_absolute() else root / p}
+                if binned:
+                    lo = _number(labels, line, r, low_column, path_column)
+                    hi = _number(labels, line, r, high_column, path_column)
+                    if hi < lo:
+                        raise ConfigError(f"{labels}, line {line}: bin {lo:g}-{hi:g} of {r[path_column]!r} ends "
+                                          "before it starts. Fix the row.")
+                    row.update(age_low=lo, age_high=hi, age=(lo + hi) / 2)
+                else:
+                    row["age"] = _number(labels, line, r, age_column, path_column)
+                rows.append(row)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{labels}: not UTF-8 text ({exc.reason}). Save the CSV as UTF-8.") from None
-    return rows, columns
+    return rows, columns, binned
 
 
 def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: str = "test", limit: int = 0,
-                 path_column: str = "path", age_column: str = "age", split_column: str = "split") -> Dataset:
+                 path_column: str = "path", age_column: str = "age", split_column: str = "split",
+                 bin_columns: tuple[str, str] = ("age_low", "age_high")) -> Dataset:
     """The labelled rows of ``data`` (see the module doc), restricted to ``split`` when the set has a split
-    column (``'all'``: every row; a set without a split column is used whole, and ``split`` says so)."""
+    column (``'all'``: every row; a set without a split column is used whole, and ``split`` says so).
+    ``bin_columns``: the inclusive bounds of age bins, read when the CSV has no ``age_column``."""
     data = Path(data)
     labels_path = Path(labels) if labels else data / "labels.csv"
     root = data if data.is_dir() else labels_path.parent
     unlabelled = 0
+    binned = False
     if labels_path.is_file():
-        rows, columns = _read_csv(labels_path, root, path_column, age_column)
+        rows, columns, binned = _read_csv(labels_path, root, path_column, age_column, bin_columns)
         source = str(labels_path)
     elif labels:
         raise ConfigError(f"{labels_path}: no such labels file.")
@@ -108,4 +136,4 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
     rows = rows[:limit] if limit else rows
     if not rows:
         raise ConfigError(f"{source}: no labelled rows.")
-    return Dataset(rows=rows, source=source, split=used, unlabelled=unlabelled, columns=columns)
+    return Dataset(rows=rows, source=source, split=used, unlabelled=unlabelled, columns=columns, binned=binned)

@@ -4,7 +4,8 @@
     agescan train cv runs/cv-0 runs/cv-1 runs/cv-2 runs/cv-3 runs/cv-4 [--out cv.json]
 
 Each run's ``heldout.json`` is written by ``agescan train fit`` when a ``--fold`` or ``--holdout`` run
-finishes (best-on-val checkpoint, held-out rows, clean and with the eye band).
+finishes (best-on-val checkpoint, held-out rows, clean, with the eye band and with each transform the run was
+trained with; runs from agescan 0.1 name the band ``eyeband``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from agescan.eval.protocols import fold_row, mean_sd
 from agescan.eval.report import fold_table
+from agescan.privacy import ALIASES
 
 
 def summarise(runs: list[str | Path]) -> dict:
@@ -26,10 +28,12 @@ def summarise(runs: list[str | Path]) -> dict:
         if not path.is_file():
             raise SystemExit(f"{path}: missing. Train the run to its last epoch with --fold I/K or --holdout.")
         rep = json.loads(path.read_text())
+        conds = {ALIASES.get(k, k): v for k, v in rep.items() if isinstance(v, dict) and "mae" in v}
         per.append({"run": str(run), "fold": rep["fold"] or rep["holdout"], "n": rep["n"],
-                    **{c: fold_row(rep[c]) for c in ("clean", "eyeband") if c in rep}})
+                    **{c: fold_row(v) for c, v in conds.items()}})
     summary: dict = {"runs": per, "mean": {}, "sd": {}}
-    for cond in ("clean", "eyeband"):
+    seen = [c for c in per[0] if c not in ("run", "fold", "n")] if per else []
+    for cond in seen:
         if all(cond in r for r in per):
             summary["mean"][cond], summary["sd"][cond] = mean_sd([r[cond] for r in per])
     return summary

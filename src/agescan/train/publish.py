@@ -125,7 +125,7 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
         raise SystemExit(f"parity check failed: {diff}")
     metrics = {}
     for split in ("val", "test"):
-        for cond in ("clean", "eyeband"):
+        for cond in ("clean", "eye-band"):
             rep = evaluate_folder(str(path), data, split=split, condition=cond, limit=eval_limit)
             metrics[f"utkface-{split}-{cond}"] = _summary(rep)
             (report_dir / f"eval-{split}-{cond}.json").write_text(json.dumps(rep, indent=2))
