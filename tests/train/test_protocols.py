@@ -166,3 +166,22 @@ def test_shipped_weights_load_exactly_and_the_frozen_backbone_mode_trains_the_he
     assert [s["freeze"] for s in steps[1:]] == ["backbone", "none"] and steps[2]["protocol"] == "holdout sex=F"
     with pytest.raises(ValueError, match="needs --init"):
         train(TrainConfig(data=str(prepared[0]), out=str(tmp_path / "x"), freeze="backbone", fold="0/2"))
+
+
+@pytest.mark.slow
+def test_the_feature_baseline_chooses_a_regressor_by_cv_and_runs_through_the_pipeline(prepared, tmp_path):
+    pytest.importorskip("sklearn")
+    from agescan.models import create_model
+    from agescan.train import cv
+    from agescan.train.features import CANDIDATES
+
+    out = tmp_path / "feat"
+    cv.main([str(prepared[0]), str(out), "--protocol", "kfold", "--folds", "2", "--method", "features",
+             "--arch", "dexnet-m", "--init", "dexnet-m.utkface", "--threads", "1"])
+    s = json.loads((out / "summary.json").read_text())
+    assert s["complete"] and s["method"] == "features" and s["pooled"]["n"] == 16
+    for f in s["folds"]:
+        assert f["features"]["regressor"].lower().startswith(tuple(CANDIDATES)) and f["features"]["features"] == 320
+        assert np.isfinite(f["r2"]) and 1.0 <= f["features"]["sigma"]
+    card = create_model(str(out / "fold-0" / "model.onnx")).card
+    assert "pooled features" in card.architecture and card.training["config"]["freeze"] == "backbone"

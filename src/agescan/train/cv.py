@@ -62,6 +62,10 @@ def markdown(summary: dict) -> str:
                    for cond in summary["mean"])
 
 
+#: How each fold's model is made: fine-tuned by ``agescan train fit``, or the feature-extraction baseline.
+METHODS = ("finetune", "features")
+
+
 def _fold_settings(protocol: str, name, i: int, k: int, subject_column: str, group_column: str) -> dict:
     """The ``agescan train fit`` options that hold out fold ``i`` (named ``name``) of ``protocol``."""
     if protocol == "kfold":
@@ -102,10 +106,15 @@ def _pooled(pred_csvs: list[Path]) -> dict:
 
 def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str = "kfold", k: int = 5,
                  seed: int = 0, subject_column: str = "subject", group_column: str = "", condition: str = "clean",
-                 detector: str | None = None, eval_threads: int = 1, max_folds: int = 0) -> dict:
+                 detector: str | None = None, eval_threads: int = 1, max_folds: int = 0,
+                 method: str = "finetune") -> dict:
     """Train and evaluate every fold of ``protocol`` on the prepared file ``data``; returns the summary (also
     written to OUT/summary.json and OUT/summary.md). ``base``: :class:`~agescan.train.loop.TrainConfig` options
-    shared by every fold. ``max_folds``: stop after this many folds (0: all; a time-sliced run resumes later)."""
+    shared by every fold. ``max_folds``: stop after this many folds (0: all; a time-sliced run resumes later).
+    ``method``: ``finetune`` (``agescan train fit`` per fold) or ``features`` (the thesis' baseline,
+    :mod:`agescan.train.features`: the ``--init`` network frozen, a regressor chosen by inner CV)."""
+    if method not in METHODS:
+        raise SystemExit(f"The 'method' parameter must be one of {METHODS}. Got {method!r}.")
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.eval.run import evaluate_folder
     from agescan.train.loop import TrainConfig, build_for, protocol_split, train
@@ -140,7 +149,7 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
     k = len(names)
     data_sha = hashlib.sha256(Path(data).read_bytes()).hexdigest()
     pinned = {"data": str(data), "data_sha256": data_sha, "protocol": protocol, "k": k, "seed": seed,
-              "column": column, "condition": condition, "detector": detector,
+              "column": column, "condition": condition, "detector": detector, "method": method,
               "train": {kk: v for kk, v in base.items() if kk not in ("threads",)}}
     pin = out / "protocol.json"
     if pin.is_file():
@@ -177,12 +186,26 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
                 raise RuntimeError(f"fold {name}: a subject is on both sides")  # never: the partition is by subject
         print(f"fold {name} ({i + 1}/{k}): train {int((split == 'train').sum())}, val {int((split == 'val').sum())}, "
               f"held out {len(held)}", file=sys.stderr, flush=True)
-        train(cfg, resume=True)
-        net = build_for(cfg, load_first=False)
-        net.load_state_dict(torch.load(fold_dir / "best.pt", weights_only=False)["model"])
+        arch_text = ""
+        extra: dict = {}
+        if method == "features":
+            from agescan.train import features
+
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            cfg.freeze = "backbone"  # recorded in the card: the network is not trained
+            sub = d["subject"] if (d["subject"] != "").all() else None
+            net, extra = features.fit(cfg, split, sub)
+            (fold_dir / "features.json").write_text(json.dumps(extra, indent=2))
+            arch_text = (f"frozen {cfg.arch} ({cfg.init}): pooled features -> {extra['regressor']} "
+                         f"{extra['params']} chosen by {extra['inner_cv']} on MAE; Gaussian, sigma {extra['sigma']:.2f}")
+        else:
+            train(cfg, resume=True)
+            net = build_for(cfg, load_first=False)
+            net.load_state_dict(torch.load(fold_dir / "best.pt", weights_only=False)["model"])
         onnx_path, temperature = export_run(
             cfg, net.eval(), split == "val", f"cv.{protocol}.fold-{_safe(name)}", fold_dir / "model.onnx",
-            training_data=f"{source}: protocol {protocol}, every fold but {name} (fold {i + 1} of {k}, seed {seed})")
+            training_data=f"{source}: protocol {protocol}, every fold but {name} (fold {i + 1} of {k}, seed {seed})",
+            arch_text=arch_text)
         heldout_csv = fold_dir / "heldout.csv"
         _write_heldout_csv(heldout_csv, d, held)
         rep = evaluate_folder(str(onnx_path), fold_dir, labels=str(heldout_csv), split="all", condition=condition,
@@ -191,7 +214,8 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
         row = {"fold": name if isinstance(name, str) else int(name), "n": rep["n"], "n_subjects":
                len(set(groups[held].tolist())) if groups is not None else None,
                "faces_missed": rep["faces_missed"], "temperature": temperature,
-               "train_seconds": round(time.time() - t0 - rep["seconds"]["pipeline"], 1), **fold_row(rep)}
+               "train_seconds": round(time.time() - t0 - rep["seconds"]["pipeline"], 1), **fold_row(rep),
+               **({"features": extra} if extra else {})}
         result.write_text(json.dumps(row, indent=2))  # written last: its presence means the fold is finished
         rows.append(row)
         preds.append(fold_dir / "predictions.csv")
@@ -208,7 +232,7 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
 
 def summary_markdown(s: dict) -> str:
     """A protocol summary as Markdown: the pooled row, then per-fold rows with mean ± sd."""
-    head = (f"{s['protocol']} on {s['data']} ({s['folds_done']} of {s['k']} folds done; seed {s['seed']}; "
+    head = (f"{s['protocol']} ({s.get('method', 'finetune')}) on {s['data']} ({s['folds_done']} of {s['k']} folds done; seed {s['seed']}; "
             f"{s['condition']}; detector {s['detector']}; end to end through AgeEstimator)\n\n")
     p = s.get("pooled") or {}
     if p:
@@ -239,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluation condition of the held-out folds (default: clean)")
     g.add_argument("--detector", default=None, help="face detector of the evaluation (default: the pipeline's)")
     g.add_argument("--eval-threads", type=int, default=1, help="onnxruntime threads of the evaluation (default: 1)")
+    g.add_argument("--method", default="finetune", choices=METHODS,
+                   help="finetune: `train fit` per fold; features: the thesis' baseline, pooled features of the "
+                        "frozen --init network -> a linear scikit-learn regressor chosen by inner CV (default: finetune)")
     g.add_argument("--max-folds", type=int, default=0, metavar="N",
                    help="stop after N more folds (time-sliced runs; rerun the same command to continue)")
     return p
@@ -264,12 +291,12 @@ def main(argv: list[str] | None = None) -> None:
                              "leave it out.")
     a.pop("resume")  # a protocol always resumes
     proto = {k: a.pop(k) for k in ("protocol", "folds", "subject_column", "group_column", "condition", "detector",
-                                   "eval_threads", "max_folds")}
+                                   "eval_threads", "max_folds", "method")}
     data, out = a.pop("data"), a.pop("out")
     s = run_protocol(data, out, a, protocol=proto["protocol"], k=proto["folds"], seed=a["fold_seed"],
                      subject_column=proto["subject_column"], group_column=proto["group_column"],
                      condition=proto["condition"], detector=proto["detector"], eval_threads=proto["eval_threads"],
-                     max_folds=proto["max_folds"])
+                     max_folds=proto["max_folds"], method=proto["method"])
     sys.stdout.write(summary_markdown(s))
 
 
