@@ -98,6 +98,16 @@ def cascade(cfg: TrainConfig) -> list[dict]:
     return steps[::-1]
 
 
+def _earlier_steps(cfg: TrainConfig) -> str:
+    """A sentence naming the data of the cascade's earlier steps (empty for a one-step run)."""
+    steps = [st for st in cascade(cfg)[1:-1] if "data" in st]
+    if not steps:
+        return ""
+    return (" Earlier steps of its cascade (training.cascade in the card): " + "; then ".join(
+        f"{st['data']} ({st['protocol']}, {st['epochs']} epochs, freeze {st['freeze']})" for st in steps)
+        + ". Those sets' licences apply too.")
+
+
 def export_run(cfg: TrainConfig, net: torch.nn.Module, val: np.ndarray, model_id: str, path: str | Path,
                training_data: str, arch_text: str = "") -> tuple[Path, float]:
     """Calibrate ``net`` on the prepared rows ``val`` (softmax temperature), export it with its card to ``path``
@@ -139,7 +149,8 @@ def load_runs(runs: list[str]) -> tuple[list[TrainConfig], torch.nn.Module, list
 
 
 def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
-            half: bool = False, eval_limit: int = 0) -> str:
+            half: bool = False, eval_limit: int = 0, splits: tuple[str, ...] = ("val", "test"),
+            conditions: tuple[str, ...] = ("clean", "eyeband")) -> str:
     """Package ``run`` (or the ensemble of several runs) as ``out/<model_id>.onnx`` + ``.md``; returns its sha256.
 
     ``eval_limit`` evaluates only the first N rows of each split (smoke tests; the card says so)."""
@@ -165,7 +176,8 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
         crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
         licence=licence_text(cfg),
         training_data=DATA + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older "
-                              "ages (its estimates saturate near the top of that range)." if cfg.age_range else ""),
+                              "ages (its estimates saturate near the top of that range)." if cfg.age_range else "")
+        + _earlier_steps(cfg),
         training={"command": " && ".join(train_command(c) for c in members),
                   "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
@@ -185,8 +197,8 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
     if diff > 1e-4:
         raise SystemExit(f"parity check failed: {diff}")
     metrics = {}
-    for split in ("val", "test"):
-        for cond in ("clean", "eyeband"):
+    for split in splits:
+        for cond in conditions:
             rep = evaluate_folder(str(path), data, split=split, condition=cond, limit=eval_limit)
             metrics[f"utkface-{split}-{cond}"] = _summary(rep)
             (report_dir / f"eval-{split}-{cond}.json").write_text(json.dumps(rep, indent=2))
@@ -245,8 +257,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="store the weights as float16 (half the file; computed in float32; metrics are of the rounded model)")
     p.add_argument("--eval-limit", type=int, default=0, metavar="N",
                    help="evaluate only the first N rows of val and test (smoke tests; the card records it)")
+    p.add_argument("--splits", default="val,test", help="splits evaluated for the card (default: val,test)")
+    p.add_argument("--conditions", default="clean,eyeband", help="conditions evaluated (default: clean,eyeband)")
     a = p.parse_args(argv)
-    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit)
+    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit,
+            tuple(x for x in a.splits.split(",") if x), tuple(x for x in a.conditions.split(",") if x))
 
 
 if __name__ == "__main__":
