@@ -283,7 +283,8 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
         raise ValueError("--fold-by COLUMN goes with --fold I/K.")
     from agescan.train.prepare import RESERVED
 
-    label_columns = [c for c in d.files if c not in RESERVED]
+    keys = list(d.files) if hasattr(d, "files") else list(d)
+    label_columns = [c for c in keys if c not in RESERVED]
     if cfg.fold:
         try:
             i, k = (int(v) for v in cfg.fold.split("/"))
@@ -292,7 +293,8 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
         if not 0 <= i < k:
             raise ValueError(f"--fold I/K needs 0 <= I < K. Got {cfg.fold!r}.")
         if not cfg.fold_by:
-            return training_split(kfold_assign(len(d["age"]), k, cfg.fold_seed), i, cfg.seed)
+            return training_split(kfold_assign(len(d["age" if "age" in keys else "split"]), k, cfg.fold_seed), i,
+                                  cfg.seed)
         if cfg.fold_by not in label_columns:
             raise ValueError(f"--fold-by {cfg.fold_by}: no column {cfg.fold_by!r} in {cfg.data} (have "
                              f"{label_columns}); prepare with --subject-column to keep subject ids.")
