@@ -185,3 +185,18 @@ def test_the_feature_baseline_chooses_a_regressor_by_cv_and_runs_through_the_pip
         assert np.isfinite(f["r2"]) and 1.0 <= f["features"]["sigma"]
     card = create_model(str(out / "fold-0" / "model.onnx")).card
     assert "pooled features" in card.architecture and card.training["config"]["freeze"] == "backbone"
+
+
+def test_help_says_what_evaluate_slices_and_what_train_cv_runs():
+    import subprocess
+    import sys
+
+    ev = subprocess.run([sys.executable, "-m", "agescan", "evaluate", "--help"], capture_output=True, text=True,
+                        timeout=120)
+    text = " ".join(ev.stdout.split())
+    assert ev.returncode == 0 and "not held-out training" in text and "agescan train cv" in text
+    assert "--slices" in text and "--preset" in text
+    cv = subprocess.run([sys.executable, "-m", "agescan", "train", "cv", "--help"], capture_output=True, text=True,
+                        timeout=120)
+    text = " ".join(cv.stdout.split())
+    assert cv.returncode == 0 and "subject-disjoint" in text and "--freeze" in text and "--method" in text
