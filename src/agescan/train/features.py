@@ -95,7 +95,13 @@ def fit(cfg, split: np.ndarray, groups: np.ndarray | None, inner_folds: int = 5)
         else KFold(n_splits=inner_folds, shuffle=True, random_state=cfg.seed)
     search = GridSearchCV(Pipeline([("scale", StandardScaler()), ("reg", Ridge())]), grid,
                           scoring="neg_mean_absolute_error", cv=inner, n_jobs=1)
-    search.fit(x_tr, y_tr, groups=g)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():  # a lasso that stops at max_iter is still a candidate; CV judges it
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x_tr, y_tr, groups=g)
     best = search.best_estimator_
     scaler, reg = best.named_steps["scale"], best.named_steps["reg"]
     resid = best.predict(x_va) - y_va
