@@ -200,3 +200,10 @@ def test_help_says_what_evaluate_slices_and_what_train_cv_runs():
                         timeout=120)
     text = " ".join(cv.stdout.split())
     assert cv.returncode == 0 and "subject-disjoint" in text and "--freeze" in text and "--method" in text
+
+
+def test_the_feature_baseline_names_unknown_regressors():
+    from agescan.train import features
+
+    with pytest.raises(ValueError, match=r"takes names among \['huber', 'lasso', 'ridge'\]. Got \['svm'\]"):
+        features.fit(None, np.array([]), None, regressors=("svm",))

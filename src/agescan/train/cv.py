@@ -107,12 +107,13 @@ def _pooled(pred_csvs: list[Path]) -> dict:
 def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str = "kfold", k: int = 5,
                  seed: int = 0, subject_column: str = "subject", group_column: str = "", condition: str = "clean",
                  detector: str | None = None, eval_threads: int = 1, max_folds: int = 0,
-                 method: str = "finetune") -> dict:
+                 method: str = "finetune", regressors: tuple[str, ...] = ()) -> dict:
     """Train and evaluate every fold of ``protocol`` on the prepared file ``data``; returns the summary (also
     written to OUT/summary.json and OUT/summary.md). ``base``: :class:`~agescan.train.loop.TrainConfig` options
     shared by every fold. ``max_folds``: stop after this many folds (0: all; a time-sliced run resumes later).
     ``method``: ``finetune`` (``agescan train fit`` per fold) or ``features`` (the thesis' baseline,
-    :mod:`agescan.train.features`: the ``--init`` network frozen, a regressor chosen by inner CV)."""
+    :mod:`agescan.train.features`: the ``--init`` network frozen, a regressor chosen by inner CV among
+    ``regressors``, default all of :data:`agescan.train.features.CANDIDATES`)."""
     if method not in METHODS:
         raise SystemExit(f"The 'method' parameter must be one of {METHODS}. Got {method!r}.")
     from agescan.detect import DEFAULT_DETECTOR
@@ -150,6 +151,7 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
     data_sha = hashlib.sha256(Path(data).read_bytes()).hexdigest()
     pinned = {"data": str(data), "data_sha256": data_sha, "protocol": protocol, "k": k, "seed": seed,
               "column": column, "condition": condition, "detector": detector, "method": method,
+              **({"regressors": list(regressors)} if regressors else {}),
               "train": {kk: v for kk, v in base.items() if kk not in ("threads",)}}
     pin = out / "protocol.json"
     if pin.is_file():
@@ -194,7 +196,7 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
             fold_dir.mkdir(parents=True, exist_ok=True)
             cfg.freeze = "backbone"  # recorded in the card: the network is not trained
             sub = d["subject"] if (d["subject"] != "").all() else None
-            net, extra = features.fit(cfg, split, sub)
+            net, extra = features.fit(cfg, split, sub, regressors=regressors or None)
             (fold_dir / "features.json").write_text(json.dumps(extra, indent=2))
             arch_text = (f"frozen {cfg.arch} ({cfg.init}): pooled features -> {extra['regressor']} "
                          f"{extra['params']} chosen by {extra['inner_cv']} on MAE; Gaussian, sigma {extra['sigma']:.2f}")
@@ -266,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--method", default="finetune", choices=METHODS,
                    help="finetune: `train fit` per fold; features: the thesis' baseline, pooled features of the "
                         "frozen --init network -> a linear scikit-learn regressor chosen by inner CV (default: finetune)")
+    g.add_argument("--regressors", default="",
+                   help="with --method features: the candidates the inner CV chooses among, comma-separated (default: "
+                        "ridge,lasso,huber)")
     g.add_argument("--max-folds", type=int, default=0, metavar="N",
                    help="stop after N more folds (time-sliced runs; rerun the same command to continue)")
     return p
@@ -291,12 +296,13 @@ def main(argv: list[str] | None = None) -> None:
                              "leave it out.")
     a.pop("resume")  # a protocol always resumes
     proto = {k: a.pop(k) for k in ("protocol", "folds", "subject_column", "group_column", "condition", "detector",
-                                   "eval_threads", "max_folds", "method")}
+                                   "eval_threads", "max_folds", "method", "regressors")}
     data, out = a.pop("data"), a.pop("out")
     s = run_protocol(data, out, a, protocol=proto["protocol"], k=proto["folds"], seed=a["fold_seed"],
                      subject_column=proto["subject_column"], group_column=proto["group_column"],
                      condition=proto["condition"], detector=proto["detector"], eval_threads=proto["eval_threads"],
-                     max_folds=proto["max_folds"], method=proto["method"])
+                     max_folds=proto["max_folds"], method=proto["method"],
+                     regressors=tuple(x for x in proto["regressors"].split(",") if x))
     sys.stdout.write(summary_markdown(s))
 
 

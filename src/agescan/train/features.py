@@ -65,9 +65,15 @@ def extract(net: nn.Module, crops: np.ndarray, cfg, bs: int = 256) -> np.ndarray
                       for i in range(0, len(crops), bs)]).numpy().astype(np.float64)
 
 
-def fit(cfg, split: np.ndarray, groups: np.ndarray | None, inner_folds: int = 5) -> tuple[FeatureRegressor, dict]:
-    """Fit the baseline on the 'train' rows of ``split`` (choosing the regressor by a subject-grouped inner CV),
-    take sigma from the 'val' rows, and return the model and a record of the choice."""
+def fit(cfg, split: np.ndarray, groups: np.ndarray | None, inner_folds: int = 5,
+        regressors: tuple[str, ...] | None = None) -> tuple[FeatureRegressor, dict]:
+    """Fit the baseline on the 'train' rows of ``split`` (choosing the regressor among ``regressors``, default every
+    one of :data:`CANDIDATES`, by a subject-grouped inner CV), take sigma from the 'val' rows, and return the model
+    and a record of the choice."""
+    regressors = tuple(regressors or CANDIDATES)
+    unknown = [r for r in regressors if r not in CANDIDATES]
+    if unknown:
+        raise ValueError(f"The 'regressors' parameter takes names among {sorted(CANDIDATES)}. Got {unknown}.")
     try:
         from sklearn.linear_model import HuberRegressor, Lasso, Ridge
         from sklearn.model_selection import GridSearchCV, GroupKFold, KFold
@@ -89,7 +95,7 @@ def fit(cfg, split: np.ndarray, groups: np.ndarray | None, inner_folds: int = 5)
     y_tr, y_va = d["age"][tr].astype(np.float64), d["age"][va].astype(np.float64)
     models = {"ridge": Ridge(), "lasso": Lasso(max_iter=5000), "huber": HuberRegressor(max_iter=1000)}
     grid = [{"reg": [models[name]], **{f"reg__{k}": v for k, v in params.items()}}
-            for name, params in CANDIDATES.items()]
+            for name, params in CANDIDATES.items() if name in regressors]
     g = None if groups is None else np.asarray(groups)[tr]
     inner = GroupKFold(n_splits=inner_folds) if g is not None and len(set(g.tolist())) >= inner_folds \
         else KFold(n_splits=inner_folds, shuffle=True, random_state=cfg.seed)
