@@ -66,6 +66,12 @@ def markdown(summary: dict) -> str:
 METHODS = ("finetune", "features")
 
 
+def _candidates() -> dict:
+    from agescan.train.features import CANDIDATES
+
+    return CANDIDATES
+
+
 def _fold_settings(protocol: str, name, i: int, k: int, subject_column: str, group_column: str) -> dict:
     """The ``agescan train fit`` options that hold out fold ``i`` (named ``name``) of ``protocol``."""
     if protocol == "kfold":
@@ -152,6 +158,7 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
     pinned = {"data": str(data), "data_sha256": data_sha, "protocol": protocol, "k": k, "seed": seed,
               "column": column, "condition": condition, "detector": detector, "method": method,
               **({"regressors": list(regressors)} if regressors else {}),
+              **({"candidates": _candidates()} if method == "features" else {}),
               "train": {kk: v for kk, v in base.items() if kk not in ("threads",)}}
     pin = out / "protocol.json"
     if pin.is_file():

@@ -17,7 +17,7 @@ from torch import nn
 
 #: Regressors the inner cross-validation chooses among, with their grids.
 CANDIDATES = {
-    "ridge": {"alpha": [0.1, 1.0, 10.0, 100.0, 1000.0]},
+    "ridge": {"alpha": [0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5]},
     "lasso": {"alpha": [0.01, 0.03, 0.1, 0.3, 1.0]},
     "huber": {"alpha": [1e-4, 1e-2, 1.0], "epsilon": [1.35, 2.0]},
 }
