@@ -175,8 +175,9 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
         id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
         crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
         licence=licence_text(cfg),
-        training_data=DATA + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older "
-                              "ages (its estimates saturate near the top of that range)." if cfg.age_range else "")
+        training_data=DATA.replace("MTCNN", str(d["detector"]) if "detector" in d.files else "MTCNN")
+        + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older ages (its estimates "
+           "saturate near the top of that range)." if cfg.age_range else "")
         + _earlier_steps(cfg),
         training={"command": " && ".join(train_command(c) for c in members),
                   "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
