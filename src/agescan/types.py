@@ -79,6 +79,9 @@ class BBox:
         return inter / union if union > 0 else 0.0
 
 
+#: How a face is framed for the age model: the five-point warp, or from its box (agescan.align.pose).
+FRAMINGS = ("aligned", "box")
+
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
@@ -240,6 +243,24 @@ class FaceResult:
     model_id: str
     #: flagged for review by the triage rule (agescan.triage.is_flagged), decided once when the face is estimated
     flagged: bool = False
+    #: head pose estimated from the landmarks, in degrees (agescan.align.pose.estimate_pose): yaw positive when the
+    #: nose points to the image's right, roll positive clockwise
+    yaw: float = 0.0
+    roll: float = 0.0
+    #: how the face was framed for the model (:data:`FRAMINGS`): "aligned" (five-point warp onto the frontal
+    #: template) or "box" (a turned face, centred on its box; agescan.align.pose)
+    framing: str = "aligned"
+
+    def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise InputError(f"FaceResult.framing must be one of {FRAMINGS}. Got {self.framing!r}.")
+        if not (math.isfinite(self.yaw) and math.isfinite(self.roll)):
+            raise InputError(f"FaceResult yaw and roll must be finite degrees. Got {self.yaw!r}, {self.roll!r}.")
+
+    @property
+    def profile(self) -> bool:
+        """True for a turned face that was framed from its box (what the report labels "profile")."""
+        return self.framing == "box"
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,7 @@ def test_estimate_json_is_the_schema(astronaut_path):
     out = agescan("estimate", "--json", "--distribution", astronaut_path)
     assert out.returncode == 0, out.stderr
     rec = json.loads(out.stdout)
-    assert rec["schema"] == "agescan.result/3" and len(rec["faces"]) == 1
+    assert rec["schema"] == "agescan.result/4" and len(rec["faces"]) == 1
     assert "distribution" in rec["faces"][0]
     assert rec["faces"][0]["p_minor"] < 0.25  # far more likely adult than minor (the estimator test's bound)
 

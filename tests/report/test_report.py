@@ -170,3 +170,24 @@ def test_report_in_headless_chromium(report_dir, tmp_path):
     assert shot.stat().st_size > 10_000
     assert problems == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
+
+
+def test_a_profile_face_is_marked_in_the_page_and_its_pose_exported(tmp_path, estimator, astronaut_path):
+    """A real turned face (fairface270, CC BY 4.0) is framed from its box and the report says "profile"; the frontal
+    astronaut is not marked."""
+    from agescan.report import write_report
+    from agescan.store import ResultStore
+    from tests.conftest import FAIRFACE, fairface_rows
+
+    fairface_rows()
+    profile = FAIRFACE / "images" / "fairface_0375.jpg"
+    results = [estimator.predict(profile), estimator.predict(astronaut_path)]
+    assert any(f.framing == "box" for f in results[0].faces) and results[1].faces[0].framing == "aligned"
+    with ResultStore(str(tmp_path / "case.sqlite")) as store:
+        store.add(store.open_run({"t": 1}, "m", "sha", "d", "0"), results)
+    page = write_report(str(tmp_path / "case.sqlite"), tmp_path / "r", thumbnails=False).read_text(encoding="utf-8")
+    n_box = sum(f.framing == "box" for f in results[0].faces)
+    assert page.count("class='profile'") == n_box and "framed from its box" in page
+    with open(tmp_path / "r" / "faces.csv", newline="", encoding="utf-8") as fh:
+        faces = list(csv.DictReader(fh))
+    assert sorted(r["framing"] for r in faces).count("box") == n_box and all(r["yaw"] != "" for r in faces)

@@ -58,7 +58,7 @@ def folder(tmp_path, astronaut_path):
 
 #: The settings of the previous version's default scan: MTCNN, and the triage rule of that time (the rule it never
 #: stored, which a run key without one means).
-PREVIOUS = {"detector": "mtcnn", "flag_threshold": LEGACY_RULE[0], "challenge_age": LEGACY_RULE[1]}
+PREVIOUS = {"detector": "mtcnn", "flag_threshold": LEGACY_RULE[0], "challenge_age": LEGACY_RULE[1], "profile_yaw": 90}
 
 
 def test_the_run_key_is_the_key_earlier_versions_wrote(folder):
@@ -74,6 +74,8 @@ def test_the_run_key_is_the_key_earlier_versions_wrote(folder):
     assert ScanConfig.of(scenes, [folder]).key() == _previous_run_key(scenes, [str(folder)], True, 0.15)
     other = ScanConfig.of(AgeEstimator(flag_threshold=0.3, challenge_age=25), [folder]).key()
     assert (other["flag_threshold"], other["challenge_age"]) == (0.3, 25.0)
+    # pose-aware framing (some faces framed from their box) is another run; 90 (always warp) is what earlier did
+    assert ScanConfig.of(AgeEstimator(**{**PREVIOUS, "profile_yaw": 45}), [folder]).key()["profile_yaw"] == 45
     # today's defaults (another detector, another threshold) are another run: its results would differ
     assert ScanConfig.of(AgeEstimator(), [folder]).key_hash() != cfg.key_hash()
     # relative and absolute spellings of a source are one run
@@ -123,7 +125,8 @@ def test_a_run_written_by_the_previous_version_resumes(store_target, folder):
     _previous_version_database(store_target, _previous_run_key(est, [str(folder)], True), first)
     # the previous version's command, with the settings that were its defaults named
     out = subprocess.run([sys.executable, "-m", "agescan", "scan", str(folder), "--db", store_target, "--no-progress",
-                          "--detector", PREVIOUS["detector"], "--flag-threshold", str(PREVIOUS["flag_threshold"])],
+                          "--detector", PREVIOUS["detector"], "--flag-threshold", str(PREVIOUS["flag_threshold"]),
+                          "--profile-yaw", str(PREVIOUS["profile_yaw"])],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stderr  # the broken file
     assert f"resuming: 2 of 5 file(s) already in {store_target}" in out.stderr

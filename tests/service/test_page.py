@@ -155,7 +155,7 @@ def test_the_page_uploads_only_the_anonymised_photo_and_shows_the_decision(serve
 
 def test_the_mosaic_and_the_camera(server, browser, astronaut):
     w = Watched(browser, server.url + "/")
-    w.page.check("input[value=eye-mosaic]")
+    w.page.check("input[value=eye-band-mosaic]")
     w.page.select_option("#threshold", "13")
     w.page.click("#camera-start")
     w.page.wait_for_selector("#camera:not([hidden])")

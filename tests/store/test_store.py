@@ -102,11 +102,13 @@ def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_scan(store_targ
         assert store.add(run, [estimator.predict(np.asarray(Image.open(astronaut_path).resize((256, 256))))]) == 1
         assert store.counts(run)["items"] == 2 and store.counts(run)["faces"] == 2
     db = connect(store_target, readonly=True)
-    assert check_schema(db) == SCHEMA_VERSION == 3
-    assert db.execute("SELECT value FROM meta WHERE key='result_schema'").fetchone()[0] == "agescan.result/3"
+    assert check_schema(db) == SCHEMA_VERSION == 4
+    assert db.execute("SELECT value FROM meta WHERE key='result_schema'").fetchone()[0] == "agescan.result/4"
     # the face stored before flags were stored got the flag of the rule of that time
     assert db.execute("SELECT flagged FROM faces ORDER BY id").fetchall()[0][0] == int(
         is_flagged(result.faces[0].p_minor, result.faces[0].age, *LEGACY_RULE))
+    # faces from before pose was stored: "aligned" (the only framing then); this one had no landmarks stored
+    assert db.execute("SELECT yaw, roll, framing FROM faces ORDER BY id").fetchall()[0] == (0, 0, "aligned")
     cols = [c[0] for c in db.execute("SELECT * FROM items").description]
     assert "phash" not in cols and cols[-3:] == ["pdq", "pdq_mirror", "pdq_quality"]
     rows = db.execute("SELECT pdq, pdq_quality FROM items ORDER BY id").fetchall()
@@ -114,6 +116,37 @@ def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_scan(store_targ
     db.close()
     page = write_report(store_target, tmp_path / "r2", thumbnails=False).read_text(encoding="utf-8")
     assert page.count("data-pminor") == 2 and "1 listed file(s) have no PDQ hash" in page
+
+
+def test_a_version_3_database_gets_the_pose_of_its_stored_landmarks_on_upgrade(store_target, estimator, astronaut,
+                                                                               tmp_path):
+    from agescan.align import estimate_pose
+    from agescan.report import write_report
+
+    turned = np.ascontiguousarray(astronaut[:, ::-1])
+    results = [estimator.predict(astronaut), estimator.predict(turned)]
+    with ResultStore(store_target) as store:
+        run = store.open_run({"a": 3}, "m", "sha", "mtcnn", "0.1.0")
+        store.add(run, results[:1])
+    db = connect(store_target)  # as agescan wrote it before pose was stored: schema version 3
+    with db.transaction():
+        for col in ("yaw", "roll", "framing"):
+            db.execute(f"ALTER TABLE faces DROP COLUMN {col}")
+        db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+        db.execute("UPDATE meta SET value='agescan.result/3' WHERE key='result_schema'")
+    db.close()
+    page = write_report(store_target, tmp_path / "r3", thumbnails=False).read_text(encoding="utf-8")
+    assert page.count("data-pminor") == 1 and ">profile<" not in page  # read as it is
+    with ResultStore(store_target) as store:  # a writer upgrades it
+        assert store.add(store.open_run({"a": 4}, "m", "sha", "mtcnn", "0.1.0"), results[1:]) == 1
+    db = connect(store_target, readonly=True)
+    assert check_schema(db) == SCHEMA_VERSION == 4
+    (old_yaw, old_roll, old_framing), (new_yaw, _, _) = db.execute(
+        "SELECT yaw, roll, framing FROM faces ORDER BY id").fetchall()
+    want = estimate_pose(to_dict(results[0])["faces"][0]["landmarks"])  # from the stored (rounded) landmarks
+    assert (old_yaw, old_roll, old_framing) == (pytest.approx(want.yaw), pytest.approx(want.roll), "aligned")
+    assert new_yaw == pytest.approx(results[1].faces[0].yaw, abs=0.06)
+    db.close()
 
 
 def test_a_database_from_before_the_errors_view_gets_it_on_open(store_target):

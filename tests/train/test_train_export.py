@@ -267,3 +267,25 @@ def test_model_crop_depends_on_margin_not_on_input_size():
     assert extent(input_size=64, margin=0.25) * 64 / 63 == pytest.approx(1.0)
     with pytest.raises(ValueError, match="--margin must be between 0 and 0.25"):
         extent(margin=0.3)
+
+
+def test_occlusion_enumerates_the_privacy_registry():
+    from agescan.align import UTKFACE_TEMPLATE
+    from agescan.train.loop import crop_landmarks, occlude, parse_occlusion
+
+    assert parse_occlusion("org+ocl") == (["eye-band"], True)  # stored run configs
+    assert parse_occlusion("eye-mask+eye-mosaic") == (["eye-mask", "eye-mosaic"], False)
+    with pytest.raises(ValueError, match="eye-mask"):
+        parse_occlusion("org+sunglasses")
+    with pytest.raises(ValueError, match="no face"):
+        parse_occlusion("keyed-permutation")
+    lm = crop_landmarks(np.stack([np.asarray(UTKFACE_TEMPLATE) * 200] * 60), 96, 0.25)
+    crops = np.random.default_rng(0).integers(0, 256, (60, 96, 96, 3), dtype=np.uint8)
+    before = crops.tobytes()
+    mixed = occlude(crops, lm, "org+eye-mask+eye-mosaic", torch.Generator().manual_seed(0))
+    assert crops.tobytes() == before
+    black = [(c == 0).all(2).mean() > 0.05 for c in mixed]
+    changed = [(c != o).any() for c, o in zip(mixed, crops)]
+    assert 10 < sum(black) < 30 and 30 < sum(changed) < 50  # a third masked, a third mosaic, a third clean
+    again = occlude(crops, lm, "org+eye-mask+eye-mosaic", torch.Generator().manual_seed(0))
+    assert np.array_equal(mixed, again)

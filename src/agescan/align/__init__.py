@@ -150,3 +150,11 @@ def align_face(image: np.ndarray, landmarks: Landmarks5 | np.ndarray, recipe: Cr
 
 
 __all__ = ["CropRecipe", "UTKFACE_TEMPLATE", "align_face", "similarity_transform", "warp"]
+
+
+from agescan.align.pose import (  # noqa: E402  (pose uses align_face and warp defined above)
+    BOX_CENTRE, BOX_HEIGHT, BOX_WIDTH, PROFILE_YAW, FramedFace, Pose, box_affine, box_frame, choose_framing, crop_as_framed, estimate_pose, frame_face)
+from agescan.types import FRAMINGS  # noqa: E402
+
+__all__ += ["BOX_CENTRE", "BOX_HEIGHT", "BOX_WIDTH", "FRAMINGS", "PROFILE_YAW", "FramedFace", "Pose", "box_affine", "box_frame", "choose_framing",
+            "crop_as_framed", "estimate_pose", "frame_face"]

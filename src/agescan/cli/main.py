@@ -28,6 +28,38 @@ EPILOG = """exit codes:
 """
 
 
+def _condition(value: str) -> str:
+    """argparse type of --condition: clean or a registered transform (older spellings accepted)."""
+    from agescan.errors import ConfigError
+    from agescan.eval.run import canonical_condition
+
+    try:
+        return canonical_condition(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _transform(value: str) -> str:
+    """argparse type of --method / --transform: a registered privacy transform (older spellings accepted)."""
+    from agescan.errors import ModelNotFoundError
+    from agescan.privacy import canonical_op, list_privacy_ops
+
+    try:
+        return canonical_op(value)
+    except ModelNotFoundError:
+        raise argparse.ArgumentTypeError(f"unknown transform {value!r}; choose from "
+                                         f"{', '.join(list_privacy_ops())}") from None
+
+
+def _profile_option(g) -> None:
+    from agescan.align import PROFILE_YAW
+
+    g.add_argument("--profile-yaw", type=float, default=PROFILE_YAW, metavar="DEG",
+                   help=f"frame a face turned more than DEG degrees (yaw estimated from its landmarks) from its box "
+                        f"instead of warping it onto the frontal template (default: {PROFILE_YAW:g}, chosen on val; "
+                        "90 = always warp, as before pose-aware framing; 0 = always from the box)")
+
+
 def _estimator_options(p: argparse.ArgumentParser) -> None:
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
@@ -40,6 +72,7 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
                    help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
     g.add_argument("--min-face-size", type=int, default=24, metavar="PX",
                    help="smallest face side in pixels to look for (default: 24)")
+    _profile_option(g)
     g.add_argument("--minor-age", type=int, default=18, metavar="AGE",
                    help="report P(age < AGE) as p_minor (default: 18)")
     g.add_argument("--interval", type=float, default=0.9, metavar="LEVEL",
@@ -62,6 +95,18 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
                         "nested archive is recorded as an item that was not read, with the reason")
 
 
+def _transform_options(p: argparse.ArgumentParser) -> None:
+    from agescan.privacy import list_privacy_ops
+
+    g = p.add_argument_group("privacy (what a platform that only receives anonymised pictures would see)")
+    g.add_argument("--transform", type=_transform, default=None, metavar="NAME",
+                   help="apply a privacy transform to each picture first (placed where the detector finds the "
+                        "clean faces), then detect and estimate on the transformed picture: " +
+                        ", ".join(list_privacy_ops()) + " (docs/privacy.md)")
+    g.add_argument("--key-file", metavar="FILE",
+                   help="the secret key of --transform keyed-permutation (default: a random key, never stored)")
+
+
 def _triage_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("triage (which faces go to the reviewer; decided once per face, agescan.triage)")
     from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
@@ -79,7 +124,23 @@ def _estimator_kwargs(a: argparse.Namespace) -> dict:
     return {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
             "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
             "video_every": a.video_every, "video_scene": a.scene_change, "flag_threshold": a.flag_threshold,
-            "challenge_age": a.challenge_age}
+            "challenge_age": a.challenge_age, "profile_yaw": a.profile_yaw, **_transform_kwargs(a)}
+
+
+def _transform_kwargs(a: argparse.Namespace) -> dict:
+    if not getattr(a, "transform", None):
+        if getattr(a, "key_file", None):
+            raise _usage("--key-file goes with --transform keyed-permutation")
+        return {}
+    from agescan.anonymize import read_key_file
+
+    return {"transform": a.transform, "transform_key": read_key_file(a.key_file) if a.key_file else None}
+
+
+def _usage(msg: str) -> Exception:
+    from agescan.errors import InputError
+
+    return InputError(msg)
 
 
 def _make_estimator(a: argparse.Namespace, **extra):
@@ -92,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
     from agescan.models import DEFAULT_MODEL
+    from agescan.privacy import list_privacy_ops
 
     from agescan import __version__
 
@@ -107,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Estimate the age of every face in the given photos (folders and zip/tar archives "
                                    "are read as a scan reads them). Prints a table (file, face box, age, interval, "
                                    "P(under 18), group, FLAGGED for review), or with --json one JSON record per image "
-                                   "in the versioned result schema (agescan.result/3); each result is printed as "
+                                   "in the versioned result schema (agescan.result/4); each result is printed as "
                                    "soon as it is ready.")
     e.add_argument("photos", nargs="+", metavar="PHOTO",
                    help="image files, folders (walked recursively) or zip/tar archives (read in place)")
@@ -117,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="faces per model call (default: 64); a result is printed when its batch is done, so 1 "
                         "prints each image as soon as it is estimated")
     _estimator_options(e)
+    _transform_options(e)
     _triage_options(e)
 
     s = sub.add_parser("scan", help="walk folders and write one result per image to .jsonl, .csv or a resumable database",
@@ -151,7 +214,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scanning actors, one CPU each (default: the cluster's CPU count)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     _estimator_options(s)
+    _transform_options(s)
     _triage_options(s)
+
+    an = sub.add_parser("anonymize", help="write anonymised copies of pictures (eye mask, mosaic, blur, keyed "
+                                          "permutation, ...)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                        description="Write an anonymised copy of every picture (files, or folders walked "
+                                    "recursively) into --out, keeping folders' relative paths. Faces are found by "
+                                    "the pipeline's detector and the transform is placed on each; a picture with no "
+                                    "face found is not written unless --keep-faceless. Inputs are never written to; "
+                                    "an --out inside an input folder is refused. EXIF orientation is applied to the "
+                                    "pixels and no metadata is copied. keyed-permutation needs --key-file, writes "
+                                    "PNG and is undone with --decrypt and the same key. docs/privacy.md says what "
+                                    "each transform hides and leaves.")
+    an.add_argument("inputs", nargs="*", metavar="IN", help="picture files or folders")
+    an.add_argument("--method", type=_transform, metavar="NAME",
+                    help="the transform: " + ", ".join(list_privacy_ops()))
+    an.add_argument("--out", metavar="DIR", help="output folder (created; outside every input folder)")
+    an.add_argument("--key-file", metavar="FILE", help="secret key of keyed-permutation (raw bytes, >= 16)")
+    an.add_argument("--new-key", metavar="FILE", help="create a new random 256-bit key file (mode 600) and exit; "
+                                                      "it is never overwritten")
+    an.add_argument("--decrypt", action="store_true", help="undo keyed-permutation with --key-file")
+    an.add_argument("--seed", type=int, default=0, help="seed of the eye mosaic's drawn pixels (default: 0)")
+    an.add_argument("--keep-faceless", action="store_true",
+                    help="also write pictures where no face is found (face transforms leave them unchanged)")
+    an.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
+    an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    an.add_argument("--detector", default=DEFAULT_DETECTOR,
+                    help=f"registered face detector (default: {DEFAULT_DETECTOR})")
+    an.add_argument("--min-face-size", type=int, default=24, metavar="PX",
+                    help="smallest face side in pixels to look for (default: 24)")
 
     m = sub.add_parser("models", help="list the registered models with their cards, and the detectors",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -236,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "reported beside. Optionally as "
                                     "JSON, Markdown, plots and per-image predictions. DATA is a folder with "
                                     "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
-                                    "layout), any CSV given with --labels, or a folder whose sub-folder or file "
+                                    "layout; or age bins as age_low and age_high, FairFace's layout, reported as bin "
+                                    "accuracy, each bin's share under 18 and the children's P(minor) recall at the "
+                                    "flag threshold), any CSV given with --labels, or a folder whose sub-folder or file "
                                     "names start with the age (7/a.jpg, 25_0_1_x.jpg); --preset names the columns of "
                                     "UTKFace or MORPH. --protocol kfold|logo slices this one model's predictions "
                                     "(per-fold metrics, mean and sd); held-out training per fold is `agescan train "
@@ -263,10 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
     ev.add_argument("--compare", metavar="BASELINE.json",
                     help="an earlier --out report on the same set: add the paper's Impv of this run over it")
-    ev.add_argument("--condition", default="clean", choices=["clean", "eyeband"],
-                    help="clean faces, or the paper's eye band drawn before the pipeline runs, where MTCNN finds the "
-                         "clean face's eyes (the UTKFace template where it does not), the same for every detector "
-                         "(default: clean)")
+    ev.add_argument("--condition", default="clean", type=_condition, metavar="CONDITION",
+                    help="clean, or a privacy transform applied before the pipeline runs (" + ", ".join(
+                        list_privacy_ops()) + "), placed where MTCNN finds the clean face (the UTKFace template "
+                        "where it does not), the same for every detector; the keyed permutation is drawn with a "
+                        "key the pipeline never sees (default: clean; eyeband = eye-band)")
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
@@ -274,10 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
                                                    "here (needs matplotlib, in the train extra)")
     ev.add_argument("--minor-threshold", type=float, metavar="P",
-                    help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val)")
+                    help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val); for "
+                         "age bins, the threshold of the children's recall (default there: the flag threshold)")
     ev.add_argument("--detector", default=DEFAULT_DETECTOR,
                     help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
     ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
+    _profile_option(ev)
     return p
 
 
@@ -305,7 +403,8 @@ class _Table:
             box = ",".join(str(int(round(v))) for v in f.box.as_tuple())
             iv = f"{f.interval[0]:.0f}-{f.interval[1]:.0f}"
             print(f"{name:<32} {i:>4} {box:<22} {f.age:>5.1f} {iv:>13} {f.p_minor:>7.2f}  {f.age_group:<6} "
-                  f"{'FLAGGED' if f.flagged else ''}".rstrip(), file=out, flush=True)
+                  f"{'FLAGGED' if f.flagged else ''}{' (profile)' if f.framing == 'box' else ''}".rstrip(), file=out,
+                  flush=True)
             name = ""
 
 
@@ -334,7 +433,8 @@ def cmd_estimate(a: argparse.Namespace) -> int:
     if table is not None:
         level = int(round(a.interval * 100))
         print(f"\n{n_images} image(s), {n_faces} face(s), {n_flagged} flagged for review ({_flag_rule(a)}); "
-              f"interval = central {level}% of the age distribution; model {est.model.id}", file=sys.stdout)
+              f"interval = central {level}% of the age distribution; model {est.model.id}"
+              + (f"; estimated on the pictures after {a.transform}" if a.transform else ""), file=sys.stdout)
     return EXIT_INPUT if n_failed else EXIT_OK
 
 
@@ -483,7 +583,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                              plots_dir=a.plots, labels=a.labels, path_column=spec.path_column,
                              age_column=spec.age_column, split_column=spec.split_column, protocol=a.protocol,
                              folds=a.folds, group_column=spec.group_column if a.protocol == "logo" else a.group_column,
-                             seed=a.seed, detector=a.detector)
+                             seed=a.seed, detector=a.detector, profile_yaw=a.profile_yaw)
     refused = ""
     if baseline is not None:
         from agescan.errors import ConfigError
@@ -507,6 +607,44 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(refused, file=sys.stderr)
         return EXIT_CONFIG
     return EXIT_OK
+
+
+def cmd_anonymize(a: argparse.Namespace) -> int:
+    from agescan.anonymize import anonymize_files, new_key_file, read_key_file
+
+    if a.new_key:
+        path = new_key_file(a.new_key)
+        print(f"wrote a new 256-bit key to {path} (readable by you only). Keep it: without it pictures permuted "
+              "with it cannot be restored; anyone holding it can restore them.", file=sys.stderr)
+        if not a.inputs:
+            return EXIT_OK
+    if not a.inputs or not a.method or not a.out:
+        print("agescan anonymize: needs IN..., --method NAME and --out DIR (or only --new-key FILE)", file=sys.stderr)
+        return EXIT_USAGE
+    key = read_key_file(a.key_file) if a.key_file else None
+    estimator = None
+    from agescan.privacy import get_transform
+
+    if get_transform(a.method).scope != "image" and not a.decrypt:
+        from agescan import AgeEstimator
+
+        estimator = AgeEstimator(detector=a.detector, min_face_size=a.min_face_size)
+
+    def progress(plan):
+        from tqdm import tqdm
+
+        return tqdm(plan, unit="file", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
+
+    s = anonymize_files(a.inputs, a.out, a.method, key=key, decrypt=a.decrypt, seed=a.seed, estimator=estimator,
+                        keep_faceless=a.keep_faceless, overwrite=a.overwrite, progress=progress)
+    for line in s.skipped:
+        print(f"agescan anonymize: {line}", file=sys.stderr)
+    verb = "restored" if a.decrypt else f"anonymised with {s.method}"
+    faces = "" if a.decrypt or get_transform(a.method).scope == "image" else \
+        f" ({s.faces} face(s); {s.no_face} picture(s) with no face found)"
+    print(f"{verb}: {s.written} of {s.files} file(s) written to {a.out}{faces}; {s.errors} unreadable",
+          file=sys.stderr)
+    return EXIT_INPUT if s.errors else EXIT_OK
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -551,7 +689,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"estimate": cmd_estimate, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
+COMMANDS = {"estimate": cmd_estimate, "anonymize": cmd_anonymize, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
             "evaluate": cmd_evaluate, "serve": cmd_serve}
 
 

@@ -1,7 +1,8 @@
 """AgeEstimator: the one pipeline behind the CLI, the API and the scanners.
 
-image -> detect (boxes + 5 landmarks) -> align (the model card's crop) -> age model -> distribution
--> point age, interval, P(age < minor_age), age group.
+image -> detect (boxes + 5 landmarks) -> frame (the model card's crop: the five-point warp, or from the box for a face
+turned past ``profile_yaw``, agescan.align.pose) -> age model -> distribution -> point age, interval,
+P(age < minor_age), age group.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from agescan import __version__
 from agescan._validation import check_number
-from agescan.align import align_face
+from agescan.align import PROFILE_YAW, FramedFace, frame_face
 from agescan.detect import DEFAULT_DETECTOR, create_detector
 from agescan.errors import ConfigError, DecodeError, InputError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
@@ -26,7 +27,7 @@ from agescan.io.image import decode_bytes
 from agescan.io.phash import pdq
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
-from agescan.privacy import anonymise, privacy_ops
+from agescan.privacy import anonymise, canonical_op, get_transform
 from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD, check_triage, is_flagged
 from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
 
@@ -50,6 +51,7 @@ class _Pending:
     height: int
     detections: tuple[Detection, ...]
     crops: np.ndarray  # N x S x S x 3 uint8
+    framed: tuple[FramedFace, ...] = ()  # pose and framing per detection (crops hold their pixels)
     error: str = ""
     error_type: str = ""
 
@@ -77,9 +79,19 @@ class AgeEstimator:
             since parallel sessions that each spin a full thread pool slow each other down).
         flag_threshold, challenge_age: the triage rule (:mod:`agescan.triage`): a face is ``flagged`` for review
             when P(minor) >= flag_threshold or its point age < challenge_age (0 = off). Decided here, once per face.
-        anonymise: a registered privacy transform (:func:`agescan.privacy.list_privacy_ops`, e.g. ``"eye-band"``)
-            applied to every detected face before the model sees it ("" = none): the model estimates from the
-            anonymised face, as it would from an image anonymised before it arrived.
+        anonymise: a registered keyless privacy transform (:func:`agescan.privacy.list_privacy_ops`, e.g.
+            ``"eye-band"``) applied to every detected face before the model sees it ("" = none): the model estimates
+            from the anonymised face where the detector found the clean one (seeded transforms use seed 0).
+        transform: a registered privacy transform applied to the whole picture *before* the pipeline, placed where
+            the detector finds the clean faces; the pipeline then runs on the transformed picture as it would on a
+            platform that only ever receives anonymised pictures (detect again, align, estimate; boxes and the PDQ
+            hash are the transformed picture's). "" = none. Seeded transforms use seed 0.
+        transform_key: the secret of a keyed ``transform`` (the keyed permutation). None: a fresh random key that is
+            never stored or returned (the pipeline measures what a holder of the picture without the key sees).
+        profile_yaw: faces whose estimated |yaw| exceeds this many degrees are framed from their box instead of
+            warped onto the frontal template (:mod:`agescan.align.pose`; default :data:`agescan.align.PROFILE_YAW`,
+            chosen on validation data); 90 always warps (the pipeline before pose-aware framing), 0 always frames
+            from the box. Each face result records its ``yaw``, ``roll`` and ``framing``.
 
     Example:
         >>> from agescan import AgeEstimator
@@ -93,7 +105,8 @@ class AgeEstimator:
                  interval_level: float = 0.9, min_face_size: int = 24, max_pixels: int = DEFAULT_MAX_PIXELS,
                  batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0,
                  video_scene: float = 0.0, flag_threshold: float = DEFAULT_FLAG_THRESHOLD,
-                 challenge_age: float = DEFAULT_CHALLENGE_AGE, anonymise: str = ""):
+                 challenge_age: float = DEFAULT_CHALLENGE_AGE, anonymise: str = "", transform: str = "",
+                 transform_key: bytes | None = None, profile_yaw: float = PROFILE_YAW):
         check_number(minor_age, "minor_age", _OWNER, lo=1, hi=100, integer=True)
         check_number(interval_level, "interval_level", _OWNER, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         check_number(min_face_size, "min_face_size", _OWNER, lo=12, integer=True)
@@ -104,8 +117,17 @@ class AgeEstimator:
         check_number(video_every, "video_every", _OWNER, lo=0.0)
         check_number(video_scene, "video_scene", _OWNER, lo=0.0, hi=1.0)
         check_triage(flag_threshold, challenge_age, _OWNER)
+        check_number(profile_yaw, "profile_yaw", _OWNER, lo=0.0, hi=90.0)
         if anonymise:
-            privacy_ops.factory(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
+            anonymise = canonical_op(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
+            if get_transform(anonymise).needs_key:
+                raise ConfigError(f"{_OWNER}: anonymise={anonymise!r} needs a secret key and hides the whole picture, so "
+                                  "no face would be left to estimate. Use `agescan anonymize --method "
+                                  f"{anonymise}` to protect pictures, or a keyless transform here.")
+        if transform:
+            transform = canonical_op(transform)
+            if get_transform(transform).needs_key and transform_key is None:
+                transform_key = os.urandom(32)
         if video_every == 0 and video_scene == 0:
             raise ConfigError(f"{_OWNER}: video_every and video_scene are both 0, so no video frame would be "
                               "sampled. Set video_every (seconds) and/or video_scene (e.g. 0.15).")
@@ -123,24 +145,28 @@ class AgeEstimator:
         self.flag_threshold = float(flag_threshold)
         self.challenge_age = float(challenge_age)
         self.anonymise = anonymise
+        self.transform = transform
+        self._transform_key = transform_key
+        self.profile_yaw = float(profile_yaw)
         self._model = None
         self._detector = None
 
     def get_params(self) -> dict:
-        """The constructor's arguments, as given: ``AgeEstimator(**est.get_params())`` builds the same pipeline (how
+        """The constructor's arguments, as given (a transform's secret key excepted): ``AgeEstimator(**est.get_params())`` builds the same pipeline (how
         a distributed scan builds one per worker)."""
         return {"model": self.model_name, "detector": self.detector_name, "minor_age": self.minor_age,
                 "interval_level": self.interval_level, "min_face_size": self.min_face_size,
                 "max_pixels": self.max_pixels, "batch_size": self.batch_size, "workers": self.workers,
                 "threads": self.threads, "video_every": self.video_every, "video_scene": self.video_scene,
                 "flag_threshold": self.flag_threshold, "challenge_age": self.challenge_age,
-                "anonymise": self.anonymise}
+                "anonymise": self.anonymise, "transform": self.transform, "profile_yaw": self.profile_yaw}
 
     def replace(self, **changes) -> "AgeEstimator":
         """A new estimator with some parameters changed (``get_params`` names them). It shares this one's loaded
         model and detector when the changes leave them alone (another triage rule, anonymisation, minor age...)."""
         params = self.get_params()
-        new = AgeEstimator(**{**params, **changes})
+        key = {"transform_key": self._transform_key} if "transform" not in changes else {}
+        new = AgeEstimator(**{**params, **key, **changes})
         loading = ("model", "detector", "min_face_size", "threads", "workers")
         if self._model is not None and all(new.get_params()[k] == params[k] for k in loading):
             new._model, new._detector = self._model, self._detector
@@ -190,6 +216,14 @@ class AgeEstimator:
                 raise InputError(f"The 'faces' parameter of {_OWNER}.predict must be a sequence of Detection. "
                                  f"Got {[type(f).__name__ for f in faces]}.")
         return self._finish([self._prepare(source, faces)])[0]
+
+    def detect(self, image: np.ndarray) -> tuple[Detection, ...]:
+        """The pipeline's detection stage on one decoded HxWx3 uint8 RGB image: the faces it would estimate (boxes,
+        five landmarks, scores; empty when none). How ``agescan anonymize`` places its transforms."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"The 'image' parameter of {_OWNER}.detect must be an HxWx3 uint8 RGB array. "
+                             f"Got {getattr(image, 'shape', type(image).__name__)}.")
+        return tuple(self.detector.detect(image))
 
     def predict_crops(self, crops: np.ndarray) -> list[AgeDistribution]:
         """Age distributions for already aligned crops (N x S x S x 3 uint8, S = card crop size)."""
@@ -291,6 +325,10 @@ class AgeEstimator:
 
     def _analyse(self, image: np.ndarray, provenance: Provenance,
                  faces: tuple[Detection, ...] | None = None) -> _Pending:
+        if self.transform:  # what a platform receiving only transformed pictures would be given
+            placed = faces if faces is not None else self.detector.detect(image)
+            image = get_transform(self.transform).apply(image, placed, key=self._transform_key)
+            faces = None
         h = pdq(image)
         provenance = dataclasses.replace(provenance, pdq=h.hash, pdq_mirror=h.mirror, pdq_quality=h.quality)
         h, w = image.shape[:2]
@@ -305,11 +343,12 @@ class AgeEstimator:
         if self.anonymise and dets:
             image = anonymise(image, dets, self.anonymise)
         recipe = self.card.crop
+        framed = tuple(frame_face(image, d.landmarks, d.box, recipe, self.profile_yaw) for d in dets)
         if dets:
-            crops = np.stack([align_face(image, d.landmarks, recipe).image for d in dets])
+            crops = np.stack([f.crop.image for f in framed])
         else:
             crops = np.zeros((0, recipe.size, recipe.size, 3), dtype=np.uint8)
-        return _Pending(provenance, w, h, dets, crops)
+        return _Pending(provenance, w, h, dets, crops, framed)
 
     def _prepare_safe(self, source: Any) -> _Pending:
         # Any failure on one input becomes that input's error record: in a scan of millions of files an
@@ -330,17 +369,18 @@ class AgeEstimator:
         out, k = [], 0
         for p in batch:
             faces = []
-            for det in p.detections:
-                faces.append(self._face(det, dists[k]))
+            for det, framed in zip(p.detections, p.framed):
+                faces.append(self._face(det, dists[k], framed))
                 k += 1
             out.append(ImageResult(provenance=p.provenance, width=p.width, height=p.height, faces=tuple(faces),
                                    error=p.error, error_type=p.error_type))
         return out
 
-    def _face(self, det: Detection, dist: AgeDistribution) -> FaceResult:
+    def _face(self, det: Detection, dist: AgeDistribution, framed: FramedFace) -> FaceResult:
         age, p_minor = dist.mean(), dist.p_below(self.minor_age)
         return FaceResult(box=det.box, landmarks=det.landmarks, detector_score=det.score, age=age,
                           distribution=dist, interval=dist.interval(self.interval_level),
                           interval_level=self.interval_level, p_minor=p_minor, minor_age=self.minor_age,
                           age_group=age_group(age), model_id=self.model.id,
-                          flagged=is_flagged(p_minor, age, self.flag_threshold, self.challenge_age))
+                          flagged=is_flagged(p_minor, age, self.flag_threshold, self.challenge_age),
+                          yaw=framed.pose.yaw, roll=framed.pose.roll, framing=framed.framing)

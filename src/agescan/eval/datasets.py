@@ -11,6 +11,11 @@ Three layouts are read:
 - a folder of age sub-folders: ``DATA/7/img.jpg`` is 7 years old;
 - a folder of files whose names start with the age, UTKFace style: ``25_0_1_20170116.jpg`` is 25.
 
+A CSV may give **age bins** instead of ages: with no age column but ``age_low`` and ``age_high`` columns (names
+configurable; FairFace's layout, bounds inclusive, e.g. 3 and 9 for "3-9"), each row keeps both bounds and its
+``age`` is the bin's middle; the set is then ``binned`` and evaluation reports bin metrics
+(:func:`agescan.eval.metrics.binned_metrics`) instead of errors in years.
+
 Presets name the columns of the sets agescan knows (:data:`PRESETS`: ``utkface``, ``morph``); a column a
 preset or an option names that the CSV lacks is an error naming it. A row whose age is not a number is an
 error naming the file and row; a row with an empty age, and in a folder without a CSV a file with no age in its
@@ -43,6 +48,8 @@ class Dataset:
     columns: list[str] = field(default_factory=list)
     subject_column: str = ""
     unlabelled_examples: list[str] = field(default_factory=list)
+    #: rows carry ``age_low`` and ``age_high`` (inclusive bin bounds, floats) rather than exact ages
+    binned: bool = False
 
     def subjects(self) -> list[str]:
         """Each row's subject id ('' without a subject column)."""
@@ -132,44 +139,62 @@ def _age_from_path(path: Path, root: Path) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _read_csv(labels: Path, root: Path, path_column: str, age_column: str,
-              skipped: list[str]) -> tuple[list[dict], list[str]]:
+def _number(labels: Path, line: int, r: dict, column: str, path_column: str) -> float:
+    try:
+        return float(r[column])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{labels}, line {line}: {column} {r[column]!r} of {r[path_column]!r} is not a number. "
+                          "Fix or remove the row.") from None
+
+
+def _read_csv(labels: Path, root: Path, path_column: str, age_column: str, skipped: list[str],
+              bin_columns: tuple[str, str] = ("age_low", "age_high")) -> tuple[list[dict], list[str], bool]:
+    low_column, high_column = bin_columns
     try:
         with open(labels, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             columns = list(reader.fieldnames or [])
-            missing = [c for c in (path_column, age_column) if c not in columns]
+            binned = age_column not in columns and low_column in columns and high_column in columns
+            needed = (path_column, low_column, high_column) if binned else (path_column, age_column)
+            missing = [c for c in needed if c not in columns]
             if missing:
                 raise ConfigError(f"{labels}: no column {', '.join(map(repr, missing))} (columns: {columns}). "
-                                  "Name them with --path-column and --age-column.")
+                                  "Name them with --path-column and --age-column (or give age bins as "
+                                  f"{low_column!r} and {high_column!r} columns).")
             rows = []
             for line, r in enumerate(reader, start=2):
-                if (r.get(age_column) or "").strip() == "":
-                    skipped.append(f"line {line}: {r.get(path_column)!r}")  # no age: counted, reported, left out
-                    continue
-                try:
-                    age = float(r[age_column])
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{labels}, line {line}: age {r[age_column]!r} of {r[path_column]!r} is not "
-                                      "a number. Fix or remove the row.") from None
                 p = Path(r[path_column])
-                rows.append({**r, "path": r[path_column], "age": age, "file": p if p.is_absolute() else root / p})
+                row = {**r, "path": r[path_column], "file": p if p.is_absolute() else root / p}
+                if binned:
+                    lo = _number(labels, line, r, low_column, path_column)
+                    hi = _number(labels, line, r, high_column, path_column)
+                    if hi < lo:
+                        raise ConfigError(f"{labels}, line {line}: bin {lo:g}-{hi:g} of {r[path_column]!r} ends "
+                                          "before it starts. Fix the row.")
+                    row.update(age_low=lo, age_high=hi, age=(lo + hi) / 2)
+                else:
+                    if (r.get(age_column) or "").strip() == "":
+                        skipped.append(f"line {line}: {r.get(path_column)!r}")  # no age: counted, reported, left out
+                        continue
+                    row["age"] = _number(labels, line, r, age_column, path_column)
+                rows.append(row)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{labels}: not UTF-8 text ({exc.reason}). Save the CSV as UTF-8.") from None
-    return rows, columns
+    return rows, columns, binned
 
 
 def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: str = "test", limit: int = 0,
                  path_column: str = "path", age_column: str = "age", split_column: str = "split",
                  subject_column: str = "", gender_column: str = "", group_column: str = "",
-                 require: tuple[str, ...] = ()) -> Dataset:
+                 require: tuple[str, ...] = (), bin_columns: tuple[str, str] = ("age_low", "age_high")) -> Dataset:
     """The labelled rows of ``data`` (see the module doc), restricted to ``split`` when the set has a split
     column (``'all'``: every row; a set without a split column is used whole, and ``split`` says so).
 
     ``subject_column`` / ``gender_column`` / ``group_column``: a named column must exist (ConfigError naming it);
     left empty, ``subject`` and ``gender`` are used when present. Each row gets ``subject``, ``gender`` and
     ``group`` keys ('' when the set has no such column). ``require``: roles among 'subject', 'gender', 'group'
-    and 'split' whose column must exist (the protocol needs them)."""
+    and 'split' whose column must exist (the protocol needs them). ``bin_columns``: the inclusive bounds of age
+    bins, read when the CSV has no ``age_column``."""
     data = Path(data)
     if labels is None and data.is_file() and data.suffix.lower() == ".csv":
         labels = data  # DATA given as the CSV itself
@@ -177,8 +202,9 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
     root = data if data.is_dir() else labels_path.parent
     unlabelled = 0
     skipped: list[str] = []
+    binned = False
     if labels_path.is_file():
-        rows, columns = _read_csv(labels_path, root, path_column, age_column, skipped)
+        rows, columns, binned = _read_csv(labels_path, root, path_column, age_column, skipped, bin_columns)
         unlabelled = len(skipped)
         source = str(labels_path)
         roles = {"subject": subject_column, "gender": gender_column, "group": group_column}
@@ -233,4 +259,4 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
     if not rows:
         raise ConfigError(f"{source}: no labelled rows.")
     return Dataset(rows=rows, source=source, split=used, unlabelled=unlabelled, columns=columns,
-                   subject_column=subject_column, unlabelled_examples=skipped[:5])
+                   subject_column=subject_column, unlabelled_examples=skipped[:5], binned=binned)

@@ -185,3 +185,78 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
         if m.any():
             out["mae_by_band"][f"{a}-{b if b < 200 else '+'}"] = {"n": int(m.sum()), "mae": float(err[m].mean())}
     return out
+
+
+def bin_index(ages: np.ndarray, bins) -> np.ndarray:
+    """Index of the bin (inclusive whole-year bounds) each age falls in: :func:`nearest_group` over ``bins``.
+    An age between two bins (19.5 floors to 19) goes to the bin it floors into, or the nearer one."""
+    return nearest_group(ages, bins)
+
+
+def binned_metrics(low: np.ndarray, high: np.ndarray, probs: np.ndarray, min_age: int = 0,
+                   flag_threshold: float = 0.5, minor_age: int = 18) -> dict:
+    """Metrics for age bins (FairFace's ``0-2``, ``3-9``, ... ``70+``) from predicted distributions over whole
+    years from ``min_age``: :func:`binned_point_metrics` of their means and of P(age < ``minor_age``)."""
+    ages = np.arange(min_age, min_age + probs.shape[1])
+    return binned_point_metrics(low, high, probs @ ages, probs[:, ages < minor_age].sum(1),
+                                flag_threshold=flag_threshold, minor_age=minor_age)
+
+
+def binned_point_metrics(low: np.ndarray, high: np.ndarray, pred: np.ndarray, p_minor: np.ndarray | None = None,
+                         flag_threshold: float = 0.5, minor_age: int = 18) -> dict:
+    """Metrics for age bins from point ages (and P(minor) when the tool gives one; NaN where it does not).
+
+    Args:
+        low, high: inclusive bounds of each face's true bin (years).
+        pred: point ages.
+        p_minor: P(age < ``minor_age``) per face, or None (a tool that gives only a point age).
+        flag_threshold: the P(minor) threshold a face is flagged at (the triage default in evaluation).
+        minor_age: ages below this are minors.
+
+    The bins are the distinct (low, high) pairs of the set; a point age is floored and put in the bin it falls
+    in (between bins: the nearest, ties to the younger). Returned: ``bin_accuracy`` (share in the true bin),
+    ``bin_1off``, ``mae_to_bin`` (years from the point age to the true bin ``[low, high + 1)``, 0 inside it),
+    ``per_bin`` (n, accuracy, median point age, share with point age under ``minor_age``, share flagged, mean
+    P(minor)), the ``confusion`` matrix (rows true, columns predicted, in ``bins`` order), and for *children*
+    (bins wholly under ``minor_age``) and *adults* (bins wholly at or over it): share with point age under
+    ``minor_age``, P(minor) recall at ``flag_threshold`` and at 0.5 (children) or the share flagged (adults).
+    Bins straddling ``minor_age`` (FairFace's 10-19) are in ``per_bin`` only.
+    """
+    low = np.asarray(low, dtype=np.float64)
+    high = np.asarray(high, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    has_p = p_minor is not None
+    p_minor = np.asarray(p_minor, dtype=np.float64) if has_p else np.full(len(pred), np.nan)
+    bins = sorted(set(zip(low.tolist(), high.tolist())))
+    names = [f"{lo:g}+" if hi >= 100 else f"{lo:g}-{hi:g}" for lo, hi in bins]
+    t = np.array([bins.index(b) for b in zip(low.tolist(), high.tolist())], dtype=np.int64)
+    p = bin_index(pred, bins)
+    under = pred < minor_age
+    flagged = (p_minor >= flag_threshold).astype(np.float64)
+    flagged_half = (p_minor >= 0.5).astype(np.float64)
+    if not has_p:
+        flagged[:] = flagged_half[:] = np.nan
+    dist = np.maximum(low - pred, 0) + np.maximum(pred - (high + 1), 0)
+    per_bin = {}
+    for i, name in enumerate(names):
+        m = t == i
+        per_bin[name] = {"n": int(m.sum()), "accuracy": float((p[m] == i).mean()),
+                         "median_age": float(np.median(pred[m])), "under_minor_age": float(under[m].mean()),
+                         "flagged": float(flagged[m].mean()), "mean_p_minor": float(p_minor[m].mean())}
+    child, adult = high < minor_age, low >= minor_age
+
+    def share(x: np.ndarray, m: np.ndarray) -> float:
+        return float(x[m].mean()) if m.any() else float("nan")
+
+    return {
+        "n": int(len(low)), "bins": names, "minor_age": int(minor_age), "flag_threshold": float(flag_threshold),
+        "bin_accuracy": float((p == t).mean()) if len(t) else float("nan"),
+        "bin_1off": float((np.abs(p - t) <= 1).mean()) if len(t) else float("nan"),
+        "mae_to_bin": float(dist.mean()) if len(t) else float("nan"),
+        "per_bin": per_bin,
+        "confusion": np.bincount(t * len(bins) + p, minlength=len(bins) ** 2).reshape(len(bins), -1).tolist(),
+        "children": {"n": int(child.sum()), "bins": [n for n, (lo, hi) in zip(names, bins) if hi < minor_age],
+                     "under_minor_age": share(under, child), "p_minor_recall": share(flagged, child),
+                     "p_minor_recall_0.5": share(flagged_half, child)},
+        "adults": {"n": int(adult.sum()), "under_minor_age": share(under, adult), "flagged": share(flagged, adult)},
+    }

@@ -11,6 +11,8 @@ from agescan.eval.metrics import BANDS, PAPER_GROUPS, nearest_group
 
 def markdown(report: dict) -> str:
     """A Markdown table of the headline metrics of one ``evaluate_folder`` report."""
+    if "bin_accuracy" in report:
+        return binned_markdown(report)
     b = report["minor_by_p_minor_0.5"]
     lo, hi = report["mae_ci95"]
     rows = [
@@ -30,6 +32,8 @@ def markdown(report: dict) -> str:
         ("Challenge-25 (13-17 estimated under 25)", f"{report['challenge25_teens_under_25']:.1%}"),
         ("90% interval coverage", f"{report['interval_coverage']:.1%}"),
         ("faces found by the detector", f"{report['faces_found']} of {report['n']}"),
+        ("faces framed from their box (turned past the profile yaw)",
+         f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
         ("misses", report["miss_rule"]),
     ]
     for key, label in (("found_only", "found faces only"), ("template_fallback", "misses aligned by template")):
@@ -51,6 +55,37 @@ def markdown(report: dict) -> str:
                  + "".join(f"| {k} | {v['baseline']:.3f} | {v['this']:.3f} | {v['impv']:.2f} |\n"
                            for k, v in c["metrics"].items()))
     return text
+
+
+def binned_markdown(report: dict) -> str:
+    """A Markdown table of an ``evaluate_folder`` report on a set with age bins (FairFace's layout)."""
+    c, a = report["children"], report["adults"]
+    thr = report["flag_threshold"]
+    rows = [
+        ("images", report["n"]),
+        (f"{len(report['bins'])}-bin accuracy / 1-off", f"{report['bin_accuracy']:.1%} / {report['bin_1off']:.1%}"),
+        ("years from the point age to the true bin (mean)", f"{report['mae_to_bin']:.2f}"),
+        (f"children ({', '.join(c['bins'])}; n={c['n']}): point age under {report['minor_age']}",
+         f"{c['under_minor_age']:.1%}"),
+        (f"children: P(minor) recall at the flag threshold {thr:g} / at 0.5",
+         f"{c['p_minor_recall']:.1%} / {c['p_minor_recall_0.5']:.1%}"),
+        (f"adults (n={a['n']}): point age under {report['minor_age']} / flagged at {thr:g}",
+         f"{a['under_minor_age']:.1%} / {a['flagged']:.1%}"),
+        ("faces found by the detector", f"{report['faces_found']} of {report['n']}"),
+        ("faces framed from their box (turned past the profile yaw)",
+         f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
+        ("misses", report["miss_rule"]),
+    ]
+    sec = report.get("found_only") or {}
+    if sec:
+        rows.append(("secondary, found faces only: n / bin accuracy / children under 18",
+                     f"{sec['n']} / {sec['bin_accuracy']:.1%} / {sec['children_under_minor_age']:.1%}"))
+    per = "| bin | n | accuracy | median point age | under 18 | flagged |\n|---|---|---|---|---|---|\n" + "".join(
+        f"| {k} | {v['n']} | {v['accuracy']:.1%} | {v['median_age']:.1f} | {v['under_minor_age']:.1%} | "
+        f"{v['flagged']:.1%} |\n" for k, v in report["per_bin"].items())
+    return (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']}, "
+            f"detector {report['detector']}; age bins, end to end, misses counted)\n\n"
+            "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n\n" + per)
 
 
 #: Columns of a per-fold table: (key in :data:`agescan.eval.protocols.FOLD_KEYS`, heading).

@@ -12,10 +12,20 @@ no better than a constant guess, and it is never flagged as a minor); ``faces_fo
 Two labelled secondary rows follow: ``found_only`` (the faces found) and ``template_fallback`` (misses aligned
 with the UTKFace template instead, as training does for chips its detector misses; not what a user gets).
 
-Conditions: ``clean``, or ``eyeband``: the eye band (25% of box height, 95% of box width, along the eye line) is
-drawn where the reference detector (:data:`BAND_REFERENCE`, MTCNN, the paper's) finds the clean face, or where the
-UTKFace template puts it when MTCNN misses, *before* the pipeline runs, as in redacted evidence; every detector is
-therefore measured on the same banded pixels. Training crops are made by :func:`chip_face`.
+**Binned labels** (a CSV with ``age_low``/``age_high`` instead of ``age``, FairFace's layout): the headline is
+:func:`agescan.eval.metrics.binned_metrics` (bin accuracy, the share of each bin estimated under 18, P(minor)
+recall of the children's bins at the triage threshold, :data:`agescan.triage.DEFAULT_FLAG_THRESHOLD` unless
+``minor_threshold`` is given), misses scored the same way (at the median bin middle, at least 18), with
+``found_only`` beside.
+
+Conditions: ``clean``, or any registered privacy transform (:func:`agescan.privacy.list_privacy_ops`: eye band,
+eye mask, eye mosaic, face blur, face only, keyed permutation, ...; ``eyeband`` is accepted for ``eye-band``). The
+transform is placed where the reference detector (:data:`BAND_REFERENCE`, MTCNN, the paper's) finds the clean face,
+or where the UTKFace template puts it when MTCNN misses, *before* the pipeline runs, as in redacted evidence or on a
+platform that only ever receives anonymised pictures; every detector and model is therefore measured on the same
+pixels. Seeded transforms (the mosaic) use the row's index as seed; the keyed permutation uses
+:data:`EVALUATION_KEY`, which the pipeline never sees (it measures what a holder of the picture without the key
+learns). Training crops are made by :func:`chip_face`.
 """
 
 from __future__ import annotations
@@ -31,16 +41,32 @@ import cv2
 import numpy as np
 
 from agescan.align import UTKFACE_TEMPLATE, align_face
-from agescan.errors import ConfigError
+from agescan.errors import ConfigError, ModelNotFoundError
 from agescan.eval.datasets import read_dataset
-from agescan.eval.metrics import age_metrics
+from agescan.eval.metrics import age_metrics, binned_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
 from agescan.io import read_image
-from agescan.privacy import eye_band
+from agescan.privacy import canonical_op, get_transform, list_privacy_ops
 
 PAD = 50
-#: Evaluation conditions: the images as they are, or with the paper's eye band drawn before the pipeline.
-CONDITIONS = ("clean", "eyeband")
+#: The key the keyed permutation is drawn with in evaluation (public on purpose: the pipeline is never given it).
+EVALUATION_KEY = hashlib.sha256(b"agescan evaluation key: never give it to the pipeline").digest()
+
+
+def conditions() -> list[str]:
+    """Evaluation conditions: ``clean`` and every registered privacy transform."""
+    return ["clean", *list_privacy_ops()]
+
+
+def canonical_condition(condition: str) -> str:
+    """``clean`` or a transform's registry name (older spellings such as ``eyeband`` accepted); ConfigError naming
+    the conditions otherwise."""
+    if condition == "clean":
+        return condition
+    try:
+        return canonical_op(condition)
+    except ModelNotFoundError:  # say it in terms of conditions
+        raise ConfigError(f"condition must be one of {', '.join(conditions())}. Got {condition!r}.") from None
 
 
 def central_face(dets, w: int, h: int):
@@ -81,13 +107,36 @@ def reference_face(detector, padded: np.ndarray, w: int, h: int) -> tuple[np.nda
     return lm, (x1 * w + PAD, y1 * h + PAD, x2 * w + PAD, y2 * h + PAD), False
 
 
-def band_chip(reference, padded: np.ndarray, w: int, h: int) -> np.ndarray:
-    """A copy of a padded ``w`` x ``h`` chip with the paper's eye band where ``reference`` (a detector, normally
-    :data:`BAND_REFERENCE`'s) finds the clean face, or where the template puts it (:func:`reference_face`)."""
-    from agescan.types import BBox, Landmarks5
-
+def transform_chip(reference, padded: np.ndarray, w: int, h: int, condition: str, *, seed: int = 0,
+                   key: bytes = EVALUATION_KEY) -> np.ndarray:
+    """A copy of a padded ``w`` x ``h`` chip with the registered transform ``condition`` applied where ``reference``
+    (a detector, normally :data:`BAND_REFERENCE`'s) finds the clean face, or where the template puts it
+    (:func:`reference_face`); ``clean`` returns a copy."""
+    condition = canonical_condition(condition)
+    if condition == "clean":
+        return padded.copy()
+    if get_transform(condition).scope == "image":  # the whole picture: no face to place
+        return get_transform(condition).apply(padded, [], seed=seed, key=key)
     lm, box, _ = reference_face(reference, padded, w, h)
-    return eye_band(padded, Landmarks5.from_array(lm), BBox(*box))
+    return transform_face(padded, lm, box, condition, seed=seed, key=key)
+
+
+def transform_face(padded: np.ndarray, landmarks: np.ndarray, box: tuple, condition: str, *, seed: int = 0,
+                   key: bytes = EVALUATION_KEY) -> np.ndarray:
+    """A copy of ``padded`` with the transform ``condition`` applied to the face at ``landmarks`` (5 x 2) and
+    ``box`` (xyxy), as :func:`transform_chip` applies it."""
+    from agescan.types import BBox, Detection, Landmarks5
+
+    condition = canonical_condition(condition)
+    if condition == "clean":
+        return padded.copy()
+    face = Detection(BBox(*box), Landmarks5.from_array(landmarks), 1.0)
+    return get_transform(condition).apply(padded, [face], seed=seed, key=key)
+
+
+def band_chip(reference, padded: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A copy of a padded ``w`` x ``h`` chip with the paper's eye band placed as :func:`transform_chip` places it."""
+    return transform_chip(reference, padded, w, h, "eye-band")
 
 
 def chip_face(detector, padded: np.ndarray, w: int, h: int):
@@ -140,14 +189,18 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
                     minor_threshold: float | None = None, plots_dir: str | None = None,
                     labels: str | None = None, path_column: str = "path", age_column: str = "age",
                     split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
-                    seed: int = 0) -> dict:
+                    seed: int = 0, profile_yaw: float | None = None) -> dict:
     """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
 
     ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
     labelled set (see :func:`agescan.eval.datasets.read_dataset`). ``protocol``: ``split`` (metrics of the chosen
     split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo`` (also per
-    value of ``group_column``, leave-one-group-out). Misses are scored as the module docstring says.
+    value of ``group_column``, leave-one-group-out). ``profile_yaw``: the pipeline's pose-aware framing threshold
+    (None: its default, :data:`agescan.align.PROFILE_YAW`; 90: never frame from the box). Misses are scored as the
+    module docstring says.
     """
+    from agescan.align import PROFILE_YAW
+
     from agescan import AgeEstimator
     from agescan.detect import DEFAULT_DETECTOR, create_detector
 
@@ -155,16 +208,19 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
     if protocol == "logo" and not group_column:
         raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
-    if condition not in CONDITIONS:
-        raise ConfigError(f"condition must be one of {CONDITIONS}. Got {condition!r}.")
+    condition = canonical_condition(condition)
     ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
                       age_column=age_column, split_column=split_column)
     rows = ds.rows
+    if ds.binned and protocol != "split":
+        raise ConfigError(f"{ds.source} has age bins (age_low/age_high), not ages: --protocol {protocol} needs exact "
+                          "ages. Use --protocol split.")
     if group_column and group_column not in ds.columns:
         raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
     detector = detector or DEFAULT_DETECTOR
-    est = AgeEstimator(model, detector, threads=threads).load()
-    reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition == "eyeband" else None
+    profile_yaw = PROFILE_YAW if profile_yaw is None else float(profile_yaw)
+    est = AgeEstimator(model, detector, threads=threads, profile_yaw=profile_yaw).load()
+    reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition != "clean" else None
     sizes: list[tuple[int, int]] = []
     templates: dict[int, np.ndarray] = {}
 
@@ -174,14 +230,15 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
             h, w = img.shape[:2]
             sizes.append((w, h))
             padded = pad_chip(img)
-            if reference is not None:
-                padded = band_chip(reference, padded, w, h)
+            if condition != "clean":
+                padded = transform_chip(reference, padded, w, h, condition, seed=len(sizes) - 1)
             templates[len(sizes) - 1] = padded  # kept only until its result arrives (template fallback)
             yield padded
 
     n_bins = est.card.n_bins
     probs = np.zeros((len(rows), n_bins))
     found = np.zeros(len(rows), dtype=bool)
+    boxed = np.zeros(len(rows), dtype=bool)
     fallback_crops, fallback_rows = [], []
     t0 = time.time()
     for i, result in enumerate(est.stream(inputs())):
@@ -191,6 +248,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         if face is not None:
             probs[i] = face.distribution.probs
             found[i] = True
+            boxed[i] = face.framing == "box"
         else:
             lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD
             fallback_crops.append(align_face(padded, lm, est.card.crop).image)
@@ -206,18 +264,27 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         with_fallback[fallback_rows] = [d.probs for d in dists]
     ages = np.arange(est.card.min_age, est.card.min_age + n_bins)
     pred = e2e @ ages
-    report = {
+    head = {
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
         "unlabelled_files": ds.unlabelled,
         "condition": condition, "detector": detector,
-        "band_reference": BAND_REFERENCE if condition == "eyeband" else "",
+        "band_reference": BAND_REFERENCE if condition != "clean" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
+        "profile_yaw": profile_yaw, "faces_framed_from_box": int(boxed.sum()),
         "miss_rule": f"a missed face is scored as age {missed_at:g} (the set's median age, at least 18) and is "
                      "never flagged as a minor",
         "seconds": {"pipeline": round(seconds, 1)},
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
+    if ds.binned:
+        report = _binned_report(head, rows, e2e, probs, found, est, minor_threshold)
+        if predictions:
+            _write_predictions(predictions, rows, found, pred, e2e[:, ages < 18].sum(1), ("age_low", "age_high"))
+        return report
+    report = {
+        **head,
         **age_metrics(true, e2e, est.card.min_age, minor_threshold=minor_threshold),
         "slices": slices(rows, true, pred),
         "found_only": (_secondary(age_metrics(true[found], probs[found], est.card.min_age)) if found.any() else {}),
@@ -241,19 +308,45 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
 
         report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {split}, {condition}")]
     if predictions:
-        p_minor = e2e[:, ages < 18].sum(1)
-        Path(predictions).parent.mkdir(parents=True, exist_ok=True)
-        with open(predictions, "w", newline="", encoding="utf-8") as fh:
-            wtr = csv.writer(fh)
-            wtr.writerow(["path", "age", "found", "pred", "p_minor", "gender", "race"])
-            for r, f, pa, pm in zip(rows, found, pred, p_minor):
-                wtr.writerow([r["path"], f"{r['age']:g}", int(f), f"{pa:.3f}", f"{pm:.4f}", r.get("gender", ""),
-                              r.get("race", "")])
+        _write_predictions(predictions, rows, found, pred, e2e[:, ages < 18].sum(1), ("gender", "race"))
     return report
 
 
-#: The metrics :func:`compare` puts side by side (all in every :func:`evaluate_folder` report).
+def _binned_report(head: dict, rows: list[dict], e2e: np.ndarray, probs: np.ndarray, found: np.ndarray, est,
+                   minor_threshold: float | None) -> dict:
+    """The report of a set with age bins: :func:`binned_metrics` end to end, and over the faces found."""
+    from agescan.triage import DEFAULT_FLAG_THRESHOLD
+
+    threshold = DEFAULT_FLAG_THRESHOLD if minor_threshold is None else float(minor_threshold)
+    low = np.array([r["age_low"] for r in rows])
+    high = np.array([r["age_high"] for r in rows])
+    metrics = binned_metrics(low, high, e2e, est.card.min_age, flag_threshold=threshold, minor_age=18)
+    found_only = {}
+    if found.any():
+        f = binned_metrics(low[found], high[found], probs[found], est.card.min_age, flag_threshold=threshold)
+        found_only = {k: f[k] for k in ("n", "bin_accuracy", "bin_1off", "mae_to_bin")}
+        found_only["children_under_minor_age"] = f["children"]["under_minor_age"]
+        found_only["children_p_minor_recall"] = f["children"]["p_minor_recall"]
+    return {**head, "labels": "age bins", **metrics, "found_only": found_only}
+
+
+def _write_predictions(path: str, rows: list[dict], found: np.ndarray, pred: np.ndarray, p_minor: np.ndarray,
+                       extra: tuple[str, ...]) -> None:
+    """Per-image predictions CSV: path, true age (bin middle for binned sets), found, point age, P(minor), and the
+    rows' ``extra`` columns."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        wtr = csv.writer(fh)
+        wtr.writerow(["path", "age", "found", "pred", "p_minor", *extra])
+        for r, f, pa, pm in zip(rows, found, pred, p_minor):
+            wtr.writerow([r["path"], f"{r['age']:g}", int(f), f"{pa:.3f}", f"{pm:.4f}",
+                          *(f"{r[c]:g}" if isinstance(r.get(c), float) else r.get(c, "") for c in extra)])
+
+
+#: The metrics :func:`compare` puts side by side (all in every :func:`evaluate_folder` report; the second tuple for
+#: sets with age bins).
 COMPARED = ("mae", "mae_0_25", "group_accuracy_0_25", "cs5", "challenge25_teens_under_25")
+COMPARED_BINNED = ("bin_accuracy", "bin_1off", "mae_to_bin")
 
 
 def compare(baseline: dict, report: dict) -> dict:
@@ -265,10 +358,17 @@ def compare(baseline: dict, report: dict) -> dict:
     """
     from agescan.eval.metrics import impv
 
+    def same(key: str) -> tuple:
+        a, b = baseline.get(key), report.get(key)
+        if key == "condition":  # stored reports may use an older spelling (eyeband)
+            a, b = (canonical_condition(c) if isinstance(c, str) else c for c in (a, b))
+        return a, b
+
     for key in ("rows_sha256", "condition", "n"):
-        if baseline.get(key) != report.get(key):
+        a, b = same(key)
+        if a != b:
             raise ConfigError(f"cannot compare: baseline {key} {baseline.get(key)!r} but this run has "
                               f"{report.get(key)!r}. Evaluate both on the same set, split and condition.")
     return {"baseline_model": baseline["model"], "baseline_sha256": baseline.get("model_sha256", ""),
             "metrics": {k: {"baseline": baseline[k], "this": report[k], "impv": impv(baseline[k], report[k])}
-                        for k in COMPARED}}
+                        for k in (COMPARED_BINNED if "bin_accuracy" in report else COMPARED)}}

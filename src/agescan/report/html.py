@@ -42,6 +42,7 @@ th{background:#f4f4f4;position:sticky;top:0}
 .thumb{width:72px;height:72px;margin:2px;filter:blur(10px);cursor:pointer;border:2px solid #999;border-radius:4px}
 .thumb.revealed{filter:none;border-color:#c00}
 .minor{color:#b00;font-weight:600}.err{color:#a60}.dim{color:#888}
+.profile{background:#eef;color:#336;border-radius:3px;padding:0 4px;margin-left:4px;font-size:90%}
 .controls{position:sticky;top:0;background:#fff;padding:.5em 0;z-index:2;border-bottom:1px solid #ccc}
 tr.grouped td:first-child{border-left:4px solid #7a5cc0}.group{color:#5a3ca0;font-weight:600}
 .hist rect{fill:#4a78b0}.hist text{font-size:10px;fill:#333}
@@ -190,6 +191,8 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
     rid = run["id"]
     # A version 1 database (read as it is) has no PDQ hashes: nothing is grouped.
     pdq_cols = "pdq, pdq_mirror, pdq_quality" if version >= 2 else "'' AS pdq, '' AS pdq_mirror, 0 AS pdq_quality"
+    # Before version 4 no pose was stored and every face was aligned.
+    pose_cols = "f.yaw, f.framing" if version >= 4 else "0.0 AS yaw, 'aligned' AS framing"
     items = db.execute(f"SELECT id, source, sha256, frame_index, timestamp, width, height, max_p_minor, {pdq_cols} "
                        "FROM items WHERE run_id=? AND error='' AND n_faces > 0 ORDER BY max_p_minor DESC, source LIMIT ?",
                        (rid, max_items)).fetchall()
@@ -232,18 +235,21 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
     rows = []
     for i in order:
         item_id, source, sha, frame, stamp, w, h, pmax, *_ = listed[i]
-        faces = db.execute(f"SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group, {flags.column} "
-                           "FROM faces f WHERE item_id=? ORDER BY face_index", (item_id,)).fetchall()
+        faces = db.execute(f"SELECT x1, y1, x2, y2, age, interval_lo, interval_hi, p_minor, age_group, {flags.column}, "
+                           f"{pose_cols} FROM faces f WHERE item_id=? ORDER BY face_index", (item_id,)).fetchall()
         thumbs = _item_thumbs(source, sha, frame, faces, video_digests) if thumbnails else [""] * len(faces)
         cells, any_flag = [], False
-        for (x1, y1, x2, y2, age, lo, hi, pm, group, fl), t in zip(faces, thumbs):
+        for (x1, y1, x2, y2, age, lo, hi, pm, group, fl, yaw, framing), t in zip(faces, thumbs):
             img = (f"<img class='thumb' src='{t}' alt='face, blurred: click to reveal' title='click to reveal' "
                    f"onclick='reveal(this)'>" if t.startswith("data:") else f"<span class='dim'>{html.escape(t)}</span>")
             flag = flags({"age": age, "p_minor": pm, "flagged": fl})
             any_flag |= flag
             cls = " class='minor'" if flag else ""
+            # a turned face framed from its box: its estimate comes from a harder view, the reviewer should know
+            profile = (f" <span class='profile' title='turned {abs(yaw):.0f}&deg;: framed from its box, not aligned'>"
+                       "profile</span>" if framing == "box" else "")
             cells.append(f"<div>{img}<span{cls}>{'FLAGGED: ' if flag else ''}age {age:.1f} ({lo:.0f}-{hi:.0f}), "
-                         f"P(minor) {pm:.2f}, {group}</span></div>")
+                         f"P(minor) {pm:.2f}, {group}</span>{profile}</div>")
         notes, attrs = "", "class='item'"
         if frame < 0 and sha in copies:
             others = ", ".join(f"<code>{html.escape(c)}</code>" for c in copies[sha] if c != source)

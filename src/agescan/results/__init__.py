@@ -2,13 +2,14 @@
 
 A JSON record is one image::
 
-    {"schema": "agescan.result/3", "source": ..., "sha256": ..., "frame_index": -1, "timestamp": -1.0,
+    {"schema": "agescan.result/4", "source": ..., "sha256": ..., "frame_index": -1, "timestamp": -1.0,
      "pdq": "<64 hex>", "pdq_mirror": "<64 hex>", "pdq_quality": 0-100, "width": .., "height": .., "error": "",
      "error_type": "", "provenance": {"agescan_version", "model_id", "model_sha256", "detector_id",
      "flag_threshold", "challenge_age"}, "faces": [
         {"box": [x1, y1, x2, y2], "landmarks": [[x, y] x5], "detector_score": ..,
          "age": .., "interval": [lo, hi], "interval_level": 0.9, "p_minor": .., "minor_age": 18,
          "age_group": "18-25", "model_id": "...", "flagged": false,
+         "pose": {"yaw": -12.3, "roll": 2.1}, "framing": "aligned",
          "distribution": {"min_age": 0, "probs": [...]}}]}
 
 A CSV row is one face (an image without faces or with an error still gets one row, with empty face
@@ -17,7 +18,10 @@ columns), so no image silently disappears from a spreadsheet.
 Version 2 replaced version 1's ``phash`` (a 64-bit dHash) with the PDQ hash of the picture, of its mirror image
 and the hash's quality (:mod:`agescan.io.phash`). Version 3 added each face's triage flag (``flagged``, decided once
 by :mod:`agescan.triage` when the face is estimated) and the rule that set it (``flag_threshold``,
-``challenge_age`` in ``provenance``).
+``challenge_age`` in ``provenance``). Version 4 added each face's head pose (``pose``: ``yaw`` and ``roll`` in
+degrees, from its landmarks) and the framing the model saw (``framing``: ``"aligned"``, the five-point warp, or
+``"box"``, a turned face framed from its box; :mod:`agescan.align.pose`). A reader of a version 1-3 record gets the
+pose from the record's landmarks and ``"aligned"`` (:func:`face_pose`), which is what those versions did.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ from typing import IO, Iterable
 
 from agescan.types import FaceResult, ImageResult
 
-SCHEMA = "agescan.result/3"
+SCHEMA = "agescan.result/4"
 
 CSV_COLUMNS = ("schema", "source", "sha256", "pdq", "pdq_mirror", "pdq_quality", "frame_index", "timestamp", "width",
                "height", "error_type", "error", "face_index", "x1", "y1", "x2", "y2", "detector_score", "age",
                "interval_lo", "interval_hi", "interval_level", "p_minor", "minor_age", "age_group", "flagged", "model_id", "agescan_version", "flag_threshold",
-               "challenge_age")
+               "challenge_age", "yaw", "roll", "framing")
 
 
 def _r(x: float, nd: int = 2) -> float:
@@ -54,6 +58,8 @@ def face_to_dict(face: FaceResult, include_distribution: bool = True) -> dict:
         "age_group": face.age_group,
         "model_id": face.model_id,
         "flagged": face.flagged,
+        "pose": {"yaw": _r(face.yaw, 1), "roll": _r(face.roll, 1)},
+        "framing": face.framing,
     }
     if include_distribution:
         d["distribution"] = {"min_age": face.distribution.min_age,
@@ -105,8 +111,21 @@ def csv_rows(result: ImageResult) -> list[dict]:
                      "detector_score": _r(f.detector_score, 4), "age": _r(f.age), "interval_lo": _r(f.interval[0]),
                      "interval_hi": _r(f.interval[1]), "interval_level": f.interval_level,
                      "p_minor": _r(f.p_minor, 4), "minor_age": f.minor_age, "age_group": f.age_group,
-                     "flagged": int(f.flagged), "model_id": f.model_id})
+                     "flagged": int(f.flagged), "model_id": f.model_id, "yaw": _r(f.yaw, 1), "roll": _r(f.roll, 1),
+                     "framing": f.framing})
     return rows
+
+
+def face_pose(face: dict) -> tuple[float, float, str]:
+    """(yaw, roll, framing) of a face record of any schema version: as stored from version 4, else the pose of
+    its landmarks (:func:`agescan.align.pose.estimate_pose`) and ``"aligned"``, the only framing before."""
+    if "framing" in face:
+        pose = face.get("pose") or {}
+        return float(pose.get("yaw", 0.0)), float(pose.get("roll", 0.0)), str(face["framing"])
+    from agescan.align.pose import estimate_pose
+
+    p = estimate_pose(face["landmarks"]) if len(face.get("landmarks") or ()) == 5 else None
+    return (p.yaw, p.roll, "aligned") if p else (0.0, 0.0, "aligned")
 
 
 class ResultWriter:

@@ -8,6 +8,8 @@ differs from what those versions did without it:
 - ``video_scene`` (scene-change sampling): only when on;
 - ``flag_threshold`` / ``challenge_age`` (the triage rule, stored with each face since results schema 3): only
   when they differ from :data:`agescan.triage.LEGACY_RULE`, the rule of that time;
+- ``profile_yaw`` (pose-aware framing, results schema 4): only when under 90, i.e. when some faces may be framed
+  from their box (before, every face was warped): resume a run of an earlier version with ``--profile-yaw 90``;
 - ``archive_depth`` is not part of the key: like the files in a folder, it decides what is found, not how a found
   item is estimated, so a rerun with a deeper reading adds the newly found members to the same run.
 
@@ -49,6 +51,9 @@ class ScanConfig:
     video_scene: float
     flag_threshold: float
     challenge_age: float
+    #: pose-aware framing threshold (agescan.align.pose); 90 = every face warped, as before pose-aware framing
+    profile_yaw: float = 90.0
+    transform: str = ""  # a privacy transform applied before the pipeline (``scan --transform``); "" = none
 
     @classmethod
     def of(cls, estimator, sources: str | os.PathLike | Sequence[str | os.PathLike], *, recursive: bool = True,
@@ -64,7 +69,8 @@ class ScanConfig:
                    minor_age=int(estimator.minor_age), interval=float(estimator.interval_level),
                    max_pixels=int(estimator.max_pixels), video_every=float(estimator.video_every),
                    video_scene=float(estimator.video_scene), flag_threshold=float(estimator.flag_threshold),
-                   challenge_age=float(estimator.challenge_age))
+                   challenge_age=float(estimator.challenge_age), profile_yaw=float(estimator.profile_yaw),
+                   transform=getattr(estimator, "transform", ""))
 
     def key(self) -> dict:
         """The run key: the JSON object whose hash identifies the run (see the module's docstring)."""
@@ -74,9 +80,13 @@ class ScanConfig:
                "video_every": self.video_every}
         if self.video_scene:
             key["video_scene"] = self.video_scene
+        if self.transform:  # only when set: runs without one keep the keys they were stored under
+            key["transform"] = self.transform
         if (self.flag_threshold, self.challenge_age) != LEGACY_RULE:
             key["flag_threshold"] = self.flag_threshold
             key["challenge_age"] = self.challenge_age
+        if self.profile_yaw < 90:  # runs from before pose-aware framing (every face warped) keep their key
+            key["profile_yaw"] = self.profile_yaw
         return key
 
     def key_hash(self) -> str:

@@ -1,7 +1,7 @@
 """``agescan serve``: the HTTP API and the privacy-first web page, a thin adapter over :class:`agescan.AgeEstimator`.
 
 Endpoints (OpenAPI at ``/openapi.json``, readable at ``/docs``):
-    POST /v1/estimate    an image -> the versioned result record of the CLI (agescan.result/3)
+    POST /v1/estimate    an image -> the versioned result record of the CLI (agescan.result/4)
     POST /v1/age-check   an image + threshold [+ challenge_age] -> pass / fail / refer (agescan.age-check/1)
     GET  /v1/models      the model, detector, privacy ops and age-check policy in use
     GET  /healthz        liveness and load
@@ -82,7 +82,7 @@ class _Service:
         base = estimator or AgeEstimator(config.model, config.detector, min_face_size=config.min_face_size,
                                          minor_age=config.minor_age, max_pixels=config.max_pixels, threads=1)
         self.estimator = base.load()
-        self.variants = {op: self.estimator.replace(anonymise=op) for op in list_privacy_ops()}
+        self.variants = {op: self.estimator.replace(anonymise=op) for op in list_privacy_ops(keyless=True)}
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="agescan-compute")
         self.admission = Admission(config.max_in_flight)
         self.started = time.time()
@@ -182,15 +182,16 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
     @app.post("/v1/estimate", **guarded, summary="Estimate the age of every face in an image (the CLI's result record)")
     async def estimate(request: Request,
                        distribution: Annotated[bool, Query(description="include each face's age distribution")] = False,
-                       crops: Annotated[bool, Query(description="include each aligned face crop the model saw "
-                                                                "(PNG data URI); off by default")] = False,
+                       crops: Annotated[bool, Query(description="include each face crop the model saw (aligned, or "
+                                                                "framed from its box for a profile; PNG data URI); "
+                                                                "off by default")] = False,
                        hashes: Annotated[bool, Query(description="include the image's sha256 and PDQ hashes; off "
                                                                  "by default")] = False,
                        anonymise: Annotated[str | None, Query(description="a privacy op applied to each face "
                                                                           "before the model (GET /v1/models lists "
                                                                           "them)")] = None):
         """The image in the body (``image/*``) or as the ``image`` field of ``multipart/form-data``, with an
-        optional ``faces`` field. Returns the versioned result record (schema ``agescan.result/3``)."""
+        optional ``faces`` field. Returns the versioned result record (schema ``agescan.result/4``)."""
         svc: _Service = request.app.state.svc
         est = _estimator(svc, anonymise)
         record = await _run(request, lambda data, faces: _estimate(est, data, faces, distribution, crops, hashes))
@@ -230,7 +231,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         svc: _Service = request.app.state.svc
         est = svc.estimator
         return {"model": {**est.card.to_dict(), "sha256": est.model.sha256}, "detector": est.detector.info(),
-                "privacy_ops": list_privacy_ops(), "age_check": {"max_error": DEFAULT_MAX_ERROR},
+                "privacy_ops": list_privacy_ops(keyless=True), "age_check": {"max_error": DEFAULT_MAX_ERROR},
                 "browser_detector": svc.browser.public() if svc.browser else None,
                 "limits": {"max_body_bytes": config.max_body_bytes, "max_pixels": config.max_pixels,
                            "max_in_flight": config.max_in_flight, "request_timeout": config.request_timeout},
@@ -320,12 +321,12 @@ def _estimate(est, data: bytes, faces, distribution: bool, crops: bool, hashes: 
     if not hashes:
         record.update(sha256="", pdq="", pdq_mirror="", pdq_quality=0)
     if crops and result.faces:
-        from agescan.align import align_face
+        from agescan.align import crop_as_framed
         from agescan.privacy import anonymise
 
         seen = anonymise(image, result.faces, est.anonymise) if est.anonymise else image
         for face, rec in zip(result.faces, record["faces"]):
-            rec["crop"] = _png_uri(align_face(seen, face.landmarks, est.card.crop).image)
+            rec["crop"] = _png_uri(crop_as_framed(seen, face.landmarks, face.box, face.framing, est.card.crop).image)
     return record
 
 

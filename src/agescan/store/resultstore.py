@@ -17,12 +17,13 @@ from typing import Iterable
 
 from agescan.errors import ConfigError
 from agescan.store.db import Database, connect
-from agescan.results import SCHEMA, to_dict
+from agescan.results import SCHEMA, face_pose, to_dict
 from agescan.triage import LEGACY_RULE, is_flagged
 from agescan.types import ImageResult
 
-#: 2: PDQ hashes (pdq, pdq_mirror, pdq_quality) instead of the 64-bit dHash (phash); 3: each face's triage flag
-SCHEMA_VERSION = 3
+#: 2: PDQ hashes (pdq, pdq_mirror, pdq_quality) instead of the 64-bit dHash (phash); 3: each face's triage flag;
+#: 4: each face's pose (yaw, roll) and framing ("aligned" or "box")
+SCHEMA_VERSION = 4
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +74,9 @@ CREATE TABLE IF NOT EXISTS faces (
     model_id TEXT NOT NULL,
     distribution TEXT NOT NULL,
     flagged INTEGER NOT NULL DEFAULT 0,
+    yaw DOUBLE PRECISION NOT NULL DEFAULT 0,
+    roll DOUBLE PRECISION NOT NULL DEFAULT 0,
+    framing TEXT NOT NULL DEFAULT 'aligned',
     UNIQUE (item_id, face_index)
 );
 CREATE INDEX IF NOT EXISTS items_p_minor ON items(run_id, max_p_minor DESC);
@@ -99,6 +103,14 @@ ALTER TABLE items DROP COLUMN phash
 
 #: Version 2 -> 3: each face's triage flag, set by agescan.triage for the faces already stored (see _flag_old_faces).
 _UPGRADE_2_TO_3 = "ALTER TABLE faces ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0"
+
+#: Version 3 -> 4: each face's pose and framing; the faces already stored were all "aligned" (the only framing
+#: then) and get the pose of their stored landmarks (see _pose_old_faces).
+_UPGRADE_3_TO_4 = """
+ALTER TABLE faces ADD COLUMN yaw DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE faces ADD COLUMN roll DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE faces ADD COLUMN framing TEXT NOT NULL DEFAULT 'aligned'
+"""
 
 
 def config_hash(config: dict) -> str:
@@ -205,10 +217,10 @@ class ResultStore:
             db.executemany(
                 "INSERT INTO faces (item_id, face_index, x1, y1, x2, y2, landmarks, detector_score, age, "
                 "interval_lo, interval_hi, interval_level, p_minor, minor_age, age_group, model_id, distribution, "
-                "flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "flagged, yaw, roll, framing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(item_id, i, *f["box"], json.dumps(f["landmarks"]), f["detector_score"], f["age"], *f["interval"],
                   f["interval_level"], f["p_minor"], f["minor_age"], f["age_group"], f["model_id"],
-                  json.dumps(f["distribution"]), int(_flag(f))) for i, f in enumerate(d["faces"])])
+                  json.dumps(f["distribution"]), int(_flag(f)), *face_pose(f)) for i, f in enumerate(d["faces"])])
         return 1
 
     def finish_run(self, run_id: int) -> None:
@@ -238,11 +250,26 @@ def _flag_old_faces(db: Database) -> None:
                    [(i,) for i, p, a in rows if is_flagged(p, a, *LEGACY_RULE)])
 
 
+def _pose_old_faces(db: Database) -> None:
+    """Set the pose of the faces stored before schema 4 from their stored landmarks (framing stays "aligned"; a face
+    stored without its five landmarks keeps yaw and roll 0)."""
+    from agescan.results import face_pose
+
+    poses = []
+    for i, lm in db.execute("SELECT id, landmarks FROM faces").fetchall():
+        points = json.loads(lm) if lm else []
+        if len(points) == 5:
+            yaw, roll, _ = face_pose({"landmarks": points})
+            poses.append((yaw, roll, i))
+    db.executemany("UPDATE faces SET yaw = ?, roll = ? WHERE id = ?", poses)
+
+
 def check_schema(db: Database, create: bool = False) -> int:
     """Check a results database and return its schema version.
 
-    A writer (``create``) creates the tables in a new database and upgrades a version 1 or 2 database to this
-    version; a reader reads versions 1 (no PDQ columns) and 2 (no stored flags) as they are, or this version.
+    A writer (``create``) creates the tables in a new database and upgrades a version 1, 2 or 3 database to this
+    version; a reader reads versions 1 (no PDQ columns), 2 (no stored flags) and 3 (no stored pose) as they are,
+    or this version.
     Other versions are refused.
     """
     if not db.has_table("meta"):
@@ -268,6 +295,9 @@ def check_schema(db: Database, create: bool = False) -> int:
             if _version(db) < 3:
                 db.script(_UPGRADE_2_TO_3)
                 _flag_old_faces(db)
+            if _version(db) < 4:
+                db.script(_UPGRADE_3_TO_4)
+                _pose_old_faces(db)
                 db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
                 db.execute("UPDATE meta SET value=? WHERE key='result_schema'", (SCHEMA,))
         version = SCHEMA_VERSION

@@ -18,7 +18,9 @@ while training resumes from its last epoch (``last.pt``); a fold killed while ev
 OUT/protocol.json pins the protocol, data and settings: rerunning with different ones is refused.
 
 ``agescan train cv summarise RUN...`` summarises hand-made ``train fit --fold/--holdout`` runs (their
-``heldout.json``: crops as prepared, not the pipeline).
+``heldout.json``: crops as prepared, not the pipeline;
+clean, with the eye band and with each transform the run was trained with; runs from agescan 0.1 name the band
+``eyeband``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 from agescan.eval.metrics import age_metrics, r2_score, thesis_3class
 from agescan.eval.protocols import TRAIN_PROTOCOLS, assign_folds, fold_row, mean_sd
 from agescan.eval.report import fold_table
+from agescan.privacy import ALIASES
 
 
 def summarise(runs: list[str | Path]) -> dict:
@@ -47,10 +50,12 @@ def summarise(runs: list[str | Path]) -> dict:
         if not path.is_file():
             raise SystemExit(f"{path}: missing. Train the run to its last epoch with --fold I/K or --holdout.")
         rep = json.loads(path.read_text())
+        conds = {ALIASES.get(k, k): v for k, v in rep.items() if isinstance(v, dict) and "mae" in v}
         per.append({"run": str(run), "fold": rep["fold"] or rep["holdout"], "n": rep["n"],
-                    **{c: fold_row(rep[c]) for c in ("clean", "eyeband") if c in rep}})
+                    **{c: fold_row(v) for c, v in conds.items()}})
     summary: dict = {"runs": per, "mean": {}, "sd": {}}
-    for cond in ("clean", "eyeband"):
+    seen = [c for c in per[0] if c not in ("run", "fold", "n")] if per else []
+    for cond in seen:
         if all(cond in r for r in per):
             summary["mean"][cond], summary["sd"][cond] = mean_sd([r[cond] for r in per])
     return summary
@@ -123,12 +128,13 @@ def run_protocol(data: str | Path, out: str | Path, base: dict, *, protocol: str
     if method not in METHODS:
         raise SystemExit(f"The 'method' parameter must be one of {METHODS}. Got {method!r}.")
     from agescan.detect import DEFAULT_DETECTOR
-    from agescan.eval.run import evaluate_folder
+    from agescan.eval.run import canonical_condition, evaluate_folder
     from agescan.train.loop import TrainConfig, build_for, protocol_split, train
     from agescan.train.publish import export_run
 
     import torch
 
+    condition = canonical_condition(condition)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     detector = detector or DEFAULT_DETECTOR
@@ -268,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--folds", type=int, default=5, help="k of kfold and random-kfold (default: 5)")
     g.add_argument("--subject-column", default="subject", help="column of subject ids (default: subject)")
     g.add_argument("--group-column", default="", help="column of groups for --protocol logo")
-    g.add_argument("--condition", default="clean", choices=["clean", "eyeband"],
-                   help="evaluation condition of the held-out folds (default: clean)")
+    g.add_argument("--condition", default="clean",
+                   help="evaluation condition of the held-out folds: clean or a privacy transform, as for "
+                        "`agescan evaluate --condition` (default: clean)")
     g.add_argument("--detector", default=None, help="face detector of the evaluation (default: the pipeline's)")
     g.add_argument("--eval-threads", type=int, default=1, help="onnxruntime threads of the evaluation (default: 1)")
     g.add_argument("--method", default="finetune", choices=METHODS,

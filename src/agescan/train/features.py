@@ -107,7 +107,7 @@ def fit(cfg, split: np.ndarray, groups: np.ndarray | None, inner_folds: int = 5,
 
     with warnings.catch_warnings():  # a lasso that stops at max_iter is still a candidate; CV judges it
         warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(x_tr, y_tr, groups=g)
+        search.fit(x_tr, y_tr, **({"groups": g} if isinstance(inner, GroupKFold) else {}))
     best = search.best_estimator_
     scaler, reg = best.named_steps["scale"], best.named_steps["reg"]
     resid = best.predict(x_va) - y_va

