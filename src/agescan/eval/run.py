@@ -44,7 +44,7 @@ from agescan.align import UTKFACE_TEMPLATE, align_face
 from agescan.errors import ConfigError, ModelNotFoundError
 from agescan.eval.datasets import read_dataset
 from agescan.eval.metrics import age_metrics, binned_metrics
-from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, kfold_assign
+from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
 from agescan.io import read_image
 from agescan.privacy import canonical_op, get_transform, list_privacy_ops
 
@@ -290,9 +290,14 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "found_only": (_secondary(age_metrics(true[found], probs[found], est.card.min_age)) if found.any() else {}),
         "template_fallback": _secondary(age_metrics(true, with_fallback, est.card.min_age)),
     }
-    if protocol == "kfold":
-        report["protocol"] = {"name": "kfold", "k": folds, "seed": seed,
-                              **fold_summary(true, e2e, est.card.min_age, kfold_assign(len(rows), folds, seed))}
+    if protocol == "kfold":  # slices of this model's predictions; by subject when the set has subject ids
+        subjects = [r.get("subject", "") for r in rows]
+        by_subject = all(subjects)
+        assign = grouped_kfold_assign(subjects, folds, seed) if by_subject else kfold_assign(len(rows), folds, seed)
+        report["protocol"] = {"name": "kfold", "k": folds, "seed": seed, "by_subject": by_subject,
+                              "note": "slices of one model's predictions; no fold was held out of its training "
+                                      "(agescan train cv trains per fold)",
+                              **fold_summary(true, e2e, est.card.min_age, assign)}
     elif protocol == "logo":
         assign, names = group_assign([r.get(group_column, "") for r in rows])
         names = [SLICE_NAMES.get(group_column, {}).get(v, v) for v in names]  # UTKFace's race codes by name
