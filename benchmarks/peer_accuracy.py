@@ -104,6 +104,8 @@ def select_rows(data: Path, split: str, all_ages: bool, limit: int, seed: int) -
 def fallback_age(data: Path, all_ages: bool) -> float:
     """Mean train-split age over the evaluated age range (the peer's prediction for a miss)."""
     ages = np.array([float(r["age"]) for r in read_rows(data, "train")])
+    if not len(ages):  # a set without a train split (e.g. morph_small): every row's age
+        ages = np.array([float(r["age"]) for r in read_rows(data, "all")])
     return float(ages.mean() if all_ages else ages[ages <= 25].mean())
 
 

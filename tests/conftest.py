@@ -166,3 +166,15 @@ def store_target(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "case.sqlite")
     return request.getfixturevalue("postgres_server")()
+
+
+MORPH = SHARED / "data" / "morph_small"
+
+
+def morph_rows() -> list[dict]:
+    """Rows of morph_small's labels.csv (path, age, gender, subject); skips the test with the reason when absent."""
+    if not (MORPH / "labels.csv").is_file():
+        pytest.skip(f"MORPH subset not available: {MORPH}/labels.csv is absent (set AGESCAN_SHARED to the shared/ "
+                    f"folder holding data/morph_small)")
+    with open(MORPH / "labels.csv", newline="") as fh:
+        return list(csv.DictReader(fh))

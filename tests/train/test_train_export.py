@@ -181,7 +181,7 @@ def test_kfold_and_holdout_runs_report_their_held_out_rows(tmp_path, capsys):
         runs.append(train(cfg))
         rep = json.loads((runs[-1] / "heldout.json").read_text())
         assert rep["n"] == int((kfold_assign(60, 3, 7) == i).sum()) and rep["clean"]["n"] == rep["n"]
-    cv.main([str(r) for r in runs] + ["--out", str(tmp_path / "cv.json")])
+    cv.main(["summarise"] + [str(r) for r in runs] + ["--out", str(tmp_path / "cv.json")])
     s = json.loads((tmp_path / "cv.json").read_text())
     assert sum(r["n"] for r in s["runs"]) == 60  # every row held out exactly once
     assert s["mean"]["clean"]["mae"] == pytest.approx(np.mean([r["clean"]["mae"] for r in s["runs"]]))

@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("step", choices=["prepare", "fit", "publish", "calibrate", "cv", "grid", "detector",
                                      "publish-detector"],
                     help="prepare crops | fit a model | publish a run | fit a model's calibration on val into its "
-                         "card | summarise --fold/--holdout runs | learning-rate x batch grid search on val | "
+                         "card | run a held-out protocol (subject-disjoint k-fold, leave-one-subject-out, ...: train "
+                         "per fold, evaluate each held-out fold) | learning-rate x batch grid search on val | "
                          "fine-tune the face detector | publish a detector run with its card")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="the step's own arguments (see STEP --help)")
 
@@ -352,8 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "layout; or age bins as age_low and age_high, FairFace's layout, reported as bin "
                                     "accuracy, each bin's share under 18 and the children's P(minor) recall at the "
                                     "flag threshold), any CSV given with --labels, or a folder whose sub-folder or file "
-                                    "names start with the age (7/a.jpg, 25_0_1_x.jpg). Protocols: the fixed split, "
-                                    "k-fold or leave-one-group-out (per-fold metrics, mean and sd).")
+                                    "names start with the age (7/a.jpg, 25_0_1_x.jpg); --preset names the columns of "
+                                    "UTKFace or MORPH. --protocol kfold|logo slices this one model's predictions "
+                                    "(per-fold metrics, mean and sd); held-out training per fold is `agescan train "
+                                    "cv`.")
     ev.add_argument("model", help="registered model name or .onnx path")
     ev.add_argument("data", help="folder with labels.csv, or age-named sub-folders or files")
     ev.add_argument("--split", default="test",
@@ -363,10 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--path-column", default="path", help="column of image paths (default: path)")
     ev.add_argument("--age-column", default="age", help="column of true ages (default: age)")
     ev.add_argument("--split-column", default="split", help="column of split names (default: split)")
-    ev.add_argument("--protocol", default="split", choices=["split", "kfold", "logo"],
-                    help="split: metrics of --split; kfold: also per fold of a seeded --folds partition, with mean "
-                         "and sd; logo: also per value of --group-column left out (default: split). Train per "
-                         "fold with `agescan train fit --fold I/K` or `--holdout COLUMN=VALUE`")
+    ev.add_argument("--preset", default="", choices=["", "morph", "utkface"],
+                    help="column names of a known set (morph: path, age, gender, subject; utkface: path, age, "
+                         "split, gender, race); options given explicitly win")
+    ev.add_argument("--protocol", "--slices", dest="protocol", default="split", choices=["split", "kfold", "logo"],
+                    help="slices of THIS model's predictions, not held-out training: split: metrics of --split only; "
+                         "kfold: also per fold of a seeded --folds partition (by subject when the set has a subject "
+                         "column), with mean and sd; logo: also per value of --group-column (default: split). To "
+                         "train one model per fold and score each held-out fold, run `agescan train cv`")
     ev.add_argument("--folds", type=int, default=5, help="k of --protocol kfold (default: 5)")
     ev.add_argument("--group-column", default="", help="column of groups for --protocol logo (e.g. race)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
@@ -600,12 +607,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"agescan evaluate: --compare {a.compare}: cannot read a report ({exc})", file=sys.stderr)
             return EXIT_USAGE
+    from agescan.eval.datasets import DatasetSpec
+
+    spec = DatasetSpec(data=a.data, path_column=a.path_column, age_column=a.age_column, split_column=a.split_column,
+                       group_column=a.group_column, preset=a.preset).resolved()
     report = evaluate_folder(a.model, a.data, split=a.split, condition=a.condition, limit=a.limit,
                              predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold,
-                             plots_dir=a.plots, labels=a.labels, path_column=a.path_column, age_column=a.age_column,
-                             split_column=a.split_column, protocol=a.protocol, folds=a.folds,
-                             group_column=a.group_column, seed=a.seed, detector=a.detector,
-                             profile_yaw=a.profile_yaw)
+                             plots_dir=a.plots, labels=a.labels, path_column=spec.path_column,
+                             age_column=spec.age_column, split_column=spec.split_column, protocol=a.protocol,
+                             folds=a.folds, group_column=spec.group_column if a.protocol == "logo" else a.group_column,
+                             seed=a.seed, detector=a.detector, profile_yaw=a.profile_yaw)
     refused = ""
     if baseline is not None:
         from agescan.errors import ConfigError

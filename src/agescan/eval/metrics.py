@@ -11,8 +11,29 @@ BANDS = ((0, 5), (6, 10), (11, 15), (16, 17), (18, 25), (26, 40), (41, 60), (61,
 PAPER_GROUPS = ((0, 5), (6, 10), (11, 15), (16, 17), (18, 25))
 #: The eight Adience groups (Ye et al. report exact and 1-off accuracy over them).
 ADIENCE_GROUPS = ((0, 2), (4, 6), (8, 12), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100))
-#: Child / teen / adult (König's 3-class study).
+#: Child / teen / adult with the legal line at 18 (0-12 / 13-17 / 18+): agescan's own life stages.
 LIFE_STAGES = ((0, 12), (13, 17), (18, 200))
+#: The 3-class study of König's thesis (ch. "3-class age groups", Table 6): Adience's eight groups merged into
+#: 0-12 (0-2, 4-6, 8-12), 15-20 and 25-100 (25-32 ... 60-100). Adience has no labels between its groups; a
+#: continuous age is first put in its nearest Adience group (:func:`nearest_group`, as ``adience_exact``
+#: does: floor, the younger group on a tie, so 13 -> 0-12, 14 and 21-22 -> 15-20, 23-24 -> 25-100), then merged.
+THESIS_3CLASS = ((0, 12), (15, 20), (25, 100))
+#: Which :data:`THESIS_3CLASS` class each :data:`ADIENCE_GROUPS` group merges into.
+ADIENCE_TO_3CLASS = (0, 0, 0, 1, 2, 2, 2, 2)
+
+
+def thesis_3class(ages: np.ndarray) -> np.ndarray:
+    """Class 0, 1 or 2 of :data:`THESIS_3CLASS` for each age, by way of its nearest Adience group."""
+    return np.asarray(ADIENCE_TO_3CLASS)[nearest_group(ages, ADIENCE_GROUPS)]
+
+
+def r2_score(true: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot (the thesis' R^2; negative when worse than predicting the
+    mean; NaN when every true age is the same)."""
+    t = np.asarray(true, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    ss_tot = float(((t - t.mean()) ** 2).sum()) if len(t) else 0.0
+    return 1.0 - float(((t - p) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
 
 
 def impv(a: float, b: float) -> float:
@@ -130,6 +151,7 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
         "n": int(len(true)),
         "mae": float(err.mean()),
         "median_ae": float(np.median(err)),
+        "r2": r2_score(true, pred),
         "mae_0_25": float(err[young].mean()) if young.any() else float("nan"),
         "n_0_25": int(young.sum()),
         "group_accuracy_0_25": group_accuracy(true[young], pred[young]),
@@ -152,6 +174,9 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
     s_true, s_pred = nearest_group(true, LIFE_STAGES), nearest_group(pred, LIFE_STAGES)
     out["child_teen_adult_accuracy"] = float((s_true == s_pred).mean())
     out["child_teen_adult_confusion"] = np.bincount(s_true * 3 + s_pred, minlength=9).reshape(3, 3).tolist()
+    k_true, k_pred = thesis_3class(true), thesis_3class(pred)
+    out["thesis_3class_accuracy"] = float((k_true == k_pred).mean())
+    out["thesis_3class_confusion"] = np.bincount(k_true * 3 + k_pred, minlength=9).reshape(3, 3).tolist()
     teen = (true >= 13) & (true <= 17)
     out["challenge25_teens_under_25"] = float((pred[teen] < 25).mean()) if teen.any() else float("nan")
     adult = ~minor

@@ -19,10 +19,13 @@ def markdown(report: dict) -> str:
         ("images", report["n"]),
         ("MAE (95% CI)", f"{report['mae']:.2f} ({lo:.2f}-{hi:.2f})"),
         ("MAE ages 0-25", f"{report['mae_0_25']:.2f}"),
+        ("R^2", f"{report['r2']:.3f}"),
         ("5-group accuracy (0-25)", f"{report['group_accuracy_0_25']:.1%}"),
         ("CS@5", f"{report['cs']['5']:.1%}"),
         ("Adience exact / 1-off", f"{report['adience_exact']:.1%} / {report['adience_1off']:.1%}"),
-        ("child/teen/adult accuracy", f"{report['child_teen_adult_accuracy']:.1%}"),
+        ("child/teen/adult accuracy (0-12 / 13-17 / 18+)", f"{report['child_teen_adult_accuracy']:.1%}"),
+        ("thesis 3-class accuracy (0-12 / 15-20 / 25-100, via Adience groups)",
+         f"{report['thesis_3class_accuracy']:.1%}"),
         ("under 18, P>=0.5: recall / precision / F2", f"{b['recall']:.1%} / {b['precision']:.1%} / {b['f2']:.3f}"),
         ("under 18: best recall at precision >= 95% (threshold chosen on this split)",
          f"{report['minor_recall_at_precision_95']['recall']:.1%}"),
@@ -86,7 +89,7 @@ def binned_markdown(report: dict) -> str:
 
 
 #: Columns of a per-fold table: (key in :data:`agescan.eval.protocols.FOLD_KEYS`, heading).
-FOLD_COLUMNS = (("mae", "MAE"), ("mae_0_25", "MAE 0-25"), ("group_accuracy_0_25", "5-group"), ("cs5", "CS@5"),
+FOLD_COLUMNS = (("mae", "MAE"), ("r2", "R^2"), ("thesis_3class_accuracy", "3-class"), ("mae_0_25", "MAE 0-25"), ("group_accuracy_0_25", "5-group"), ("cs5", "CS@5"),
                 ("challenge25_teens_under_25", "Challenge-25"), ("minor_recall", "minor recall"))
 
 
@@ -100,7 +103,8 @@ def fold_table(label: str, rows: list[tuple[str, int, dict]], mean: dict, sd: di
 
 
 def _protocol_table(p: dict) -> str:
-    title = f"{p['k']}-fold (seed {p['seed']})" if p["name"] == "kfold" else f"leave-one-{p['group_column']}-out"
+    title = (f"{p['k']}-fold (seed {p['seed']})" if p["name"] == "kfold" else f"leave-one-{p['group_column']}-out")
+    title += " slices of this one model's predictions (no fold was held out of its training)"
     label = "fold" if p["name"] == "kfold" else p["group_column"]
     return f"\n{title}\n\n" + fold_table(label, [(r["fold"], r["n"], r) for r in p["folds"]], p["mean"], p["sd"])
 

@@ -45,7 +45,7 @@ from agescan.align import PROFILE_YAW, UTKFACE_TEMPLATE
 from agescan.errors import ConfigError, ModelNotFoundError
 from agescan.eval.datasets import read_dataset
 from agescan.eval.metrics import age_metrics, calibration_metrics
-from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, kfold_assign
+from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
 from agescan.io import read_image
 from agescan.privacy import canonical_op, get_transform, list_privacy_ops
 from agescan.types import BBox, Detection, Landmarks5
@@ -354,9 +354,14 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "reliability_and_coverage": calibration_metrics(true, e2e, pred, found, decider, min_age),
         "triage": _triage(true < est.minor_age, lab.flagged, est),
     }
-    if protocol == "kfold":
-        report["protocol"] = {"name": "kfold", "k": folds, "seed": seed,
-                              **fold_summary(true, e2e, min_age, kfold_assign(len(rows), folds, seed), pred=pred)}
+    if protocol == "kfold":  # slices of this model's predictions; by subject when the set has subject ids
+        subjects = [r.get("subject", "") for r in rows]
+        by_subject = all(subjects)
+        assign = grouped_kfold_assign(subjects, folds, seed) if by_subject else kfold_assign(len(rows), folds, seed)
+        report["protocol"] = {"name": "kfold", "k": folds, "seed": seed, "by_subject": by_subject,
+                              "note": "slices of one model's predictions; no fold was held out of its training "
+                                      "(agescan train cv trains per fold)",
+                              **fold_summary(true, e2e, min_age, assign, pred=pred)}
     elif protocol == "logo":
         assign, names = group_assign([r.get(group_column, "") for r in rows])
         names = [SLICE_NAMES.get(group_column, {}).get(v, v) for v in names]  # UTKFace's race codes by name

