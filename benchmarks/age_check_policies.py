@@ -76,9 +76,10 @@ def run_flows(split: str, data: Path, cache: Path, limit: int = 0) -> tuple[np.n
     return out
 
 
-def rates(true: np.ndarray, results: list, policy) -> dict:
-    """Shares of decisions among the people under the threshold and among those at or over it (and 7 years over)."""
-    decided = [policy.decide(r) for r in results]
+def rates(true: np.ndarray, results: list, policy, decider=None) -> dict:
+    """Shares of decisions among the people under the threshold and among those at or over it (and 7 years over),
+    each decided as the service decides it (the model's refer rule, ``AgeEstimator.decider``)."""
+    decided = [policy.decide(r, decider) for r in results]
     d = np.array([c.decision for c in decided])
     reasons = np.array([c.reason for c in decided])
     t = policy.threshold
@@ -101,16 +102,20 @@ def main(argv=None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N photos of each split (smoke runs)")
     ap.add_argument("--json", help="write the numbers here")
     a = ap.parse_args(argv)
+    from agescan import AgeEstimator
+
     info = machine()
+    decider = AgeEstimator().decider  # the default model card's calibration and refer rule, as the service uses it
     val_true, val = run_flows("val", a.data, a.cache, a.limit)
     test_true, test = run_flows("test", a.data, a.cache, a.limit)
     meta = test.pop("_meta")
     val.pop("_meta")
     # max_error: the largest grid value with at most 1% of those under each threshold passing, in both flows, on val
-    ok = [m for m in GRID if all(rates(val_true, val[f], AgeCheckPolicy(t, max_error=m))["false_pass"] <= TARGET
-                                 for t in THRESHOLDS for f in ("clean", "page"))]
+    ok = [m for m in GRID
+          if all(rates(val_true, val[f], AgeCheckPolicy(t, max_error=m), decider)["false_pass"] <= TARGET
+                 for t in THRESHOLDS for f in ("clean", "page"))]
     chosen = max(ok) if ok else min(GRID)
-    val_fp = {f"{f} {t}": rates(val_true, val[f], AgeCheckPolicy(t, max_error=chosen))["false_pass"]
+    val_fp = {f"{f} {t}": rates(val_true, val[f], AgeCheckPolicy(t, max_error=chosen), decider)["false_pass"]
               for t in THRESHOLDS for f in ("clean", "page")}
     print(f"\n{machine_line(info)} Model {meta['model']}, detector {meta['detector']}, page detector "
           f"{meta['browser_detector']}.\n\nmax_error chosen on val: {chosen} (largest of {GRID} with false pass <= "
@@ -124,7 +129,7 @@ def main(argv=None) -> None:
         for max_error, challenge in ((chosen, 0.0), (0.05, 0.0), (0.05, t + 7.0)):
             policy = AgeCheckPolicy(t, challenge, max_error)
             for flow in ("clean", "page"):
-                r = rates(test_true, test[flow], policy)
+                r = rates(test_true, test[flow], policy, decider)
                 report["test"][f"{t} {max_error:g} {challenge:g} {flow}"] = r
                 table.append((t, f"{max_error:g}", f"{challenge:g}" if challenge else "–", flow, r["n_under"],
                               f"{r['false_pass']:.2%}", f"{r['under_failed']:.1%}", r["n_over"],

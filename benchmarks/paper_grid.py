@@ -44,10 +44,14 @@ def test_inputs(data: str, seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def score(model, cfg: TrainConfig, crops: np.ndarray, ages: np.ndarray) -> dict:
+    from agescan.train.loop import metrics
+
     probs = torch.softmax(predict_logits(model, crops, cfg), 1).numpy()
-    pred = probs @ np.arange(probs.shape[1])
-    return {"mae": float(np.abs(pred - ages).mean()), "group_acc": float(group_accuracy(ages, pred)),
-            "minor_recall": float(((pred < 18) & (ages < 18)).sum() / max(1, (ages < 18).sum()))}
+    m = metrics(probs, ages)  # point age and minor rule of agescan.decisions
+    from agescan.decisions import point_age
+
+    return {"mae": m["mae"], "group_acc": float(group_accuracy(ages, point_age(probs))),
+            "minor_recall": m["minor_recall"]}
 
 
 def evaluate(model, cfg: TrainConfig, test) -> dict:

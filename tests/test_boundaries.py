@@ -10,7 +10,9 @@ def test_inference_does_not_import_torch_or_training():
     code = ("import sys, numpy as np, agescan\n"
             "from agescan import AgeEstimator\n"
             "AgeEstimator().predict(np.zeros((64, 64, 3), np.uint8))\n"
-            "import agescan.cli.main, agescan.service.app, agescan.scan\n"
+            "from skimage import data\n"
+            "AgeEstimator().explain(data.astronaut(), 'occlusion')\n"
+            "import agescan.cli.main, agescan.service.app, agescan.scan, agescan.explain, agescan.decisions\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx', 'h5py') "
             "or m.startswith(('agescan.train', 'agescan.eval', 'agescan.export')))\n"
             "print(','.join(bad))\n")

@@ -4,19 +4,21 @@ Age assurance (Yoti, NIST FATE age estimation, ISO/IEC 27566-1) does not trust a
 estimates err by years, so a check admits only people who look clearly over it and refers the rest to another
 method (an ID document, a parent's confirmation). With ``threshold`` T (13, 16, 18, ...):
 
-- **pass** when P(age < T) <= ``max_error`` and, with a challenge age C, the point age is at least C (the retail
-  "Challenge 25" rule for 18: anyone who looks under 25 is asked for ID);
-- **fail** when P(age >= T) <= ``max_error``: the model is as sure the person is under T as a pass needs it to be sure
-  they are over (a young child at an 18+ check);
+- **pass** when P(age < T) <= ``max_error`` (calibrated, :mod:`agescan.decisions`), the interval of level
+  1 - 2 x ``max_error`` lies at or above T (for a model card with the refer interval), and, with a challenge age C,
+  the point age is at least C (the retail "Challenge 25" rule for 18: anyone who looks under 25 is asked for ID);
+- **fail** when P(age >= T) <= ``max_error`` and that interval lies below T: the model is as sure the person is under
+  T as a pass needs it to be sure they are over (a young child at an 18+ check);
 - **refer** otherwise, and whenever the photo cannot be judged: **no face**, **several faces** (a second face at least
   half the size of the largest: whose age would be checked?), or a face too small to judge (**poor quality**: the
   face box's shorter side under ``min_face_px``).
 
-``max_error`` was chosen on UTKFace's val split as the largest value that lets at most 1% of the people under T pass,
-for T = 13, 16 and 18, on clean faces and on faces with the eye band drawn before upload (the web page's flow),
-through the default pipeline (`resnet10x2-ocl.utkface` behind the `yunet-s-ocl+wider` detector;
-benchmarks/age_check_policies.py); the test split's false-pass and false-refer rates of each policy are in
-docs/benchmarks.md ("Age checks"). A model with another calibration needs its own value.
+``max_error`` is a property of the model: its card's (``AgeEstimator.max_error``), chosen by ``agescan train calibrate``
+on UTKFace's val split as the largest value that lets at most 1% of the people under T pass, for T = 13, 16 and 18,
+on clean faces and on faces with the eye band drawn before the pipeline, or given to it from
+benchmarks/age_check_policies.py's choice through the service's flows (the default model's 0.02);
+:data:`DEFAULT_MAX_ERROR` (0.01, the default model's choice before calibration) for a card without one.
+The test split's rates are in docs/benchmarks.md ("Age checks") and docs/calibration.md.
 """
 
 from __future__ import annotations
@@ -83,20 +85,21 @@ class AgeCheckPolicy:
             return "poor_quality", None
         return "", faces[0]
 
-    def decide(self, result: ImageResult) -> "AgeCheck":
-        """The decision for the person in ``result`` (an :class:`~agescan.ImageResult` of one photo)."""
+    def decide(self, result: ImageResult, decider=None) -> "AgeCheck":
+        """The decision for the person in ``result`` (an :class:`~agescan.ImageResult` of one photo), by the refer
+        rule of :mod:`agescan.decisions` (``decider``: the model's, ``AgeEstimator.decider``, whose card says
+        whether the refer interval is required; None: the probability alone)."""
+        from agescan.decisions import Decider
+
         reason, face = self.subject(result)
         p_under = face.distribution.p_below(self.threshold) if face is not None else None
-        if face is None:
-            pass
-        elif p_under <= self.max_error and face.age >= self.challenge_age:
-            reason = "over"
-        elif 1.0 - p_under <= self.max_error:
-            reason = "under"
-        elif p_under <= self.max_error:
-            reason = "under_challenge_age"
-        else:
-            reason = "uncertain"
+        if face is not None:
+            decider = decider or Decider(face.distribution.min_age)
+            verdict = decider.verdict(face.distribution.as_array(), [face.age], self.threshold, self.max_error)[0]
+            if verdict == "over":
+                reason = "over" if face.age >= self.challenge_age else "under_challenge_age"
+            else:
+                reason = {"under": "under", "unsure": "uncertain"}[verdict]
         return AgeCheck(REASONS[reason][0], reason, self, len(result.faces), face, p_under)
 
 

@@ -8,35 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from agescan.errors import InputError
 
-#: Age groups of the main paper (Chaves et al.) plus an adult remainder; upper bounds inclusive.
-AGE_GROUPS: tuple[tuple[str, int, int], ...] = (
-    ("0-5", 0, 5),
-    ("6-10", 6, 10),
-    ("11-15", 11, 15),
-    ("16-17", 16, 17),
-    ("18-25", 18, 25),
-    ("26+", 26, 200),
-)
-
-
-def age_group(age: float) -> str:
-    """Return the paper's age-group label for a (possibly fractional) age in years.
-
-    Ages are floored to whole years first, so 17.9 belongs to "16-17".
-
-    Example:
-        >>> age_group(17.9)
-        '16-17'
-    """
-    years = int(math.floor(max(age, 0.0)))
-    for name, lo, hi in AGE_GROUPS:
-        if lo <= years <= hi:
-            return name
-    return AGE_GROUPS[-1][0]
+from agescan import decisions as _decisions
+#: Re-exported from :mod:`agescan.decisions`, which owns them.
+from agescan.decisions import AGE_GROUPS, age_group  # noqa: F401
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +119,19 @@ class FaceCrop:
 
 
 @dataclass(frozen=True, slots=True)
+class AlignedFace:
+    """A face as the age model sees it: its detection and the crop, whose ``affine`` maps original-image pixels into
+    the crop (its inverse draws anything computed on the crop back onto the photo), with the pose it was estimated at
+    and the framing used (``"aligned"``: the five-point warp; ``"box"``: framed from the box, for profiles)."""
+
+    detection: Detection
+    crop: FaceCrop
+    yaw: float = 0.0
+    roll: float = 0.0
+    framing: str = "aligned"
+
+
+@dataclass(frozen=True, slots=True)
 class AgeDistribution:
     """A discrete probability distribution over whole years of age.
 
@@ -171,37 +163,28 @@ class AgeDistribution:
         return np.asarray(self.probs, dtype=np.float64)
 
     def mean(self) -> float:
-        """Expected age in years, DEX's ``sum_k k * p_k`` (a one-hot bin ``k`` gives exactly ``k``)."""
-        return float(np.dot(self.ages, self.as_array()))
+        """Expected age in years, DEX's ``sum_k k * p_k`` (:func:`agescan.decisions.point_age`)."""
+        return float(_decisions.point_age(self.as_array(), self.min_age)[0])
 
     def quantile(self, q: float) -> float:
-        """The q-quantile in years, mass spread uniformly over ``[k - 0.5, k + 0.5]`` for bin ``k``.
-
-        Centring bins on their label keeps quantiles consistent with :meth:`mean`.
-        """
+        """The q-quantile in years, mass spread uniformly over ``[k - 0.5, k + 0.5]`` for bin ``k``
+        (:func:`agescan.decisions.quantile`)."""
         if not 0.0 <= q <= 1.0:
             raise InputError(f"The 'q' parameter of AgeDistribution.quantile must be in [0, 1]. Got {q!r}.")
-        cdf = np.cumsum(self.as_array())
-        k = int(np.searchsorted(cdf, q, side="left"))
-        k = min(k, len(cdf) - 1)
-        prev = cdf[k - 1] if k > 0 else 0.0
-        within = (q - prev) / max(cdf[k] - prev, 1e-12)
-        return float(self.min_age + k + np.clip(within, 0.0, 1.0)) - 0.5
+        return float(_decisions.quantile(self.as_array(), q, self.min_age)[0])
 
     def interval(self, level: float = 0.9) -> tuple[float, float]:
-        """Central interval holding ``level`` of the probability mass, in years."""
+        """Central interval holding ``level`` of the probability mass, in years
+        (:func:`agescan.decisions.central_interval`; a face's reported interval may be conformal, see
+        ``FaceResult.interval``)."""
         if not 0.0 < level < 1.0:
             raise InputError(f"The 'level' parameter of AgeDistribution.interval must be in (0, 1). Got {level!r}.")
-        tail = (1.0 - level) / 2.0
-        lo = max(self.quantile(tail), float(self.min_age))
-        hi = self.quantile(1.0 - tail)
-        return (lo, max(hi, lo))
+        lo, hi = _decisions.central_interval(self.as_array(), level, self.min_age)
+        return (float(lo[0]), float(hi[0]))
 
     def p_below(self, age: float) -> float:
         """P(true age < ``age``) counting whole years: P(age < 18) sums the bins 0..17."""
-        k = int(math.ceil(age)) - self.min_age
-        k = max(0, min(k, len(self.probs)))
-        return float(np.sum(self.as_array()[:k]))
+        return float(_decisions.p_below(self.as_array(), age, self.min_age)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +211,14 @@ class Provenance:
 
 @dataclass(frozen=True, slots=True)
 class FaceResult:
-    """Everything agescan says about one face."""
+    """Everything agescan says about one face, decided by :mod:`agescan.decisions`.
+
+    ``age`` is the point age (the mean of the model's own distribution); ``distribution`` is the calibrated
+    distribution (the model card's temperature applied), from which ``p_minor`` = P(age < ``minor_age``) and any
+    other P(age < t) (``distribution.p_below(t)``) are read; ``interval`` is the reported interval at
+    ``interval_level``: split-conformal per predicted age band when the card carries conformal data, else the
+    central interval holding that mass of ``distribution``.
+    """
 
     box: BBox
     landmarks: Landmarks5
@@ -237,7 +227,7 @@ class FaceResult:
     distribution: AgeDistribution
     interval: tuple[float, float]
     interval_level: float
-    p_minor: float  # P(age < minor_age)
+    p_minor: float  # calibrated P(age < minor_age)
     minor_age: int
     age_group: str
     model_id: str

@@ -113,4 +113,11 @@ def test_parameter_validation_message():
 def test_minor_age_changes_p_minor(astronaut_path):
     r16 = AgeEstimator(minor_age=16).predict(astronaut_path).faces[0]
     r60 = AgeEstimator(minor_age=60).predict(astronaut_path).faces[0]
-    assert r16.minor_age == 16 and r16.p_minor <= r60.p_minor
+    assert r16.minor_age == 16 and r60.minor_age == 60
+    # Eileen Collins (an adult; the default model puts her in her twenties): likely over 16, almost surely under
+    # 60. Were minor_age ignored, both would carry the same P(age < 18).
+    assert r16.p_minor < 0.5 < 0.9 < r60.p_minor
+    # and p_minor is P(age < minor_age) of the face's own distribution, whole years below minor_age
+    for r, t in ((r16, 16), (r60, 60)):
+        assert r.p_minor == pytest.approx(r.distribution.p_below(t), abs=1e-12)
+        assert r.p_minor == pytest.approx(sum(r.distribution.probs[:t - r.distribution.min_age]), abs=1e-9)

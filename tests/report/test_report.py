@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -42,8 +43,8 @@ def report_dir(tmp_path_factory, astronaut_path):
     db = tmp / "case #1 (copy?).sqlite"  # characters that break naive sqlite URIs
     run = [sys.executable, "-m", "agescan"]
     # A threshold between the child's P(minor) (> 0.9) and the adult astronaut's (0.1-0.25 with the default
-    # pipeline): at the default 0.023 the triage rightly sends this adult to review too, as it does about 30% of
-    # adults.
+    # pipeline): at the default model card's threshold the triage rightly sends this adult to review too, as it
+    # does about 30% of adults.
     scan = subprocess.run([*run, "scan", str(ev), "--db", str(db), "--no-progress", "--flag-threshold", "0.3"],
                           capture_output=True, text=True)
     assert scan.returncode == 1, scan.stderr
@@ -89,20 +90,37 @@ def test_report_page_and_exports(report_dir):
     assert in_group == sorted(in_group, reverse=True)
     assert page.count("class='thumb'") == 8 and "revealed" not in page.split("<body>")[1].split("<script")[0]
     assert "broken.jpg" in page and "DecodeError" in page and "Files without a face (1)" in page
-    assert DEFAULT_MODEL in page and "http://" not in page and "https://" not in page
+    assert "http://" not in page and "https://" not in page
+    # the provenance table names what produced these results: the model by id and the sha256 of its file, the
+    # detector, and the configuration with the triage rule of the scan
+    prov = dict(re.findall(r"<tr><th>([^<]+)</th><td><code>([^<]*)</code></td></tr>",
+                           page.split("<table id=\"provenance\">")[1].split("</table>")[0]))
+    from agescan.detect import DEFAULT_DETECTOR
+    from agescan.models import create_model
+
+    assert prov["model"] == DEFAULT_MODEL and prov["model sha256"] == create_model(DEFAULT_MODEL).sha256
+    assert prov["detector"] == DEFAULT_DETECTOR and prov["finished"] != "not finished"
+    assert json.loads(html.unescape(prov["configuration"]))["flag_threshold"] == 0.3
     assert len(items) == 11 and float(items[0]["max_p_minor"]) > 0.9
     assert all(len(i["pdq"]) == 64 for i in items if i["error"] == "")
     faces = list(csv.DictReader(open(report_dir / "faces.csv", encoding="utf-8")))
     assert len(faces) == 9
-    # triage at the scan's threshold 0.3: flagged exactly when P(minor) >= 0.3 (the child first), per face
-    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= 0.3)) for f in faces]
+    lines = [json.loads(x) for x in (report_dir / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["source"] for r in lines] == [r["source"] for r in faces]
+    assert len(lines[0]["distribution"]["probs"]) == 101 and len(lines[0]["landmarks"]) == 5
+    # triage at the scan's threshold 0.3, per face, by the refer rule of agescan.decisions: flagged unless
+    # P(minor) < 0.3 and the interval of level 1 - 2 x 0.3 lies at or above 18 (the child first)
+    from agescan import AgeEstimator
+
+    decider = AgeEstimator().decider
+    probs = np.array([r["distribution"]["probs"] for r in lines])
+    low = decider.refer_low(probs, [r["age"] for r in lines], 0.3)
+    expected = [str(int(float(f["p_minor"]) >= 0.3 or lo < 18)) for f, lo in zip(faces, low)]
+    assert [f["flagged"] for f in faces] == expected
     assert faces[0]["flagged"] == "1" and faces[-1]["flagged"] == "0"
     n_flagged = sum(f["flagged"] == "1" for f in faces)
     assert f"{n_flagged} flagged for review" in page
     assert int(items[0]["flagged_faces"]) == 1
-    lines = [json.loads(x) for x in (report_dir / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [r["source"] for r in lines] == [r["source"] for r in faces]
-    assert len(lines[0]["distribution"]["probs"]) == 101 and len(lines[0]["landmarks"]) == 5
 
 
 def _summary(folder: Path) -> list[tuple]:
@@ -121,11 +139,16 @@ def test_the_same_scan_into_postgresql_gives_the_same_report(report_dir, postgre
     rep = subprocess.run([*run, "report", "--db", url, "--out", str(out)], capture_output=True, text=True)
     assert rep.returncode == 0, rep.stderr
     assert _summary(out) == _summary(report_dir)
-    # the flags are the scan's, stored with each face: here the default rule, P(minor) >= DEFAULT_FLAG_THRESHOLD
-    from agescan.triage import DEFAULT_FLAG_THRESHOLD as T
+    # the flags are the scan's, stored with each face: here the default rule, the default model card's threshold T
+    # with its refer interval (level 1 - 2T)
+    from agescan import AgeEstimator
 
+    est = AgeEstimator()
+    T = est.flag_threshold
     faces = list(csv.DictReader(open(out / "faces.csv", encoding="utf-8")))
-    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= T)) for f in faces]
+    lines = [json.loads(x) for x in (out / "faces.jsonl").read_text(encoding="utf-8").splitlines()]
+    low = est.decider.refer_low(np.array([r["distribution"]["probs"] for r in lines]), [r["age"] for r in lines], T)
+    assert [f["flagged"] for f in faces] == [str(int(float(f["p_minor"]) >= T or lo < 18)) for f, lo in zip(faces, low)]
     # a scan with a challenge age of 99 is another run (its rule is part of the run key) that flags every face,
     # and the report of that run shows the flags and the rule the scan used
     scan = subprocess.run([*run, "scan", str(report_dir.parent / "evidence"), "--db", url, "--no-progress",

@@ -192,14 +192,23 @@ def test_postgres_errors_say_what_to_do_and_hide_the_password(postgres_server):
 
 
 def _items(target) -> int:
+    """Items the scan has stored so far: 0 while the database or its tables do not exist yet (or while SQLite
+    briefly locks a database being created); any other failure is raised, so a broken query fails the test with its
+    own message instead of reading as "nothing stored yet"."""
     try:
         db = connect(target, readonly=True)
-    except ConfigError:  # not created yet
-        return 0
+    except ConfigError as e:
+        if "no such results database" in str(e):  # the scan has not created the file yet
+            return 0
+        raise
     try:
+        if not db.has_table("items"):
+            return 0
         return db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-    except Exception:  # tables not created yet
-        return 0
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            return 0
+        raise
     finally:
         db.close()
 

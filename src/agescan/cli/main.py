@@ -76,7 +76,9 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--minor-age", type=int, default=18, metavar="AGE",
                    help="report P(age < AGE) as p_minor (default: 18)")
     g.add_argument("--interval", type=float, default=0.9, metavar="LEVEL",
-                   help="probability mass of the reported age interval (default: 0.9)")
+                   help="level of the reported age interval (default: 0.9): split-conformal per predicted age band "
+                        "when the model card carries conformal data (the shipped models do), else the central LEVEL "
+                        "of the distribution")
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images with more pixels than this (decompression bombs; default: {DEFAULT_MAX_PIXELS})")
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads per model (default: 0 = automatic)")
@@ -111,10 +113,10 @@ def _triage_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("triage (which faces go to the reviewer; decided once per face, agescan.triage)")
     from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD
 
-    g.add_argument("--flag-threshold", type=float, default=DEFAULT_FLAG_THRESHOLD, metavar="P",
-                   help=f"triage: flag a face for review when P(minor) >= P (default: {DEFAULT_FLAG_THRESHOLD}, chosen "
-                        "on val for the default model so that at most 1%% of minors pass, clean or with the eye band; "
-                        "choose your own for another model; see docs/benchmarks.md)")
+    g.add_argument("--flag-threshold", type=float, default=None, metavar="P",
+                   help="triage: flag a face for review when its calibrated P(minor) >= P (default: the model card's, "
+                        "chosen on val so that at most 1%% of minors pass, clean or with the eye band, by `agescan "
+                        f"train calibrate`; {DEFAULT_FLAG_THRESHOLD} for a card without one; docs/calibration.md)")
     g.add_argument("--challenge-age", type=float, default=DEFAULT_CHALLENGE_AGE, metavar="AGE",
                    help="triage: also flag a face whose point age is under AGE (e.g. 25; default: 0 = off)")
 
@@ -252,6 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
                                    "licence, training data, metrics, sha256) and the registered face detectors.")
     m.add_argument("--json", action="store_true", help="print the full cards as JSON")
 
+    x = sub.add_parser("explain", help="draw what the age model looks at onto each photo (saliency maps)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       description="For every face of each photo, a saliency map computed on the aligned face the "
+                                   "model sees and drawn back onto the photo through the inverse of the alignment: "
+                                   "occlusion (a grey square slid over the face; works without torch), sensitivity "
+                                   "(APPA-REAL's gradient of the age w.r.t. the pixels, grey, Gaussian sigma 2.5) "
+                                   "or gradcam (last convolutional layer); the last two need the train extra and a "
+                                   "ResNet-10 model such as the default. Writes DIR/<photo>.<method>.png and prints "
+                                   "one JSON record per photo and method. See docs/explain.md.")
+    x.add_argument("photos", nargs="+", metavar="PHOTO", help="image files")
+    x.add_argument("--out", required=True, metavar="DIR", help="folder for the pictures (created if absent)")
+    x.add_argument("--method", action="append", choices=["occlusion", "sensitivity", "gradcam"],
+                   help="saliency method; repeat for several (default: occlusion)")
+    x.add_argument("--anonymise", default="", metavar="OP",
+                   help="a privacy op applied to each face before the model (e.g. eye-band): what does the model "
+                        "look at when the eyes are hidden?")
+    _estimator_options(x)
+
     rp = sub.add_parser("report", help="write a self-contained HTML report (and CSV exports) of a --db scan",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                         description="Write OUT/index.html, a page that opens from disk with no server or network: "
@@ -312,11 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="prepare crops, train, and publish an age model (needs the train extra)",
                         add_help=False, description="agescan train {prepare,fit,publish} ...; each step's --help "
                                                     "lists its options. Needs torch: pip install 'agescan[train]'.")
-    tr.add_argument("step", choices=["prepare", "fit", "publish", "cv", "grid", "detector", "publish-detector"],
-                    help="prepare crops | fit a model | publish a run | run a held-out protocol (subject-disjoint "
-                         "k-fold, leave-one-subject-out, ...: train per fold, evaluate each held-out fold) | "
-                         "learning-rate x batch grid search on val | fine-tune the face detector | publish a "
-                         "detector run with its card")
+    tr.add_argument("step", choices=["prepare", "fit", "publish", "calibrate", "cv", "grid", "detector",
+                                     "publish-detector"],
+                    help="prepare crops | fit a model | publish a run | fit a model's calibration on val into its "
+                         "card | run a held-out protocol (subject-disjoint k-fold, leave-one-subject-out, ...: train "
+                         "per fold, evaluate each held-out fold) | learning-rate x batch grid search on val | "
+                         "fine-tune the face detector | publish a detector run with its card")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="the step's own arguments (see STEP --help)")
 
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
@@ -432,9 +453,10 @@ def cmd_estimate(a: argparse.Namespace) -> int:
         n_flagged += sum(f.flagged for f in r.faces)
     if table is not None:
         level = int(round(a.interval * 100))
-        print(f"\n{n_images} image(s), {n_faces} face(s), {n_flagged} flagged for review ({_flag_rule(a)}); "
-              f"interval = central {level}% of the age distribution; model {est.model.id}"
-              + (f"; estimated on the pictures after {a.transform}" if a.transform else ""), file=sys.stdout)
+        print(f"\n{n_images} image(s), {n_faces} face(s), {n_flagged} flagged for review ({_flag_rule(a, est)}); "
+              f"interval = {level}% {'conformal' if est.decider.calibration.conformal else 'central'} interval; "
+              f"model {est.model.id}" + (f"; estimated on the pictures after {a.transform}" if a.transform else ""),
+              file=sys.stdout)
     return EXIT_INPUT if n_failed else EXIT_OK
 
 
@@ -471,8 +493,10 @@ class _ProgressBar:
             self.bar.close()
 
 
-def _flag_rule(a: argparse.Namespace) -> str:
-    rule = f"P(under {a.minor_age}) >= {a.flag_threshold:g}"
+def _flag_rule(a: argparse.Namespace, est) -> str:
+    rule = f"P(under {a.minor_age}) >= {est.flag_threshold:g}"
+    if est.decider.calibration.refer_interval:
+        rule += f" or its {1 - 2 * est.flag_threshold:.1%} interval reaches below {a.minor_age}"
     return rule + (f" or age < {a.challenge_age:g}" if a.challenge_age else "")
 
 
@@ -515,10 +539,10 @@ def cmd_scan(a: argparse.Namespace) -> int:
                   f"{s.seconds:.1f}s; {where}", file=sys.stderr)
         else:
             print(f"scanned {s.files} new file(s) in {s.seconds:.1f}s ({rate}), {s.flagged} new face(s) flagged "
-                  f"({_flag_rule(a)}); {where}", file=sys.stderr)
+                  f"({_flag_rule(a, est)}); {where}", file=sys.stderr)
     else:
         print(f"scanned {s.files} file(s) in {s.seconds:.1f}s ({rate}): {s.faces} face(s), {s.flagged} flagged "
-              f"({_flag_rule(a)}), {s.errors} error(s) -> {a.out}", file=sys.stderr)
+              f"({_flag_rule(a, est)}), {s.errors} error(s) -> {a.out}", file=sys.stderr)
     return EXIT_INPUT if held["errors"] else EXIT_OK
 
 
@@ -541,6 +565,15 @@ def cmd_models(a: argparse.Namespace) -> int:
         print(f"  input        : {c.crop.size}x{c.crop.size} {c.colour_order}, crop margin {c.crop.margin}, "
               f"scale {c.scale:.5g}, mean {list(c.mean)}, std {list(c.std)}")
         print(f"  output       : age distribution over {c.min_age}..{c.max_age} years")
+        cal = c.decisions().calibration
+        if c.calibration:
+            conf = (f"conformal intervals in {len(cal.conformal.bands)} age bands" if cal.conformal
+                    else "nominal intervals")
+            print(f"  calibration  : temperature {cal.temperature:g}, {conf}, triage threshold {cal.flag_threshold:g}, "
+                  f"age-check max_error {cal.max_error:g}, refer interval {'on' if cal.refer_interval else 'off'} "
+                  f"(fitted on {cal.fitted_on.get('split', '?')} {cal.fitted_on.get('date', '')})")
+        else:
+            print("  calibration  : none (the model's own probabilities, nominal intervals, agescan's thresholds)")
         print(f"  licence      : {c.licence}")
         print(f"  training data: {c.training_data}")
         for split, vals in c.metrics.items():
@@ -606,6 +639,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return EXIT_CONFIG
+    return EXIT_OK
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    from agescan import AgeEstimator
+    from agescan.explain import write_explanations
+
+    for p in a.photos:
+        if not os.path.isfile(p):
+            print(f"agescan explain: {p}: no such file", file=sys.stderr)
+            return EXIT_USAGE
+    est = AgeEstimator(model=a.model, detector=a.detector, min_face_size=a.min_face_size, minor_age=a.minor_age,
+                       interval_level=a.interval, max_pixels=a.max_pixels, threads=a.threads, anonymise=a.anonymise)
+    for record in write_explanations(est, a.photos, a.out, a.method or ["occlusion"]):
+        print(json.dumps(record), flush=True)
     return EXIT_OK
 
 
@@ -682,6 +730,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         print("agescan train: needs PyTorch: pip install 'agescan[train]' (a CPU build is enough)", file=sys.stderr)
         return EXIT_CONFIG
     module = {"prepare": "agescan.train.prepare", "fit": "agescan.train.loop", "publish": "agescan.train.publish",
+              "calibrate": "agescan.train.calibrate",
               "cv": "agescan.train.cv", "grid": "agescan.train.grid", "detector": "agescan.train.detector",
               "publish-detector": "agescan.train.detector"}
     mod = importlib.import_module(module[a.step])
@@ -689,8 +738,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"estimate": cmd_estimate, "anonymize": cmd_anonymize, "train": cmd_train, "scan": cmd_scan, "report": cmd_report, "models": cmd_models,
-            "evaluate": cmd_evaluate, "serve": cmd_serve}
+COMMANDS = {"estimate": cmd_estimate, "anonymize": cmd_anonymize, "train": cmd_train, "scan": cmd_scan,
+            "report": cmd_report, "models": cmd_models, "evaluate": cmd_evaluate, "serve": cmd_serve,
+            "explain": cmd_explain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 
 from agescan import __version__
 from agescan._validation import check_number
-from agescan.align import PROFILE_YAW, FramedFace, frame_face
+from agescan.align import PROFILE_YAW, frame_face
 from agescan.detect import DEFAULT_DETECTOR, create_detector
 from agescan.errors import ConfigError, DecodeError, InputError
 from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
@@ -29,7 +29,7 @@ from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
 from agescan.privacy import anonymise, canonical_op, get_transform
 from agescan.triage import DEFAULT_CHALLENGE_AGE, DEFAULT_FLAG_THRESHOLD, check_triage, is_flagged
-from agescan.types import AgeDistribution, Detection, FaceResult, ImageResult, Provenance, age_group
+from agescan.types import AgeDistribution, AlignedFace, Detection, FaceResult, ImageResult, Provenance, age_group
 
 _OWNER = "AgeEstimator"
 
@@ -51,7 +51,7 @@ class _Pending:
     height: int
     detections: tuple[Detection, ...]
     crops: np.ndarray  # N x S x S x 3 uint8
-    framed: tuple[FramedFace, ...] = ()  # pose and framing per detection (crops hold their pixels)
+    framed: tuple[AlignedFace, ...] = ()  # crop, affine, pose and framing per detection (crops hold their pixels)
     error: str = ""
     error_type: str = ""
 
@@ -78,7 +78,14 @@ class AgeEstimator:
             onnxruntime's default with one worker, and one thread per session with several workers,
             since parallel sessions that each spin a full thread pool slow each other down).
         flag_threshold, challenge_age: the triage rule (:mod:`agescan.triage`): a face is ``flagged`` for review
-            when P(minor) >= flag_threshold or its point age < challenge_age (0 = off). Decided here, once per face.
+            when P(minor) >= flag_threshold or its point age < challenge_age (0 = off), or, for a card with the
+            refer interval, when its interval of level 1 - 2 x flag_threshold reaches below the minor age
+            (:mod:`agescan.decisions`). Decided here, once per face. ``flag_threshold`` None (the
+            default): the model card's, chosen on val (``agescan train calibrate``), or
+            :data:`agescan.triage.DEFAULT_FLAG_THRESHOLD` for a card without one.
+        calibrated: apply the model card's calibration (:mod:`agescan.decisions`: temperature of P(age < t),
+            conformal intervals); False reports the model's own probabilities and nominal central intervals
+            (what ``agescan train calibrate`` fits on).
         anonymise: a registered keyless privacy transform (:func:`agescan.privacy.list_privacy_ops`, e.g.
             ``"eye-band"``) applied to every detected face before the model sees it ("" = none): the model estimates
             from the anonymised face where the detector found the clean one (seeded transforms use seed 0).
@@ -104,9 +111,9 @@ class AgeEstimator:
     def __init__(self, model: str = DEFAULT_MODEL, detector: str = DEFAULT_DETECTOR, *, minor_age: int = 18,
                  interval_level: float = 0.9, min_face_size: int = 24, max_pixels: int = DEFAULT_MAX_PIXELS,
                  batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0,
-                 video_scene: float = 0.0, flag_threshold: float = DEFAULT_FLAG_THRESHOLD,
+                 video_scene: float = 0.0, flag_threshold: float | None = None,
                  challenge_age: float = DEFAULT_CHALLENGE_AGE, anonymise: str = "", transform: str = "",
-                 transform_key: bytes | None = None, profile_yaw: float = PROFILE_YAW):
+                 transform_key: bytes | None = None, profile_yaw: float = PROFILE_YAW, calibrated: bool = True):
         check_number(minor_age, "minor_age", _OWNER, lo=1, hi=100, integer=True)
         check_number(interval_level, "interval_level", _OWNER, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         check_number(min_face_size, "min_face_size", _OWNER, lo=12, integer=True)
@@ -116,7 +123,7 @@ class AgeEstimator:
         check_number(threads, "threads", _OWNER, lo=0, integer=True)
         check_number(video_every, "video_every", _OWNER, lo=0.0)
         check_number(video_scene, "video_scene", _OWNER, lo=0.0, hi=1.0)
-        check_triage(flag_threshold, challenge_age, _OWNER)
+        check_triage(DEFAULT_FLAG_THRESHOLD if flag_threshold is None else flag_threshold, challenge_age, _OWNER)
         check_number(profile_yaw, "profile_yaw", _OWNER, lo=0.0, hi=90.0)
         if anonymise:
             anonymise = canonical_op(anonymise)  # an unknown name raises ModelNotFoundError listing the registered ops
@@ -142,7 +149,8 @@ class AgeEstimator:
         self.threads = threads
         self.video_every = float(video_every)
         self.video_scene = float(video_scene)
-        self.flag_threshold = float(flag_threshold)
+        self._flag_threshold = None if flag_threshold is None else float(flag_threshold)
+        self.calibrated = bool(calibrated)
         self.challenge_age = float(challenge_age)
         self.anonymise = anonymise
         self.transform = transform
@@ -150,6 +158,7 @@ class AgeEstimator:
         self.profile_yaw = float(profile_yaw)
         self._model = None
         self._detector = None
+        self._decider = None
 
     def get_params(self) -> dict:
         """The constructor's arguments, as given (a transform's secret key excepted): ``AgeEstimator(**est.get_params())`` builds the same pipeline (how
@@ -158,8 +167,9 @@ class AgeEstimator:
                 "interval_level": self.interval_level, "min_face_size": self.min_face_size,
                 "max_pixels": self.max_pixels, "batch_size": self.batch_size, "workers": self.workers,
                 "threads": self.threads, "video_every": self.video_every, "video_scene": self.video_scene,
-                "flag_threshold": self.flag_threshold, "challenge_age": self.challenge_age,
-                "anonymise": self.anonymise, "transform": self.transform, "profile_yaw": self.profile_yaw}
+                "flag_threshold": self._flag_threshold, "challenge_age": self.challenge_age,
+                "anonymise": self.anonymise, "transform": self.transform, "profile_yaw": self.profile_yaw,
+                "calibrated": self.calibrated}
 
     def replace(self, **changes) -> "AgeEstimator":
         """A new estimator with some parameters changed (``get_params`` names them). It shares this one's loaded
@@ -170,6 +180,7 @@ class AgeEstimator:
         loading = ("model", "detector", "min_face_size", "threads", "workers")
         if self._model is not None and all(new.get_params()[k] == params[k] for k in loading):
             new._model, new._detector = self._model, self._detector
+            new._decider = new.card.decisions(new.calibrated)
         return new
 
     # -- loading ---------------------------------------------------------------------------
@@ -180,6 +191,7 @@ class AgeEstimator:
             self._model = create_model(self.model_name, threads=model_threads)
             self._detector = create_detector(self.detector_name, min_face_size=self.min_face_size,
                                              threads=self.threads or 1)
+            self._decider = self._model.card.decisions(self.calibrated)
         return self
 
     @property
@@ -193,6 +205,25 @@ class AgeEstimator:
     @property
     def card(self):
         return self.model.card
+
+    @property
+    def decider(self):
+        """The :class:`agescan.decisions.Decider` every face of this pipeline is decided by."""
+        return self.load()._decider
+
+    @property
+    def flag_threshold(self) -> float:
+        """The triage threshold in use: the one given, else the model card's, else agescan's default."""
+        if self._flag_threshold is not None:
+            return self._flag_threshold
+        return self.decider.calibration.flag_threshold or DEFAULT_FLAG_THRESHOLD
+
+    @property
+    def max_error(self) -> float:
+        """The age check's max_error for this model: its card's (chosen on val), else agescan's default."""
+        from agescan.agecheck import DEFAULT_MAX_ERROR
+
+        return self.decider.calibration.max_error or DEFAULT_MAX_ERROR
 
     # -- single image ----------------------------------------------------------------------
     def predict(self, source: Any, *, faces: Sequence[Detection] | None = None) -> ImageResult:
@@ -217,6 +248,47 @@ class AgeEstimator:
                                  f"Got {[type(f).__name__ for f in faces]}.")
         return self._finish([self._prepare(source, faces)])[0]
 
+    def explain(self, source: Any, method: str = "occlusion", *, faces: Sequence[Detection] | None = None):
+        """Saliency maps of every face in one image (:mod:`agescan.explain`), on the crop the model saw and drawn
+        back onto the photo through the inverse of the alignment affine.
+
+        Args:
+            source: as for :meth:`predict`.
+            method: ``"occlusion"`` (no torch needed), ``"sensitivity"`` or ``"gradcam"`` (torch, the ``train``
+                extra; ResNet-10 models such as the default).
+            faces: as for :meth:`predict`.
+
+        Returns:
+            (the image's :class:`ImageResult`, a tuple of :class:`agescan.explain.FaceExplanation`, one per face).
+
+        Example:
+            >>> result, maps = AgeEstimator().explain("photo.jpg")          # doctest: +SKIP
+            >>> maps[0].image_map.shape == (result.height, result.width)      # doctest: +SKIP
+            True
+        """
+        from agescan import explain as X
+
+        X.check_method(method)
+        loaded = load_image(source, max_pixels=self.max_pixels)
+        image = loaded.image
+        aligned = self.align(image, faces)
+        result = self.predict(image, faces=tuple(a.detection for a in aligned))
+        out = []
+        for a, face in zip(aligned, result.faces):
+            if method == "occlusion":
+                mean = np.asarray(self.card.mean) / max(self.card.scale, 1e-12)
+                fill = tuple(int(round(v)) for v in (mean[::-1] if self.card.colour_order == "BGR" else mean))
+                crop_map = X.occlusion_map(lambda c: self.decider.decide(
+                    self.model.predict_probs(c, batch_size=max(self.batch_size, 1))).age, a.crop.image, fill=fill)
+            else:
+                from agescan.explain import torch_maps
+
+                crop_map = getattr(torch_maps, method)(self.model, a.crop.image)
+            out.append(X.FaceExplanation(face, a, method, crop_map, X.to_image(crop_map, a.crop.affine, image.shape)))
+        result = dataclasses.replace(result, provenance=dataclasses.replace(
+            result.provenance, source=loaded.source, sha256=loaded.sha256))
+        return result, tuple(out)
+
     def detect(self, image: np.ndarray) -> tuple[Detection, ...]:
         """The pipeline's detection stage on one decoded HxWx3 uint8 RGB image: the faces it would estimate (boxes,
         five landmarks, scores; empty when none). How ``agescan anonymize`` places its transforms."""
@@ -226,7 +298,8 @@ class AgeEstimator:
         return tuple(self.detector.detect(image))
 
     def predict_crops(self, crops: np.ndarray) -> list[AgeDistribution]:
-        """Age distributions for already aligned crops (N x S x S x 3 uint8, S = card crop size)."""
+        """The model's own age distributions (before calibration) for already aligned crops (N x S x S x 3 uint8,
+        S = card crop size)."""
         card = self.card
         probs = self.model.predict_probs(crops, batch_size=max(self.batch_size, 1))
         return [AgeDistribution.from_array(p, card.min_age) for p in probs]
@@ -340,15 +413,30 @@ class AgeEstimator:
                     raise InputError(f"The 'faces' parameter of {_OWNER}.predict must lie inside the {w}x{h} image. "
                                      f"Got a box {f.box.as_tuple()}.")
             dets = faces
+        aligned = self.align(image, dets)
+        size = self.card.crop.size
+        crops = (np.stack([a.crop.image for a in aligned]) if aligned
+                 else np.zeros((0, size, size, 3), dtype=np.uint8))
+        return _Pending(provenance, w, h, dets, crops, aligned)
+
+    def align(self, image: np.ndarray, faces: Sequence[Detection] | None = None) -> tuple[AlignedFace, ...]:
+        """The pipeline's alignment stage, public: each face of ``image`` (HxWx3 uint8 RGB; detected when ``faces`` is
+        None) anonymised as this estimator's ``anonymise`` says, then cropped as the model card declares. Each
+        :class:`~agescan.types.AlignedFace` keeps its detection and the original -> crop affine, so maps computed
+        on the crop can be drawn back on the photo. The caller's image is not modified.
+
+        Example:
+            >>> aligned = AgeEstimator().align(read_image("photo.jpg"))   # doctest: +SKIP
+            >>> aligned[0].crop.image.shape, aligned[0].crop.affine.shape  # doctest: +SKIP
+            ((64, 64, 3), (2, 3))
+        """
+        dets = self.detector.detect(image) if faces is None else tuple(faces)
         if self.anonymise and dets:
             image = anonymise(image, dets, self.anonymise)
         recipe = self.card.crop
         framed = tuple(frame_face(image, d.landmarks, d.box, recipe, self.profile_yaw) for d in dets)
-        if dets:
-            crops = np.stack([f.crop.image for f in framed])
-        else:
-            crops = np.zeros((0, recipe.size, recipe.size, 3), dtype=np.uint8)
-        return _Pending(provenance, w, h, dets, crops, framed)
+        return tuple(AlignedFace(d, f.crop, yaw=f.pose.yaw, roll=f.pose.roll, framing=f.framing)
+                     for d, f in zip(dets, framed))
 
     def _prepare_safe(self, source: Any) -> _Pending:
         # Any failure on one input becomes that input's error record: in a scan of millions of files an
@@ -365,22 +453,33 @@ class AgeEstimator:
 
     def _finish(self, batch: list[_Pending]) -> list[ImageResult]:
         crops = [p.crops for p in batch if len(p.detections)]
-        dists: list[AgeDistribution] = self.predict_crops(np.concatenate(crops)) if crops else []
+        raw = self.model.predict_probs(np.concatenate(crops), batch_size=max(self.batch_size, 1)) if crops else None
+        d, flags = self._decide(raw) if raw is not None else (None, [])
         out, k = [], 0
         for p in batch:
             faces = []
-            for det, framed in zip(p.detections, p.framed):
-                faces.append(self._face(det, dists[k], framed))
+            for det, aligned in zip(p.detections, p.framed):
+                faces.append(self._face(det, d, flags, k, aligned))
                 k += 1
             out.append(ImageResult(provenance=p.provenance, width=p.width, height=p.height, faces=tuple(faces),
                                    error=p.error, error_type=p.error_type))
         return out
 
-    def _face(self, det: Detection, dist: AgeDistribution, framed: FramedFace) -> FaceResult:
-        age, p_minor = dist.mean(), dist.p_below(self.minor_age)
+    def _decide(self, raw: np.ndarray):
+        """The decisions (:mod:`agescan.decisions`) and the triage flag of each face, from the model's own
+        probabilities ``raw`` (N x bins)."""
+        decider = self.decider
+        d = decider.decide(raw, self.minor_age, self.interval_level)
+        refer_lo = decider.refer_low(d.probs, d.age, self.flag_threshold)
+        flags = [is_flagged(float(p), float(a), self.flag_threshold, self.challenge_age, refer_lo=float(lo),
+                            minor_age=self.minor_age) for p, a, lo in zip(d.p_minor, d.age, refer_lo)]
+        return d, flags
+
+    def _face(self, det: Detection, d, flags: list[bool], i: int, aligned: AlignedFace) -> FaceResult:
+        age = float(d.age[i])
         return FaceResult(box=det.box, landmarks=det.landmarks, detector_score=det.score, age=age,
-                          distribution=dist, interval=dist.interval(self.interval_level),
-                          interval_level=self.interval_level, p_minor=p_minor, minor_age=self.minor_age,
-                          age_group=age_group(age), model_id=self.model.id,
-                          flagged=is_flagged(p_minor, age, self.flag_threshold, self.challenge_age),
-                          yaw=framed.pose.yaw, roll=framed.pose.roll, framing=framed.framing)
+                          distribution=AgeDistribution.from_array(d.probs[i], self.card.min_age),
+                          interval=(float(d.lo[i]), float(d.hi[i])), interval_level=self.interval_level,
+                          p_minor=float(d.p_minor[i]), minor_age=self.minor_age, age_group=age_group(age),
+                          model_id=self.model.id, flagged=flags[i], yaw=aligned.yaw, roll=aligned.roll,
+                          framing=aligned.framing)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from agescan import decisions as D
+
 BANDS = ((0, 5), (6, 10), (11, 15), (16, 17), (18, 25), (26, 40), (41, 60), (61, 200))
 #: The five groups of Chaves et al. (ages 0-25).
 PAPER_GROUPS = ((0, 5), (6, 10), (11, 15), (16, 17), (18, 25))
@@ -122,23 +124,29 @@ def binary(flag_pred: np.ndarray, flag_true: np.ndarray) -> dict:
 
 
 def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: float = 0.9,
-                minor_threshold: float | None = None) -> dict:
-    """Every metric of the papers and of the accuracy issue, from true ages and predicted distributions.
+                minor_threshold: float | None = None, *, pred: np.ndarray | None = None,
+                decider: D.Decider | None = None, found: np.ndarray | None = None, minor_age: int = 18) -> dict:
+    """Every metric of the papers and of the accuracy issue, from true ages and the distributions as reported.
 
-    ``minor_threshold``: a P(minor) threshold chosen elsewhere (on val) to report adults flagged at; the
-    threshold that lets at most 1% of *this* split's minors pass is always reported too (an oracle).
+    Point age, interval and P(minor) follow :mod:`agescan.decisions`, the rules users get: ``pred`` is the reported
+    point age (default: the distributions' means), the interval is ``decider``'s at ``level`` (default: the central
+    ``level`` of ``probs``, as for a card without conformal data), P(minor) = P(age < ``minor_age``).
+    ``found`` False marks detector misses: their interval covers nothing. ``minor_threshold``: a P(minor) threshold
+    chosen elsewhere (on val) to report adults flagged at; the threshold that lets at most 1% of *this* split's
+    minors pass is always reported too (an oracle).
     """
     true = np.asarray(true, dtype=np.float64)
-    ages = np.arange(min_age, min_age + probs.shape[1])
-    pred = probs @ ages
+    probs = np.asarray(probs, dtype=np.float64).reshape(len(true), -1)
+    pred = D.point_age(probs, min_age) if pred is None else np.asarray(pred, dtype=np.float64)
+    decider = decider or D.Decider(min_age)
     err = np.abs(pred - true)
     young = true <= 25
-    cdf = np.cumsum(probs, axis=1)
-    tail = (1 - level) / 2
-    lo = ages[np.argmax(cdf >= tail, axis=1)]
-    hi = ages[np.argmax(cdf >= 1 - tail, axis=1)]
-    p_minor = probs[:, ages < 18].sum(1)
-    minor = true < 18
+    lo, hi = decider.interval(probs, pred, level)
+    covered = (true >= lo) & (true <= hi)
+    if found is not None:
+        covered &= np.asarray(found, dtype=bool)
+    p_minor = D.p_below(probs, minor_age, min_age)
+    minor = true < minor_age
     out = {
         "n": int(len(true)),
         "mae": float(err.mean()),
@@ -148,9 +156,11 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
         "n_0_25": int(young.sum()),
         "group_accuracy_0_25": group_accuracy(true[young], pred[young]),
         "cs5": float((err <= 5).mean()),
-        "interval_coverage": float(((true >= lo) & (true <= hi)).mean()),
-        "interval_mean_width": float((hi - lo).mean()),
-        "minor_by_point_age": binary(pred < 18, minor),
+        "interval_level": level,
+        "interval_coverage": float(covered.mean()),
+        "interval_mean_width": float((hi - lo)[found if found is not None else slice(None)].mean()),
+        "minor_age": minor_age,
+        "minor_by_point_age": binary(pred < minor_age, minor),
         "minor_by_p_minor_0.5": binary(p_minor >= 0.5, minor),
         "mae_by_band": {},
         "ae_quartiles": [float(q) for q in np.percentile(err, [25, 50, 75])],
@@ -187,6 +197,69 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
     return out
 
 
+def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[float, list[dict]]:
+    """Expected calibration error of probabilities ``p`` for outcomes ``y`` over ``bins`` equal-width bins, and the
+    reliability diagram's bins (n, mean predicted probability, observed frequency)."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=bool)
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    total, diagram = 0.0, []
+    for b in range(bins):
+        m = idx == b
+        if not m.any():
+            continue
+        conf, freq = float(p[m].mean()), float(y[m].mean())
+        total += m.mean() * abs(conf - freq)
+        diagram.append({"bin": [b / bins, (b + 1) / bins], "n": int(m.sum()), "p": conf, "observed": freq})
+    return float(total), diagram
+
+
+def calibration_metrics(true: np.ndarray, probs: np.ndarray, pred: np.ndarray, found: np.ndarray,
+                        decider: D.Decider, min_age: int = 0, thresholds=(13, 16, 18),
+                        levels=(0.8, 0.9, 0.95)) -> dict:
+    """How far the reported probabilities and intervals can be trusted.
+
+    ``ece``: per t, the ECE (10 equal-width bins) and reliability diagram of P(age < t) on the faces found, with the
+    Brier score. ``coverage``: per level, the intervals ``decider`` reports (conformal when the card has it) --
+    overall over every face (a miss covers nothing), then per band of *predicted* age over the faces found (what
+    Mondrian conformal guarantees) and per band of *true* age over every face (misses count as not covered), each
+    with its count, coverage and mean width.
+    """
+    true = np.asarray(true, dtype=np.float64)
+    found = np.asarray(found, dtype=bool)
+    out: dict = {"ece": {}, "coverage": {}, "faces_found": int(found.sum()), "faces": int(len(true)),
+                 "miss_rule": "a face the detector misses has no interval: it counts as not covered over all faces "
+                              "and per true-age band; per predicted band only found faces exist"}
+    for t in thresholds:
+        p = D.p_below(probs[found], t, min_age)
+        y = true[found] < t
+        e, diagram = ece(p, y)
+        out["ece"][str(t)] = {"ece": e, "brier": float(np.mean((p - y) ** 2)), "n": int(found.sum()),
+                              "positives": int(y.sum()), "reliability": diagram}
+    bands = decider.calibration.conformal.bands if decider.calibration.conformal else D.CONFORMAL_BANDS
+    for level in levels:
+        lo, hi = decider.interval(probs, np.nan_to_num(pred, nan=0.0), level)
+        cov = (true >= lo) & (true <= hi) & found
+        width = hi - lo
+        rec: dict = {"coverage": float(cov.mean()), "coverage_found": float(cov[found].mean()) if found.any() else
+                     float("nan"), "mean_width": float(width[found].mean()) if found.any() else float("nan"),
+                     "by_predicted_band": {}, "by_true_band": {}}
+        pb = D.band_index(np.nan_to_num(pred, nan=0.0), bands)
+        tb = D.band_index(true, bands)
+        for i, (a, b) in enumerate(bands):
+            name = f"{a}-{b}" if b < 200 else f"{a}+"
+            m = found & (pb == i)
+            if m.any():
+                rec["by_predicted_band"][name] = {"n": int(m.sum()), "coverage": float(cov[m].mean()),
+                                                  "mean_width": float(width[m].mean())}
+            m = tb == i
+            if m.any():
+                f = m & found
+                rec["by_true_band"][name] = {"n": int(m.sum()), "coverage": float(cov[m].mean()),
+                                             "mean_width": float(width[f].mean()) if f.any() else float("nan")}
+        out["coverage"][str(level)] = rec
+    return out
+
+
 def bin_index(ages: np.ndarray, bins) -> np.ndarray:
     """Index of the bin (inclusive whole-year bounds) each age falls in: :func:`nearest_group` over ``bins``.
     An age between two bins (19.5 floors to 19) goes to the bin it floors into, or the nearer one."""
@@ -197,8 +270,7 @@ def binned_metrics(low: np.ndarray, high: np.ndarray, probs: np.ndarray, min_age
                    flag_threshold: float = 0.5, minor_age: int = 18) -> dict:
     """Metrics for age bins (FairFace's ``0-2``, ``3-9``, ... ``70+``) from predicted distributions over whole
     years from ``min_age``: :func:`binned_point_metrics` of their means and of P(age < ``minor_age``)."""
-    ages = np.arange(min_age, min_age + probs.shape[1])
-    return binned_point_metrics(low, high, probs @ ages, probs[:, ages < minor_age].sum(1),
+    return binned_point_metrics(low, high, D.point_age(probs, min_age), D.p_below(probs, minor_age, min_age),
                                 flag_threshold=flag_threshold, minor_age=minor_age)
 
 

@@ -143,12 +143,13 @@ def mean_sd(rows: list[dict]) -> tuple[dict, dict]:
 
 
 def fold_summary(true: np.ndarray, probs: np.ndarray, min_age: int, folds: np.ndarray,
-                 names: list[str] | None = None) -> dict:
-    """Metrics of each fold and their mean and standard deviation (ddof=1) across folds."""
+                 names: list[str] | None = None, pred: np.ndarray | None = None) -> dict:
+    """Metrics of each fold and their mean and standard deviation (ddof=1) across folds (``pred``: the reported
+    point ages, default the distributions' means)."""
     per = []
     for f in sorted(set(folds.tolist()) - {-1}):
         m = folds == f
-        rep = age_metrics(true[m], probs[m], min_age)
+        rep = age_metrics(true[m], probs[m], min_age, pred=None if pred is None else pred[m])
         per.append({"fold": names[f] if names else int(f), "n": int(m.sum()), "n_0_25": rep["n_0_25"],
                     **fold_row(rep)})
     mean, sd = mean_sd(per)

@@ -13,7 +13,7 @@ Two labelled secondary rows follow: ``found_only`` (the faces found) and ``templ
 with the UTKFace template instead, as training does for chips its detector misses; not what a user gets).
 
 **Binned labels** (a CSV with ``age_low``/``age_high`` instead of ``age``, FairFace's layout): the headline is
-:func:`agescan.eval.metrics.binned_metrics` (bin accuracy, the share of each bin estimated under 18, P(minor)
+:func:`agescan.eval.metrics.binned_point_metrics` (bin accuracy, the share of each bin estimated under 18, P(minor)
 recall of the children's bins at the triage threshold, :data:`agescan.triage.DEFAULT_FLAG_THRESHOLD` unless
 ``minor_threshold`` is given), misses scored the same way (at the median bin middle, at least 18), with
 ``found_only`` beside.
@@ -36,17 +36,19 @@ import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from agescan.align import UTKFACE_TEMPLATE, align_face
+from agescan.align import PROFILE_YAW, UTKFACE_TEMPLATE
 from agescan.errors import ConfigError, ModelNotFoundError
 from agescan.eval.datasets import read_dataset
-from agescan.eval.metrics import age_metrics, binned_metrics
+from agescan.eval.metrics import age_metrics, calibration_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
 from agescan.io import read_image
 from agescan.privacy import canonical_op, get_transform, list_privacy_ops
+from agescan.types import BBox, Detection, Landmarks5
 
 PAD = 50
 #: The key the keyed permutation is drawn with in evaluation (public on purpose: the pipeline is never given it).
@@ -176,12 +178,94 @@ def _one_hot(age: float, min_age: int, n_bins: int) -> np.ndarray:
     return p
 
 
+def _triage(minor: np.ndarray, flagged: np.ndarray, est) -> dict:
+    """The flag each face got from the pipeline (``FaceResult.flagged``, the rule users get; a miss is never
+    flagged): shares of minors and adults flagged."""
+    return {"flag_threshold": est.flag_threshold, "challenge_age": est.challenge_age,
+            "refer_interval": est.decider.calibration.refer_interval,
+            "minors": int(minor.sum()), "minors_flagged": float(flagged[minor].mean()) if minor.any() else float("nan"),
+            "minors_passed": int((~flagged[minor]).sum()),
+            "adults": int((~minor).sum()),
+            "adults_flagged": float(flagged[~minor].mean()) if (~minor).any() else float("nan")}
+
+
 def _secondary(report: dict) -> dict:
     keys = ("n", "mae", "mae_0_25", "group_accuracy_0_25", "interval_coverage", "challenge25_teens_under_25")
     out = {k: report[k] for k in keys}
     out["minor_recall"] = report["minor_by_p_minor_0.5"]["recall"]
     out["minor_precision"] = report["minor_by_p_minor_0.5"]["precision"]
     return out
+
+
+class Labelled(NamedTuple):
+    """What the pipeline returned for each labelled chip (row i = chip i)."""
+
+    probs: np.ndarray  # N x bins: the central face's distribution as reported (calibrated); zeros for misses
+    found: np.ndarray  # N bools: the detector found the labelled face
+    age: np.ndarray  # N point ages as reported; NaN for misses
+    flagged: np.ndarray  # N bools: the face's triage flag (FaceResult.flagged); misses are never flagged
+    fallback_probs: np.ndarray  # probs, with misses aligned by the UTKFace template instead (zeros without fallback)
+    fallback_age: np.ndarray  # age, the same way
+    boxed: np.ndarray  # N bools: the face was framed from its box (a profile; agescan.align.pose)
+
+
+class _NoFace:
+    """A detector that finds nothing: :func:`reference_face` then returns the template's face."""
+
+    def detect(self, image):
+        return ()
+
+
+def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads: int = 0,
+                     fallback: bool = True) -> Labelled:
+    """Each labelled chip through ``est`` (an :class:`~agescan.AgeEstimator`) as a user's image goes: padded, with
+    the transform ``condition`` applied first where the reference detector finds the clean face
+    (:func:`transform_chip`), then detected, aligned and estimated, decided by the pipeline (misses decided as the
+    pipeline decides a face when ``fallback`` aligns them by template)."""
+    from agescan.detect import create_detector
+
+    condition = canonical_condition(condition)
+    reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition != "clean" else None
+    sizes: list[tuple[int, int]] = []
+    templates: dict[int, np.ndarray] = {}
+
+    def inputs():
+        for r in rows:
+            img = read_image(r["file"])
+            h, w = img.shape[:2]
+            sizes.append((w, h))
+            padded = pad_chip(img)
+            if condition != "clean":
+                padded = transform_chip(reference, padded, w, h, condition, seed=len(sizes) - 1)
+            templates[len(sizes) - 1] = padded  # kept only until its result arrives (template fallback)
+            yield padded
+
+    probs = np.zeros((len(rows), est.card.n_bins))
+    boxed = np.zeros(len(rows), dtype=bool)
+    found = np.zeros(len(rows), dtype=bool)
+    point = np.full(len(rows), np.nan)
+    flagged = np.zeros(len(rows), dtype=bool)
+    fallback_crops, fallback_rows = [], []
+    for i, result in enumerate(est.stream(inputs())):
+        w, h = sizes[i]
+        padded = templates.pop(i)
+        face = central_face(result.faces, w, h)
+        if face is not None:
+            probs[i] = face.distribution.probs
+            point[i] = face.age
+            flagged[i] = face.flagged
+            boxed[i] = face.framing == "box"
+            found[i] = True
+        elif fallback:
+            lm, box, _ = reference_face(_NoFace(), padded, w, h)  # the template's landmarks and box
+            template = Detection(BBox(*box), Landmarks5.from_array(lm), 0.0)
+            fallback_crops.append(est.align(padded, [template])[0].crop.image)  # the pipeline's alignment stage
+            fallback_rows.append(i)
+    with_fallback, fallback_point = probs.copy(), point.copy()
+    if fallback_crops:  # decided as the pipeline decides a face (agescan.decisions)
+        d = est.decider.decide(np.stack([x.probs for x in est.predict_crops(np.stack(fallback_crops))]))
+        with_fallback[fallback_rows], fallback_point[fallback_rows] = d.probs, d.age
+    return Labelled(probs, found, point, flagged, with_fallback, fallback_point, boxed)
 
 
 def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
@@ -202,7 +286,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     from agescan.align import PROFILE_YAW
 
     from agescan import AgeEstimator
-    from agescan.detect import DEFAULT_DETECTOR, create_detector
+    from agescan.detect import DEFAULT_DETECTOR
 
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
@@ -220,50 +304,19 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     detector = detector or DEFAULT_DETECTOR
     profile_yaw = PROFILE_YAW if profile_yaw is None else float(profile_yaw)
     est = AgeEstimator(model, detector, threads=threads, profile_yaw=profile_yaw).load()
-    reference = create_detector(BAND_REFERENCE, threads=threads or 1) if condition != "clean" else None
-    sizes: list[tuple[int, int]] = []
-    templates: dict[int, np.ndarray] = {}
-
-    def inputs():
-        for r in rows:
-            img = read_image(r["file"])
-            h, w = img.shape[:2]
-            sizes.append((w, h))
-            padded = pad_chip(img)
-            if condition != "clean":
-                padded = transform_chip(reference, padded, w, h, condition, seed=len(sizes) - 1)
-            templates[len(sizes) - 1] = padded  # kept only until its result arrives (template fallback)
-            yield padded
-
-    n_bins = est.card.n_bins
-    probs = np.zeros((len(rows), n_bins))
-    found = np.zeros(len(rows), dtype=bool)
-    boxed = np.zeros(len(rows), dtype=bool)
-    fallback_crops, fallback_rows = [], []
     t0 = time.time()
-    for i, result in enumerate(est.stream(inputs())):
-        w, h = sizes[i]
-        padded = templates.pop(i)
-        face = central_face(result.faces, w, h)
-        if face is not None:
-            probs[i] = face.distribution.probs
-            found[i] = True
-            boxed[i] = face.framing == "box"
-        else:
-            lm = np.asarray(UTKFACE_TEMPLATE) * np.array([w, h]) + PAD
-            fallback_crops.append(align_face(padded, lm, est.card.crop).image)
-            fallback_rows.append(i)
+    lab = predict_labelled(est, rows, condition, threads=threads)
+    probs, found, point, boxed = lab.probs, lab.found, lab.age, lab.boxed
     seconds = time.time() - t0
     true = np.array([r["age"] for r in rows], dtype=np.float64)
     missed_at = miss_age(true)
+    n_bins, min_age = est.card.n_bins, est.card.min_age
     e2e = probs.copy()
-    e2e[~found] = _one_hot(missed_at, est.card.min_age, n_bins)
-    with_fallback = probs.copy()
-    if fallback_crops:
-        dists = est.predict_crops(np.stack(fallback_crops))
-        with_fallback[fallback_rows] = [d.probs for d in dists]
-    ages = np.arange(est.card.min_age, est.card.min_age + n_bins)
-    pred = e2e @ ages
+    e2e[~found] = _one_hot(missed_at, min_age, n_bins)
+    pred = np.where(found, point, float(round(missed_at)))
+    decider = est.decider
+    metric_args = {"decider": decider, "level": est.interval_level, "minor_age": est.minor_age}
+    fb_probs, fb_point = lab.fallback_probs, lab.fallback_age
     head = {
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
@@ -272,23 +325,34 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "band_reference": BAND_REFERENCE if condition != "clean" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
         "profile_yaw": profile_yaw, "faces_framed_from_box": int(boxed.sum()),
-        "miss_rule": f"a missed face is scored as age {missed_at:g} (the set's median age, at least 18) and is "
-                     "never flagged as a minor",
+        "miss_rule": f"a missed face is scored as age {missed_at:g} (the set's median age, at least 18), is "
+                     "never flagged as a minor and has no interval (not covered)",
+        "calibration": {"temperature": decider.calibration.temperature,
+                        "conformal": decider.calibration.conformal is not None,
+                        "flag_threshold": est.flag_threshold, "max_error": est.max_error,
+                        "refer_interval": decider.calibration.refer_interval},
         "seconds": {"pipeline": round(seconds, 1)},
         "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
+    from agescan.decisions import p_below
+
+    p_minor = p_below(e2e, est.minor_age, min_age)
     if ds.binned:
-        report = _binned_report(head, rows, e2e, probs, found, est, minor_threshold)
+        report = _binned_report(head, rows, e2e, probs, found, est, minor_threshold, pred)
         if predictions:
-            _write_predictions(predictions, rows, found, pred, e2e[:, ages < 18].sum(1), ("age_low", "age_high"))
+            _write_predictions(predictions, rows, found, pred, p_minor, ("age_low", "age_high"))
         return report
     report = {
         **head,
-        **age_metrics(true, e2e, est.card.min_age, minor_threshold=minor_threshold),
+        **age_metrics(true, e2e, min_age, minor_threshold=minor_threshold, pred=pred, found=found, **metric_args),
         "slices": slices(rows, true, pred),
-        "found_only": (_secondary(age_metrics(true[found], probs[found], est.card.min_age)) if found.any() else {}),
-        "template_fallback": _secondary(age_metrics(true, with_fallback, est.card.min_age)),
+        "found_only": (_secondary(age_metrics(true[found], probs[found], min_age, pred=point[found],
+                                              **metric_args)) if found.any() else {}),
+        "template_fallback": (_secondary(age_metrics(true, fb_probs, min_age, pred=fb_point, **metric_args))
+                              if not np.isnan(fb_point).any() else {}),
+        "reliability_and_coverage": calibration_metrics(true, e2e, pred, found, decider, min_age),
+        "triage": _triage(true < est.minor_age, lab.flagged, est),
     }
     if protocol == "kfold":  # slices of this model's predictions; by subject when the set has subject ids
         subjects = [r.get("subject", "") for r in rows]
@@ -297,33 +361,39 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         report["protocol"] = {"name": "kfold", "k": folds, "seed": seed, "by_subject": by_subject,
                               "note": "slices of one model's predictions; no fold was held out of its training "
                                       "(agescan train cv trains per fold)",
-                              **fold_summary(true, e2e, est.card.min_age, assign)}
+                              **fold_summary(true, e2e, min_age, assign, pred=pred)}
     elif protocol == "logo":
         assign, names = group_assign([r.get(group_column, "") for r in rows])
         names = [SLICE_NAMES.get(group_column, {}).get(v, v) for v in names]  # UTKFace's race codes by name
         report["protocol"] = {"name": "logo", "group_column": group_column, "left_out_without_group":
-                              int((assign < 0).sum()), **fold_summary(true, e2e, est.card.min_age, assign, names)}
+                              int((assign < 0).sum()), **fold_summary(true, e2e, min_age, assign, names, pred=pred)}
     if plots_dir:
         from agescan.eval.report import plots
 
         report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {split}, {condition}")]
     if predictions:
-        _write_predictions(predictions, rows, found, pred, e2e[:, ages < 18].sum(1), ("gender", "race"))
+        _write_predictions(predictions, rows, found, pred, p_minor, ("gender", "race"))
     return report
 
 
 def _binned_report(head: dict, rows: list[dict], e2e: np.ndarray, probs: np.ndarray, found: np.ndarray, est,
-                   minor_threshold: float | None) -> dict:
-    """The report of a set with age bins: :func:`binned_metrics` end to end, and over the faces found."""
-    from agescan.triage import DEFAULT_FLAG_THRESHOLD
+                   minor_threshold: float | None, pred: np.ndarray) -> dict:
+    """The report of a set with age bins: :func:`binned_point_metrics` of the point ages the pipeline reported
+    (``pred``) and its P(minor), end to end and over the faces found; flagged at the model card's threshold unless
+    ``minor_threshold`` is given."""
+    from agescan.decisions import p_below
+    from agescan.eval.metrics import binned_point_metrics
 
-    threshold = DEFAULT_FLAG_THRESHOLD if minor_threshold is None else float(minor_threshold)
+    threshold = est.flag_threshold if minor_threshold is None else float(minor_threshold)
     low = np.array([r["age_low"] for r in rows])
     high = np.array([r["age_high"] for r in rows])
-    metrics = binned_metrics(low, high, e2e, est.card.min_age, flag_threshold=threshold, minor_age=18)
+    min_age = est.card.min_age
+    metrics = binned_point_metrics(low, high, pred, p_below(e2e, 18, min_age), flag_threshold=threshold,
+                                   minor_age=18)
     found_only = {}
     if found.any():
-        f = binned_metrics(low[found], high[found], probs[found], est.card.min_age, flag_threshold=threshold)
+        f = binned_point_metrics(low[found], high[found], pred[found], p_below(probs[found], 18, min_age),
+                                 flag_threshold=threshold)
         found_only = {k: f[k] for k in ("n", "bin_accuracy", "bin_1off", "mae_to_bin")}
         found_only["children_under_minor_age"] = f["children"]["under_minor_age"]
         found_only["children_p_minor_recall"] = f["children"]["p_minor_recall"]

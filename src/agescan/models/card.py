@@ -16,7 +16,9 @@ from agescan.align import CropRecipe
 from agescan.errors import ConfigError
 
 CARD_KEY = "agescan.card"
-CARD_VERSION = 1
+#: 2: the ``calibration`` slot (:class:`agescan.decisions.Calibration`); cards of version 1 have none and load with
+#: the identity calibration (the model's own probabilities, nominal intervals, agescan's default thresholds).
+CARD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class ModelCard:
         licence: licence of the weights; training_data: what they were trained on, and its licence.
         metrics: measured numbers (split, condition, metric -> value) from ``agescan evaluate``.
         training: the exact command and settings that produced the weights.
+        calibration: the calibration slot (:class:`agescan.decisions.Calibration` as a dict, its own ``version``):
+            temperature of P(age < t), Mondrian conformal masses, the triage threshold and the age check's
+            max_error, fitted on val by ``agescan train calibrate``; empty when not fitted.
     """
 
     id: str
@@ -54,6 +59,7 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     notes: str = ""
+    calibration: dict = field(default_factory=dict)
     card_version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -65,6 +71,13 @@ class ModelCard:
             raise ConfigError(f"Model card {self.id!r}: need 0 <= min_age < max_age. Got {self.min_age}, {self.max_age}.")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise ConfigError(f"Model card {self.id!r}: mean and std need 3 values, std > 0.")
+        self.decisions()  # a malformed calibration slot fails at load, not at the first face
+
+    def decisions(self, calibrated: bool = True):
+        """The :class:`agescan.decisions.Decider` of this card (its calibration unless ``calibrated`` is False)."""
+        from agescan.decisions import Calibration, Decider
+
+        return Decider(self.min_age, Calibration.from_dict(self.calibration), calibrated=calibrated)
 
     @property
     def n_bins(self) -> int:

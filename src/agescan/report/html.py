@@ -32,7 +32,7 @@ from agescan.io.archives import load_source
 from agescan.io.phash import PDQHash, near_duplicate_groups
 from agescan.scan.config import triage_rule
 from agescan.store import Database, check_schema, connect
-from agescan.triage import is_flagged
+from agescan.triage import LEGACY_RULE, is_flagged
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
@@ -228,6 +228,9 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
     ages = [a for a, _, _ in face_rows]
     n_flagged = sum(flags({"age": a, "p_minor": pm, "flagged": fl}) for a, pm, fl in face_rows)
     rule_text = f"P(minor) &ge; {rule[0]:g}" + (f" or estimated age &lt; {rule[1]:g}" if rule[1] else "")
+    if run["model_sha256"] and rule != LEGACY_RULE:  # the refer interval of a calibrated card (agescan.decisions)
+        rule_text += (f", or an interval of level {1 - 2 * rule[0]:.1%} reaching below the minor age if the model's "
+                      "card asks")
     n_items, n_noface = db.execute("SELECT COUNT(*), SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) "
                                    "FROM items WHERE run_id=?", (rid,)).fetchone()
     n_noface = int(n_noface or 0)

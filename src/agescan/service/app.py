@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from agescan import __version__
-from agescan.agecheck import DEFAULT_MAX_ERROR, AgeCheckPolicy
+from agescan.agecheck import AgeCheckPolicy
 from agescan.errors import DecodeError, InputError, TooManyPixelsError
 from agescan.io import load_image
 from agescan.privacy import list_privacy_ops
@@ -204,8 +204,9 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
                                                                                   "(13, 16, 18, ...)")],
                         challenge_age: Annotated[float, Query(ge=0, le=100, description="also require a point age "
                                                               "of at least this to pass (0 = off)")] = 0.0,
-                        max_error: Annotated[float, Query(gt=0, lt=0.5, description="pass (fail) only when "
-                                                          "P(under) (P(over)) is at most this")] = DEFAULT_MAX_ERROR,
+                        max_error: Annotated[float | None, Query(gt=0, lt=0.5, description="pass (fail) only when "
+                                                          "P(under) (P(over)) is at most this (default: the "
+                                                          "model card's)")] = None,
                         anonymise: Annotated[str | None, Query(description="a privacy op applied to each face "
                                                                            "before the model")] = None):
         """The image as for ``/v1/estimate``. Returns ``{"decision": "pass" | "fail" | "refer", "reason",
@@ -213,12 +214,13 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         several faces and a face too small to judge are referred, with their reason."""
         svc: _Service = request.app.state.svc
         try:
-            policy = AgeCheckPolicy(threshold, challenge_age, max_error)
+            policy = AgeCheckPolicy(threshold, challenge_age, svc.estimator.max_error if max_error is None
+                                    else max_error)
         except InputError as exc:
             raise ServiceError(422, "bad_parameter", str(exc)) from None
         est = _estimator(svc, anonymise)
         result, faces = await _run(request, lambda data, faces: (_predict(est, data, faces)[0], faces))
-        check = policy.decide(result)
+        check = policy.decide(result, est.decider)
         p = result.provenance
         svc.served += 1
         return Response(json_bytes({**check.to_dict(), "model": {"id": p.model_id, "sha256": p.model_sha256},
@@ -231,7 +233,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         svc: _Service = request.app.state.svc
         est = svc.estimator
         return {"model": {**est.card.to_dict(), "sha256": est.model.sha256}, "detector": est.detector.info(),
-                "privacy_ops": list_privacy_ops(keyless=True), "age_check": {"max_error": DEFAULT_MAX_ERROR},
+                "privacy_ops": list_privacy_ops(keyless=True), "age_check": {"max_error": est.max_error},
                 "browser_detector": svc.browser.public() if svc.browser else None,
                 "limits": {"max_body_bytes": config.max_body_bytes, "max_pixels": config.max_pixels,
                            "max_in_flight": config.max_in_flight, "request_timeout": config.request_timeout},

@@ -289,12 +289,17 @@ def predict_logits(model, crops: np.ndarray, cfg: TrainConfig, bs: int = 512) ->
     return torch.cat([model(to_input(crops[i:i + bs], cfg, False, g)) for i in range(0, len(crops), bs)])
 
 
-def metrics(probs: np.ndarray, ages: np.ndarray) -> dict:
-    pred = probs @ np.arange(probs.shape[1])
+def metrics(probs: np.ndarray, ages: np.ndarray, minor_age: int = 18) -> dict:
+    """Validation numbers for checkpoint selection; point age by :func:`agescan.decisions.point_age`, the rule
+    users get."""
+    from agescan.decisions import point_age
+
+    pred = point_age(probs, 0)
     err = np.abs(pred - ages)
     young = ages <= 25
+    minor = ages < minor_age
     return {"mae": float(err.mean()), "mae_0_25": float(err[young].mean()) if young.any() else float("nan"),
-            "minor_recall": float(((pred < 18) & (ages < 18)).sum() / max(1, (ages < 18).sum()))}
+            "minor_recall": float(((pred < minor_age) & minor).sum() / max(1, minor.sum()))}
 
 
 def epoch_order(ages: np.ndarray, balance: float, gen: torch.Generator, per_age: int = 0) -> np.ndarray:

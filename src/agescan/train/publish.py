@@ -214,10 +214,14 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
     return sha
 
 
+def _coverage(v: dict) -> str:
+    return f"{v['interval_coverage']:.1%}" if "interval_coverage" in v else "see calibration"
+
+
 def model_card_markdown(card: ModelCard, sha: str, size: int) -> str:
     rows = "\n".join(
         f"| {k} | {v['n']} | {v['mae']:.2f} | {v['mae_0_25']:.2f} | {v['group_accuracy_0_25']:.1%} | "
-        f"{v['minor_recall']:.1%} | {v['minor_precision']:.1%} | {v['interval_coverage']:.1%} | {v.get('faces_missed', v.get('fallback_alignment'))} |"
+        f"{v['minor_recall']:.1%} | {v['minor_precision']:.1%} | {_coverage(v)} | {v.get('faces_missed', v.get('fallback_alignment'))} |"
         for k, v in card.metrics.items())
     return f"""# Model card: {card.id}
 
@@ -225,7 +229,8 @@ def model_card_markdown(card: ModelCard, sha: str, size: int) -> str:
 - **Input**: {card.crop.size}x{card.crop.size} {card.colour_order}, pixels x {card.scale:.6g}, mean {list(card.mean)},
   std {list(card.std)}; crop = 5-point similarity alignment to the UTKFace template, margin {card.crop.margin}.
 - **Output**: probabilities over ages {card.min_age}..{card.max_age} (temperature-calibrated on val); point age =
-  expectation, interval = central quantiles, P(minor) = mass below 18.
+  expectation, interval = central quantiles, P(minor) = mass below 18 (agescan.decisions; after
+  `agescan train calibrate`, P(age < t) and the interval follow the card's calibration slot).
 - **File**: `{card.id}.onnx`, {size:,} bytes, sha256 `{sha}`. The card is embedded in the ONNX metadata.
 - **Licence**: {card.licence}
 - **Training data**: {card.training_data}
