@@ -35,6 +35,7 @@ class TrainConfig:
     data: str
     out: str
     arch: str = "dexnet-s"
+    attention: str = ""
     epochs: int = 40
     batch_size: int = 128
     lr: float = 2e-3
@@ -94,7 +95,7 @@ def build_for(cfg: TrainConfig, load_first: bool = True) -> torch.nn.Module:
     """The network a run trains: ``cfg.arch``, or with ``residual_of`` the Residual DEX pair (D1 from that run's
     best checkpoint, frozen; D2 = ``cfg.arch`` over residuals -50..50)."""
     if not cfg.residual_of:
-        return build(cfg.arch, cfg.max_age + 1)
+        return build(cfg.arch, cfg.max_age + 1, cfg.attention, cfg.input_size, cfg.margin)
     from agescan.train.nets import ResidualDex
 
     first = TrainConfig(**json.loads((Path(cfg.residual_of) / "config.json").read_text()))
@@ -539,6 +540,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 #: ``agescan train fit --help`` text of each :class:`TrainConfig` option.
 HELP = {
     "arch": "network: dexnet-s, dexnet-m, dexnet-l, ssrnet, resnet10 (agescan.train.nets)",
+    "attention": "'eyes': the paper's eye-masked attention model on ARCH (resnet10): the template eye region "
+                 "blanked at the input and masked on a feature map, then a 1x1 convolution (agescan.train.attention)",
     "epochs": "epochs to train", "batch_size": "batch size",
     "lr": "peak (onecycle) or starting (plateau) learning rate", "weight_decay": "AdamW weight decay",
     "clip_grad": "clip the gradient norm to this (0 = off)", "input_size": "model input size in pixels",
