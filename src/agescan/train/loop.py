@@ -98,10 +98,13 @@ def build_for(cfg: TrainConfig, load_first: bool = True) -> torch.nn.Module:
         return build(cfg.arch, cfg.max_age + 1, cfg.attention, cfg.input_size, cfg.margin)
     from agescan.train.nets import ResidualDex
 
+    if cfg.attention:
+        raise ValueError("--attention with --residual-of is not built: train the attention model as the first model "
+                         "(D1) and give its run to --residual-of.")
     first = TrainConfig(**json.loads((Path(cfg.residual_of) / "config.json").read_text()))
     if first.residual_of:
         raise ValueError(f"--residual-of {cfg.residual_of}: that run is itself a residual model; give its first model.")
-    d1 = build(first.arch, first.max_age + 1)
+    d1 = build(first.arch, first.max_age + 1, first.attention, first.input_size, first.margin)
     if load_first:
         d1.load_state_dict(torch.load(Path(cfg.residual_of) / "best.pt", weights_only=False)["model"])
     return ResidualDex(d1, build(cfg.arch, 2 * RESIDUAL_RADIUS + 1), cfg.max_age + 1, RESIDUAL_RADIUS)
