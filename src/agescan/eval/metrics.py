@@ -22,6 +22,11 @@ THESIS_3CLASS = ((0, 12), (15, 20), (25, 100))
 ADIENCE_TO_3CLASS = (0, 0, 0, 1, 2, 2, 2, 2)
 
 
+
+def _mean_or_nan(values: np.ndarray) -> float:
+    """The mean, or NaN (as for an empty age band) when no face was found, without NumPy's empty-slice warning."""
+    return float(values.mean()) if values.size else float("nan")
+
 def thesis_3class(ages: np.ndarray) -> np.ndarray:
     """Class 0, 1 or 2 of :data:`THESIS_3CLASS` for each age, by way of its nearest Adience group."""
     return np.asarray(ADIENCE_TO_3CLASS)[nearest_group(ages, ADIENCE_GROUPS)]
@@ -158,7 +163,7 @@ def age_metrics(true: np.ndarray, probs: np.ndarray, min_age: int = 0, level: fl
         "cs5": float((err <= 5).mean()),
         "interval_level": level,
         "interval_coverage": float(covered.mean()),
-        "interval_mean_width": float((hi - lo)[found if found is not None else slice(None)].mean()),
+        "interval_mean_width": _mean_or_nan((hi - lo)[found if found is not None else slice(None)]),
         "minor_age": minor_age,
         "minor_by_point_age": binary(pred < minor_age, minor),
         "minor_by_p_minor_0.5": binary(p_minor >= 0.5, minor),
