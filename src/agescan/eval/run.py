@@ -283,8 +283,6 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     (None: its default, :data:`agescan.align.PROFILE_YAW`; 90: never frame from the box). Misses are scored as the
     module docstring says.
     """
-    from agescan.align import PROFILE_YAW
-
     from agescan import AgeEstimator
     from agescan.detect import DEFAULT_DETECTOR
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 from collections import Counter
 from pathlib import Path

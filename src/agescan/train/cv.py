@@ -31,12 +31,11 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from agescan.eval.metrics import age_metrics, r2_score, thesis_3class
+from agescan.eval.metrics import r2_score, thesis_3class
 from agescan.eval.protocols import TRAIN_PROTOCOLS, assign_folds, fold_row, mean_sd
 from agescan.eval.report import fold_table
 from agescan.privacy import ALIASES

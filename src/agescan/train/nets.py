@@ -248,7 +248,6 @@ def load_exported(model: nn.Module, path: str, member: int = 0) -> None:
     ``.onnx``): the weights are read from the ONNX initialisers, which keep the torch names (``net.`` + the
     parameter, ``net.nets.K.`` for member K of an ensemble; float16 weights cast back to float32). The file's
     sha256 is checked as at load time when it is a registered model."""
-    from pathlib import Path
 
     import onnx
     from onnx import numpy_helper
