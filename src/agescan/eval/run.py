@@ -337,7 +337,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
 
     p_minor = p_below(e2e, est.minor_age, min_age)
     if ds.binned:
-        report = _binned_report(head, rows, e2e, probs, found, est, minor_threshold, pred)
+        report = _binned_report(head, rows, e2e, probs, found, est, minor_threshold, pred, lab.flagged)
         if predictions:
             _write_predictions(predictions, rows, found, pred, p_minor, ("age_low", "age_high"))
         return report
@@ -375,25 +375,27 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
 
 
 def _binned_report(head: dict, rows: list[dict], e2e: np.ndarray, probs: np.ndarray, found: np.ndarray, est,
-                   minor_threshold: float | None, pred: np.ndarray) -> dict:
+                   minor_threshold: float | None, pred: np.ndarray, flagged: np.ndarray) -> dict:
     """The report of a set with age bins: :func:`binned_point_metrics` of the point ages the pipeline reported
-    (``pred``) and its P(minor), end to end and over the faces found; flagged at the model card's threshold unless
-    ``minor_threshold`` is given."""
+    (``pred``), its P(minor) and the flag each face got (``flagged``, the pipeline's rule, as :func:`_triage`
+    reports it for exact ages), end to end and over the faces found. The P(minor) shares are at the model card's
+    threshold unless ``minor_threshold`` is given."""
     from agescan.decisions import p_below
     from agescan.eval.metrics import binned_point_metrics
 
     threshold = est.flag_threshold if minor_threshold is None else float(minor_threshold)
     low = np.array([r["age_low"] for r in rows])
     high = np.array([r["age_high"] for r in rows])
-    min_age = est.card.min_age
-    metrics = binned_point_metrics(low, high, pred, p_below(e2e, 18, min_age), flag_threshold=threshold,
-                                   minor_age=18)
+    min_age, minor_age = est.card.min_age, est.minor_age
+    metrics = binned_point_metrics(low, high, pred, p_below(e2e, minor_age, min_age), flag_threshold=threshold,
+                                   minor_age=minor_age, flagged=flagged)
     found_only = {}
     if found.any():
-        f = binned_point_metrics(low[found], high[found], pred[found], p_below(probs[found], 18, min_age),
-                                 flag_threshold=threshold)
+        f = binned_point_metrics(low[found], high[found], pred[found], p_below(probs[found], minor_age, min_age),
+                                 flag_threshold=threshold, minor_age=minor_age, flagged=flagged[found])
         found_only = {k: f[k] for k in ("n", "bin_accuracy", "bin_1off", "mae_to_bin")}
         found_only["children_under_minor_age"] = f["children"]["under_minor_age"]
+        found_only["children_flagged"] = f["children"]["flagged"]
         found_only["children_p_minor_recall"] = f["children"]["p_minor_recall"]
     return {**head, "labels": "age bins", **metrics, "found_only": found_only}
 
