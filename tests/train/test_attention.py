@@ -71,7 +71,7 @@ def test_the_feature_mask_zeroes_the_eye_cells_and_they_cannot_reach_the_output(
     off = att.feature_keep[0, 0] == 0
     assert float(g1.detach()[0][:, off].abs().sum()) > 0  # the backbone does see something there...
     assert float(g3[0][:, off].abs().max()) == 0  # ...and G3 = G1 * G2 zeroes it
-    torch.softmax(att.head(g3), 1).sum(0).mul(torch.arange(101.0)).sum().backward()
+    torch.softmax(att.from_masked(g3), 1).sum(0).mul(torch.arange(101.0)).sum().backward()
     grad = g1.grad[0].abs().sum(0)
     assert float(grad[off].max()) == 0 and float(grad[~off].min()) > 0
 
@@ -106,8 +106,8 @@ def test_shipped_weights_load_and_the_attention_conv_starts_as_the_identity(mode
     assert torch.equal(att.blocks[4].conv2.weight, plain.blocks[4].conv2.weight)
     c = att.att_conv.weight.shape[0]
     assert torch.equal(att.att_conv.weight[:, :, 0, 0], torch.eye(c)) and float(att.att_conv.bias.abs().max()) == 0
-    with pytest.raises(ValueError, match="--attention eyes is built for --arch resnet10"):
-        build("dexnet-s", attention="eyes")
+    with pytest.raises(ValueError, match="--attention eyes is built for --arch resnet10 and dexnet-s"):
+        build("ssrnet", attention="eyes")
     with pytest.raises(ValueError, match="choose one of eyes"):
         build("resnet10", attention="mouth")
     with pytest.raises(ValueError, match="need --arch resnet10"):
@@ -137,14 +137,55 @@ def test_the_exported_graph_matches_torch_and_ignores_the_eyes(models, aligned, 
 
 
 @pytest.mark.slow
-def test_an_attention_run_trains_from_the_shipped_member_and_publishes_its_class(tmp_path):
+@pytest.mark.parametrize("arch, init", [("resnet10", "resnet10x2-ocl.utkface#1"), ("dexnet-m", "dexnet-m-ocl.utkface")])
+def test_an_attention_run_trains_from_the_shipped_member_and_publishes_its_class(tmp_path, arch, init):
+    from agescan.train.attention import EyeAttentionDexNet
     from tests.train.test_train_export import _fake_dataset
 
     data = tmp_path / "d.npz"
     _fake_dataset(data, n=48)
-    cfg = TrainConfig(data=str(data), out=str(tmp_path / "att"), arch="resnet10", attention="eyes", epochs=1,
-                      batch_size=16, threads=1, init="resnet10x2-ocl.utkface#1", lr=1e-4)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "att"), arch=arch, attention="eyes", epochs=1,
+                      batch_size=16, threads=1, init=init, lr=1e-4)
     train(cfg)
     _, net, _ = load_runs([str(tmp_path / "att")])
-    assert isinstance(net, EyeAttentionResNet10)
+    assert isinstance(net, EyeAttentionResNet10 if arch == "resnet10" else EyeAttentionDexNet)
     assert not torch.equal(net.att_conv.weight[:, :, 0, 0], torch.eye(net.att_conv.weight.shape[0]))
+
+
+def test_the_dexnet_attention_model_loads_a_shipped_dexnet_ignores_the_eyes_and_exports(aligned, tmp_path):
+    """The same model on the DexNet backbone (dexnet-m, the shipped clean model's): the shipped weights load into
+    its layers, the mask sits on the 8x8 stage, the eye pixels have no influence (gradient and ablation; the plain
+    dexnet-m is the control) and the exported graph matches torch."""
+    from agescan.train.attention import EyeAttentionDexNet
+    from agescan.train.nets import pooled_features
+
+    att, plain = build("dexnet-m", attention="eyes"), build("dexnet-m")
+    load_init(att, "dexnet-m.utkface")
+    load_init(plain, "dexnet-m.utkface")
+    att.eval(), plain.eval()
+    assert isinstance(att, EyeAttentionDexNet) and tuple(att.feature_keep.shape[2:]) == (8, 8)
+    assert torch.equal(att.features[6].pw[0].weight, plain.features[6].pw[0].weight)
+    assert torch.equal(att.head[-1].weight, plain.head[-1].weight)
+    face = aligned[0]
+    keep = template_eye_keep(64, 0.0).astype(bool)
+    other = face.copy()
+    other[~keep] = 255 - face[~keep]
+    x = _input(np.stack([face, other]))
+    with torch.no_grad():
+        a, p = _age(att, x).numpy(), _age(plain, x).numpy()
+        assert pooled_features(att, x).shape == (2, 320)
+    assert a[1] == pytest.approx(a[0], abs=1e-5) and abs(p[1] - p[0]) > 0.05
+    xg = x[:1].clone().requires_grad_(True)
+    _age(att, xg).sum().backward()
+    g = xg.grad[0].abs().sum(0).numpy()
+    assert g[~keep].max() == 0 and g[keep].sum() > 0
+    g1, g3 = att.masked_features(x[:1])
+    off = att.feature_keep[0, 0] == 0
+    assert float(g1.detach()[0][:, off].abs().sum()) > 0 and float(g3[0][:, off].abs().max()) == 0
+    wrapped = ProbsWrapper(att, 1.0, flip=True).eval()
+    card = ModelCard(id="test.attdex", architecture="DexNet-m + eye attention (test)", crop=CropRecipe(size=64),
+                     mean=MEAN, std=STD, licence="test only", training_data="none", metrics={"none": {}})
+    path, _ = export_onnx(wrapped, card, tmp_path / "attdex.onnx")
+    assert parity(wrapped, path) < 1e-4
+    with pytest.raises(ValueError, match="starts from a plain shipped dexnet"):
+        load_init(build("dexnet-m", attention="eyes"), str(path))

@@ -66,29 +66,30 @@ def template_eye_keep(size: int, margin: float, grid: int | None = None) -> np.n
     return (cells < CELL_COVER).astype(np.float32)
 
 
-class EyeAttentionResNet10(nn.Module):
-    """ResNet-10 (:class:`agescan.train.resnet10.ResNet10`'s layers and names, so the shipped ensemble's members
-    load into it with ``--init NAME#K``) with the eyes masked at the input and at a feature stage (G3 = G1 * G2).
+class _EyeMask(nn.Module):
+    """What every eye-attention network shares: the input eye region blanked, the eye mask on the deepest feature
+    stage with at least :data:`MIN_MAP` rows (G3 = G1 * G2), a 1x1 convolution started as the identity, then the
+    remaining stages. A subclass gives its stages (:meth:`_stages`), what comes before them (:meth:`_pre`) and after
+    them (:meth:`_pool_head`), and calls :meth:`_setup_mask` once its layers exist."""
 
-    Extra layers: ``att_conv`` (1x1, identity at start); buffers ``pixel_keep`` (1 x 1 x S x S) and
-    ``feature_keep`` (1 x 1 x H x W), constants of the exported graph."""
-
-    #: Parameters a shipped plain ResNet-10 does not have (``--init`` starts them fresh).
+    #: Parameters a shipped plain network does not have (``--init`` starts them fresh).
     fresh_params = ("att_conv.weight", "att_conv.bias")
 
-    def __init__(self, n_bins: int = 101, input_size: int = 64, margin: float = 0.0, dropout: float = 0.2):
-        super().__init__()
-        from agescan.train.resnet10 import ResNet10
+    def _stages(self) -> nn.Sequential:
+        raise NotImplementedError
 
-        base = ResNet10(n_bins, dropout)
-        self.stem, self.stem_aff, self.blocks, self.drop, self.fc = (base.stem, base.stem_aff, base.blocks,
-                                                                     base.drop, base.fc)
-        self.register_buffer("means", base.means.clone())
+    def _pre(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _pool_head(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _setup_mask(self, input_size: int, margin: float) -> None:
         self.register_buffer("pixel_keep", torch.from_numpy(template_eye_keep(input_size, margin))[None, None])
         with torch.no_grad():  # the map sizes at this input size: the deepest stage with >= MIN_MAP rows
-            x = self._stem(torch.zeros(1, 3, input_size, input_size))
+            x = self._pre(torch.zeros(1, 3, input_size, input_size))
             shapes = []
-            for b in self.blocks:
+            for b in self._stages():
                 x = b(x)
                 shapes.append(tuple(x.shape[1:]))
         deep = [i for i, s in enumerate(shapes) if s[1] >= MIN_MAP]
@@ -105,28 +106,88 @@ class EyeAttentionResNet10(nn.Module):
             self.att_conv.weight.copy_(torch.eye(c).view(c, c, 1, 1))
             self.att_conv.bias.zero_()
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x * 0.5 + 0.5) * (255.0 / 256.0) - self.means
-        return F.max_pool2d(F.relu(self.stem_aff(self.stem(x))), 3, 2)
-
     def masked_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(G1, G3): the feature map at the masked stage, before and after the eye mask."""
         x = x * self.pixel_keep - (1.0 - self.pixel_keep)  # the template eye region -> black (-1 in this scale)
-        g1 = self.blocks[:self.stage](self._stem(x))
+        g1 = self._stages()[:self.stage](self._pre(x))
         return g1, g1 * self.feature_keep
 
-    def head(self, g3: torch.Tensor) -> torch.Tensor:
-        x = self.blocks[self.stage:](self.att_conv(g3)).mean((2, 3))
-        return self.fc(self.drop(x))
+    def from_masked(self, g3: torch.Tensor) -> torch.Tensor:
+        """Logits from G3: the 1x1 convolution, the remaining stages, pooling and the age head."""
+        return self._pool_head(self._stages()[self.stage:](self.att_conv(g3)))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features before the age head (the eyes masked, as in :meth:`forward`)."""
+        return self._pooled(self._stages()[self.stage:](self.att_conv(self.masked_features(x)[1])))
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.masked_features(x)[1])
+        return self.from_masked(self.masked_features(x)[1])
+
+
+class EyeAttentionResNet10(_EyeMask):
+    """ResNet-10 (:class:`agescan.train.resnet10.ResNet10`'s layers and names, so the shipped ensemble's members
+    load into it with ``--init NAME#K``) with the eyes masked at the input and at a feature stage (G3 = G1 * G2).
+
+    Extra layers: ``att_conv`` (1x1, identity at start); buffers ``pixel_keep`` (1 x 1 x S x S) and
+    ``feature_keep`` (1 x 1 x H x W), constants of the exported graph."""
+
+    def __init__(self, n_bins: int = 101, input_size: int = 64, margin: float = 0.0, dropout: float = 0.2):
+        super().__init__()
+        from agescan.train.resnet10 import ResNet10
+
+        base = ResNet10(n_bins, dropout)
+        self.stem, self.stem_aff, self.blocks, self.drop, self.fc = (base.stem, base.stem_aff, base.blocks,
+                                                                     base.drop, base.fc)
+        self.register_buffer("means", base.means.clone())
+        self._setup_mask(input_size, margin)
+
+    def _stages(self) -> nn.Sequential:
+        return self.blocks
+
+    def _pre(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x * 0.5 + 0.5) * (255.0 / 256.0) - self.means
+        return F.max_pool2d(F.relu(self.stem_aff(self.stem(x))), 3, 2)
+
+    def _pool_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(x.mean((2, 3))))
+
+
+class EyeAttentionDexNet(_EyeMask):
+    """A DexNet (:class:`agescan.train.nets.DexNet`'s layers and names: ``features``, ``head``, so a shipped
+    ``dexnet-*`` model loads into it with ``--init NAME``) with the eyes masked at the input and at the deepest
+    feature stage with at least :data:`MIN_MAP` rows (8x8 at 64 px), then the 1x1 convolution and the rest."""
+
+    def __init__(self, n_bins: int = 101, widths: tuple[int, ...] | None = None, input_size: int = 64,
+                 margin: float = 0.0, dropout: float = 0.2):
+        super().__init__()
+        from agescan.train.nets import DexNet
+
+        base = DexNet(n_bins, dropout=dropout) if widths is None else DexNet(n_bins, widths, dropout)
+        self.features, self.head = base.features, base.head
+        self._setup_mask(input_size, margin)
+
+    def _stages(self) -> nn.Sequential:
+        return self.features
+
+    def _pool_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[:2](x)
 
 
 def build_attention(arch: str, attention: str, n_bins: int, input_size: int, margin: float) -> nn.Module:
     """The network ``arch`` with ``attention`` ('eyes'); a ValueError that says what exists otherwise."""
     if attention not in ATTENTIONS:
         raise ValueError(f"--attention {attention!r}: choose one of {', '.join(ATTENTIONS)} (or leave it empty).")
-    if arch != "resnet10":
-        raise ValueError(f"--attention eyes is built for --arch resnet10 (the default model's backbone), not {arch!r}.")
-    return EyeAttentionResNet10(n_bins, input_size, margin)
+    if arch == "resnet10":
+        return EyeAttentionResNet10(n_bins, input_size, margin)
+    from agescan.train.nets import DEXNET_WIDTHS
+
+    if arch in DEXNET_WIDTHS:
+        return EyeAttentionDexNet(n_bins, DEXNET_WIDTHS[arch], input_size, margin)
+    raise ValueError(f"--attention eyes is built for --arch resnet10 and {', '.join(DEXNET_WIDTHS)}, not {arch!r} "
+                     "(SSR-Net's two streams have no single feature map to mask).")

@@ -618,7 +618,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 #: ``agescan train fit --help`` text of each :class:`TrainConfig` option.
 HELP = {
     "arch": "network: dexnet-s, dexnet-m, dexnet-l, ssrnet, resnet10 (agescan.train.nets)",
-    "attention": "'eyes': the paper's eye-masked attention model on ARCH (resnet10): the template eye region "
+    "attention": "'eyes': the paper's eye-masked attention model on ARCH (resnet10, dexnet-*): the template eye region "
                  "blanked at the input and masked on a feature map, then a 1x1 convolution (agescan.train.attention)",
     "epochs": "epochs to train", "batch_size": "batch size",
     "lr": "peak (onecycle) or starting (plateau) learning rate", "weight_decay": "AdamW weight decay",

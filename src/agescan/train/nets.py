@@ -143,10 +143,15 @@ class Ensemble(nn.Module):
         return torch.log(p + 1e-12)
 
 
+#: The DexNet sizes by name (stage widths after the stem).
+DEXNET_WIDTHS = {
+    "dexnet-s": (32, 64, 96, 96, 160, 160, 256),
+    "dexnet-m": (32, 64, 128, 128, 192, 192, 320),
+    "dexnet-l": (48, 96, 160, 160, 256, 256, 384),
+}
+
 ARCHITECTURES = {
-    "dexnet-s": lambda n_bins: DexNet(n_bins),
-    "dexnet-m": lambda n_bins: DexNet(n_bins, widths=(32, 64, 128, 128, 192, 192, 320)),
-    "dexnet-l": lambda n_bins: DexNet(n_bins, widths=(48, 96, 160, 160, 256, 256, 384)),
+    **{name: (lambda n_bins, w=w: DexNet(n_bins, widths=w)) for name, w in DEXNET_WIDTHS.items()},
     "ssrnet": lambda n_bins: SSRNetDist(n_bins),
     "resnet10": lambda n_bins: _resnet10(n_bins),
 }
@@ -178,10 +183,15 @@ def load_exported_dexnet(model: nn.Module, path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    if not isinstance(model, DexNet):
+    from agescan.train.attention import EyeAttentionDexNet
+
+    if not isinstance(model, (DexNet, EyeAttentionDexNet)):
         raise ValueError(f"--init {path}: agescan's exported weights load into the dexnet architectures only.")
     graph = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer}
+    if any("feature_keep" in name for name in inits):
+        raise ValueError(f"--init {path}: an exported eye-attention model; a DexNet (with or without --attention) "
+                         "starts from a plain shipped dexnet-* model (or a run's best.pt).")
     convs, seen = [], set()
     for node in graph.node:
         if node.op_type == "Conv" and node.input[1] not in seen:  # a flipped copy of the net reuses the weights
@@ -190,7 +200,7 @@ def load_exported_dexnet(model: nn.Module, path) -> None:
     mods = list(model.modules())
     pairs = []
     for i, m in enumerate(mods):
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d) and m is not getattr(model, "att_conv", None):  # attention's 1x1 starts fresh
             bn = next((b for b in mods[i + 1:] if isinstance(b, nn.BatchNorm2d)), None)
             pairs.append((m, bn))
     if len(pairs) != len(convs):
@@ -232,6 +242,8 @@ def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The globally pooled activations before the head (the thesis' features of a frozen network)."""
     from agescan.train.resnet10 import ResNet10
 
+    if hasattr(model, "pooled"):  # an eye-attention network: its features with the eyes masked
+        return model.pooled(x)
     if isinstance(model, DexNet):
         return model.head[:2](model.features(x))
     if isinstance(model, ResNet10):
@@ -311,7 +323,9 @@ def load_init(model: nn.Module, path: str) -> None:
         import onnx
 
         if any(m.key == "agescan.card" for m in onnx.load(str(p), load_external_data=False).metadata_props):
-            if isinstance(model, DexNet):
+            from agescan.train.attention import EyeAttentionDexNet
+
+            if isinstance(model, (DexNet, EyeAttentionDexNet)):
                 load_exported_dexnet(model, p)
             else:
                 load_exported(model, str(p))
