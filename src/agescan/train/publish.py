@@ -42,6 +42,15 @@ def licence_text(cfg: TrainConfig) -> str:
                           "CC0-1.0.")
     if cfg.init.endswith(".h5"):
         return LICENCE + " Fine-tuned from the SSR-Net authors' Keras weights (Apache-2.0)."
+    start = cfg.init.rpartition("#")[0] if "#" in cfg.init else cfg.init
+    from agescan.train.nets import shipped_onnx
+
+    if start and (shipped_onnx(start) is not None or start.endswith(".onnx")):
+        # a model agescan exported: its own licence line already says where its weights came from; keep it
+        from agescan.models import create_model
+
+        lic = create_model(start).card.licence
+        return lic if lic.startswith(LICENCE) else f"{LICENCE} Fine-tuned from {start}, whose licence reads: {lic}"
     return LICENCE
 
 
