@@ -116,7 +116,7 @@ def test_estimate_with_a_transform_sees_what_a_platform_sees(astronaut_path):
     est = AgeEstimator().load()
     img = read_image(astronaut_path)
     pre = est.predict(get_transform("eye-mask").apply(img, est.detect(img)))
-    assert abs(pre.faces[0].age - m["faces"][0]["age"]) < 1e-3
+    assert round(pre.faces[0].age, 2) == m["faces"][0]["age"]  # the JSON gives ages to a hundredth of a year
     permuted = json.loads(agescan("estimate", "--json", "--transform", "keyed-permutation", astronaut_path).stdout)
     assert permuted["faces"] == []  # without the key there is no face to estimate
     table = agescan("estimate", "--transform", "eyeband", astronaut_path)
