@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 #: The names ``--attention`` accepts ('' = none).
@@ -148,8 +147,9 @@ class EyeAttentionResNet10(_EyeMask):
         return self.blocks
 
     def _pre(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x * 0.5 + 0.5) * (255.0 / 256.0) - self.means
-        return F.max_pool2d(F.relu(self.stem_aff(self.stem(x))), 3, 2)
+        from agescan.train.resnet10 import stem_forward
+
+        return stem_forward(self, x)
 
     def _pool_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.drop(x.mean((2, 3))))

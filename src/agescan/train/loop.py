@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from agescan.privacy import list_privacy_ops
-from agescan.train.nets import build, load_init
+from agescan.train.nets import build, exported_model, load_init
 from agescan.train.wild import apply_wild, parse_wild
 
 MEAN = (0.5, 0.5, 0.5)
@@ -446,18 +446,6 @@ def heldout_report(model, d, split: np.ndarray, cfg: TrainConfig) -> dict:
 FREEZE = ("", "backbone", "bn")
 
 
-def _exported_init(init: str) -> bool:
-    from agescan.train.nets import shipped_onnx
-
-    if shipped_onnx(init) is not None:
-        return True
-    if not init.endswith(".onnx") or not Path(init).is_file():
-        return False
-    import onnx
-
-    return any(m.key == "agescan.card" for m in onnx.load(init, load_external_data=False).metadata_props)
-
-
 def train_mode(model: torch.nn.Module, trained: torch.nn.Module, cfg: TrainConfig) -> None:
     """Put ``model`` in training mode, except what ``cfg.freeze`` keeps fixed (evaluated as in inference)."""
     model.train()
@@ -513,7 +501,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     trained = model.d2 if cfg.residual_of else model
     if cfg.freeze not in FREEZE:
         raise ValueError(f"--freeze must be one of {FREEZE}. Got {cfg.freeze!r}.")
-    if cfg.init and not cfg.freeze and _exported_init(cfg.init):
+    if cfg.init and not cfg.freeze and exported_model(cfg.init):
         # An exported model's BatchNorms are folded into its convolutions: batch statistics would undo them.
         cfg.freeze = "bn"
         print(f"--init {cfg.init}: an exported model (BatchNorm folded); training with --freeze bn", file=sys.stderr)

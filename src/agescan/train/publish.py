@@ -43,9 +43,9 @@ def licence_text(cfg: TrainConfig) -> str:
     if cfg.init.endswith(".h5"):
         return LICENCE + " Fine-tuned from the SSR-Net authors' Keras weights (Apache-2.0)."
     start = cfg.init.rpartition("#")[0] if "#" in cfg.init else cfg.init
-    from agescan.train.nets import shipped_onnx
+    from agescan.train.nets import exported_model
 
-    if start and (shipped_onnx(start) is not None or start.endswith(".onnx")):
+    if start and exported_model(start):
         # a model agescan exported: its own licence line already says where its weights came from; keep it
         from agescan.models import create_model
 

@@ -81,11 +81,20 @@ class ResNet10(nn.Module):
         self.fc = nn.Linear(256, n_bins)
         self.register_buffer("means", torch.tensor(PEER_MEANS).view(1, 3, 1, 1) / 256.0)
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The globally pooled activations before the head."""
+        return self.blocks(stem_forward(self, x)).mean((2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x * 0.5 + 0.5) * (255.0 / 256.0) - self.means
-        x = F.max_pool2d(F.relu(self.stem_aff(self.stem(x))), 3, 2)
-        x = self.blocks(x).mean((2, 3))
-        return self.fc(self.drop(x))
+        return self.fc(self.drop(self.pooled(x)))
+
+
+def stem_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The training loop's input turned into the original's ((RGB byte - mean) / 256), then the 7x7 stem and max
+    pooling: of :class:`ResNet10` or of any network keeping its ``means``, ``stem`` and ``stem_aff`` (the eye-attention
+    model)."""
+    x = (x * 0.5 + 0.5) * (255.0 / 256.0) - net.means
+    return F.max_pool2d(F.relu(net.stem_aff(net.stem(x))), 3, 2)
 
 
 def peer_onnx_path() -> Path:
