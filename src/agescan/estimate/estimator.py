@@ -49,9 +49,8 @@ class _Pending:
     provenance: Provenance
     width: int
     height: int
-    detections: tuple[Detection, ...]
-    crops: np.ndarray  # N x S x S x 3 uint8
-    framed: tuple[AlignedFace, ...] = ()  # crop, affine, pose and framing per detection (crops hold their pixels)
+    framed: tuple[AlignedFace, ...]  # detection, crop, affine, pose and framing of each face
+    crops: np.ndarray  # N x S x S x 3 uint8: the framed crops stacked for the batched model call
     error: str = ""
     error_type: str = ""
 
@@ -330,7 +329,7 @@ class AgeEstimator:
         faces = 0
         for p in prepared:
             batch.append(p)
-            faces += len(p.detections)
+            faces += len(p.framed)
             if faces >= self.batch_size or len(batch) >= 4 * self.batch_size:
                 yield from self._finish(batch)
                 batch, faces = [], 0
@@ -417,7 +416,7 @@ class AgeEstimator:
         size = self.card.crop.size
         crops = (np.stack([a.crop.image for a in aligned]) if aligned
                  else np.zeros((0, size, size, 3), dtype=np.uint8))
-        return _Pending(provenance, w, h, dets, crops, aligned)
+        return _Pending(provenance, w, h, aligned, crops)
 
     def align(self, image: np.ndarray, faces: Sequence[Detection] | None = None) -> tuple[AlignedFace, ...]:
         """The pipeline's alignment stage, public: each face of ``image`` (HxWx3 uint8 RGB; detected when ``faces`` is
@@ -452,14 +451,14 @@ class AgeEstimator:
                             error_type=type(exc).__name__)
 
     def _finish(self, batch: list[_Pending]) -> list[ImageResult]:
-        crops = [p.crops for p in batch if len(p.detections)]
+        crops = [p.crops for p in batch if p.framed]
         raw = self.model.predict_probs(np.concatenate(crops), batch_size=max(self.batch_size, 1)) if crops else None
         d, flags = self._decide(raw) if raw is not None else (None, [])
         out, k = [], 0
         for p in batch:
             faces = []
-            for det, aligned in zip(p.detections, p.framed):
-                faces.append(self._face(det, d, flags, k, aligned))
+            for aligned in p.framed:
+                faces.append(self._face(aligned, d, flags, k))
                 k += 1
             out.append(ImageResult(provenance=p.provenance, width=p.width, height=p.height, faces=tuple(faces),
                                    error=p.error, error_type=p.error_type))
@@ -475,7 +474,8 @@ class AgeEstimator:
                             minor_age=self.minor_age) for p, a, lo in zip(d.p_minor, d.age, refer_lo)]
         return d, flags
 
-    def _face(self, det: Detection, d, flags: list[bool], i: int, aligned: AlignedFace) -> FaceResult:
+    def _face(self, aligned: AlignedFace, d, flags: list[bool], i: int) -> FaceResult:
+        det = aligned.detection
         age = float(d.age[i])
         return FaceResult(box=det.box, landmarks=det.landmarks, detector_score=det.score, age=age,
                           distribution=AgeDistribution.from_array(d.probs[i], self.card.min_age),
