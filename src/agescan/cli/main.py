@@ -153,6 +153,7 @@ def _make_estimator(a: argparse.Namespace, **extra):
 
 def build_parser() -> argparse.ArgumentParser:
     from agescan.detect import DEFAULT_DETECTOR
+    from agescan.eval.datasets import add_preset_argument
     from agescan.io import DEFAULT_MAX_PIXELS
     from agescan.models import DEFAULT_MODEL
     from agescan.privacy import list_privacy_ops
@@ -351,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "JSON, Markdown, plots and per-image predictions. DATA is a folder with "
                                     "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
                                     "layout; or age bins as age_low and age_high, FairFace's layout, reported as bin "
-                                    "accuracy, each bin's share under 18 and the children's P(minor) recall at the "
-                                    "flag threshold), any CSV given with --labels, or a folder whose sub-folder or file "
+                                    "accuracy, each bin's share under 18, the share of children the pipeline flags "
+                                    "and their P(minor) at the flag threshold), any CSV given with --labels, or a folder whose sub-folder or file "
                                     "names start with the age (7/a.jpg, 25_0_1_x.jpg); --preset names the columns of "
                                     "UTKFace or MORPH. --protocol kfold|logo slices this one model's predictions "
                                     "(per-fold metrics, mean and sd); held-out training per fold is `agescan train "
@@ -366,9 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--path-column", default="path", help="column of image paths (default: path)")
     ev.add_argument("--age-column", default="age", help="column of true ages (default: age)")
     ev.add_argument("--split-column", default="split", help="column of split names (default: split)")
-    ev.add_argument("--preset", default="", choices=["", "morph", "utkface"],
-                    help="column names of a known set (morph: path, age, gender, subject; utkface: path, age, "
-                         "split, gender, race); options given explicitly win")
+    add_preset_argument(ev)
     ev.add_argument("--protocol", "--slices", dest="protocol", default="split", choices=["split", "kfold", "logo"],
                     help="slices of THIS model's predictions, not held-out training: split: metrics of --split only; "
                          "kfold: also per fold of a seeded --folds partition (by subject when the set has a subject "
@@ -424,7 +423,7 @@ class _Table:
             box = ",".join(str(int(round(v))) for v in f.box.as_tuple())
             iv = f"{f.interval[0]:.0f}-{f.interval[1]:.0f}"
             print(f"{name:<32} {i:>4} {box:<22} {f.age:>5.1f} {iv:>13} {f.p_minor:>7.2f}  {f.age_group:<6} "
-                  f"{'FLAGGED' if f.flagged else ''}{' (profile)' if f.framing == 'box' else ''}".rstrip(), file=out,
+                  f"{'FLAGGED' if f.flagged else ''}{' (profile)' if f.profile else ''}".rstrip(), file=out,
                   flush=True)
             name = ""
 

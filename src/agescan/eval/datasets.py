@@ -104,15 +104,21 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def add_preset_argument(p) -> None:
+    """``--preset``: the column names of a known set (:data:`PRESETS`); options given explicitly win."""
+    p.add_argument("--preset", default="", choices=["", *sorted(PRESETS)],
+                   help="column names of a known set: " + "; ".join(
+                       f"{k}: {', '.join(v[c] for c in v if c != 'path_column')}" for k, v in PRESETS.items())
+                   + " (options given explicitly win)")
+
+
 def add_dataset_arguments(p, *, data_help: str = "folder with labels.csv, a CSV, or age-named sub-folders or "
                                                   "files") -> None:
     """The dataset options shared by ``agescan evaluate``, ``train prepare`` and ``train cv``."""
     p.add_argument("data", help=data_help)
     p.add_argument("--labels", metavar="CSV", default="",
                    help="labels file (default: DATA/labels.csv); paths relative to DATA")
-    p.add_argument("--preset", default="", choices=["", *sorted(PRESETS)],
-                   help="column names of a known set: " + "; ".join(
-                       f"{k}: {', '.join(v[c] for c in v if c != 'path_column')}" for k, v in PRESETS.items()))
+    add_preset_argument(p)
     p.add_argument("--path-column", default="path", help="column of image paths (default: path)")
     p.add_argument("--age-column", default="age", help="column of true ages (default: age)")
     p.add_argument("--split-column", default="split",

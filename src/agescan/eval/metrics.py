@@ -22,10 +22,10 @@ THESIS_3CLASS = ((0, 12), (15, 20), (25, 100))
 ADIENCE_TO_3CLASS = (0, 0, 0, 1, 2, 2, 2, 2)
 
 
-
 def _mean_or_nan(values: np.ndarray) -> float:
     """The mean, or NaN (as for an empty age band) when no face was found, without NumPy's empty-slice warning."""
     return float(values.mean()) if values.size else float("nan")
+
 
 def thesis_3class(ages: np.ndarray) -> np.ndarray:
     """Class 0, 1 or 2 of :data:`THESIS_3CLASS` for each age, by way of its nearest Adience group."""

@@ -13,10 +13,10 @@ Two labelled secondary rows follow: ``found_only`` (the faces found) and ``templ
 with the UTKFace template instead, as training does for chips its detector misses; not what a user gets).
 
 **Binned labels** (a CSV with ``age_low``/``age_high`` instead of ``age``, FairFace's layout): the headline is
-:func:`agescan.eval.metrics.binned_point_metrics` (bin accuracy, the share of each bin estimated under 18, P(minor)
-recall of the children's bins at the triage threshold, :data:`agescan.triage.DEFAULT_FLAG_THRESHOLD` unless
-``minor_threshold`` is given), misses scored the same way (at the median bin middle, at least 18), with
-``found_only`` beside.
+:func:`agescan.eval.metrics.binned_point_metrics` (bin accuracy, the share of each bin estimated under the minor
+age, the share of the children's bins flagged by the pipeline's own flag, and their P(minor) at the model card's
+triage threshold unless ``minor_threshold`` is given), misses scored the same way (at the median bin middle, at
+least 18, never flagged), with ``found_only`` beside.
 
 Conditions: ``clean``, or any registered privacy transform (:func:`agescan.privacy.list_privacy_ops`: eye band,
 eye mask, eye mosaic, face blur, face only, keyed permutation, ...; ``eyeband`` is accepted for ``eye-band``). The
@@ -117,8 +117,9 @@ def transform_chip(reference, padded: np.ndarray, w: int, h: int, condition: str
     condition = canonical_condition(condition)
     if condition == "clean":
         return padded.copy()
-    if get_transform(condition).scope == "image":  # the whole picture: no face to place
-        return get_transform(condition).apply(padded, [], seed=seed, key=key)
+    transform = get_transform(condition)
+    if transform.scope == "image":  # the whole picture: no face to place
+        return transform.apply(padded, [], seed=seed, key=key)
     lm, box, _ = reference_face(reference, padded, w, h)
     return transform_face(padded, lm, box, condition, seed=seed, key=key)
 
@@ -127,8 +128,6 @@ def transform_face(padded: np.ndarray, landmarks: np.ndarray, box: tuple, condit
                    key: bytes = EVALUATION_KEY) -> np.ndarray:
     """A copy of ``padded`` with the transform ``condition`` applied to the face at ``landmarks`` (5 x 2) and
     ``box`` (xyxy), as :func:`transform_chip` applies it."""
-    from agescan.types import BBox, Detection, Landmarks5
-
     condition = canonical_condition(condition)
     if condition == "clean":
         return padded.copy()
@@ -254,7 +253,7 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
             probs[i] = face.distribution.probs
             point[i] = face.age
             flagged[i] = face.flagged
-            boxed[i] = face.framing == "box"
+            boxed[i] = face.profile
             found[i] = True
         elif fallback:
             lm, box, _ = reference_face(_NoFace(), padded, w, h)  # the template's landmarks and box
@@ -337,7 +336,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
 
     p_minor = p_below(e2e, est.minor_age, min_age)
     if ds.binned:
-        report = _binned_report(head, rows, e2e, probs, found, est, minor_threshold, pred, lab.flagged)
+        report = _binned_report(head, rows, p_minor, found, est, minor_threshold, pred, lab.flagged)
         if predictions:
             _write_predictions(predictions, rows, found, pred, p_minor, ("age_low", "age_high"))
         return report
@@ -374,25 +373,24 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     return report
 
 
-def _binned_report(head: dict, rows: list[dict], e2e: np.ndarray, probs: np.ndarray, found: np.ndarray, est,
+def _binned_report(head: dict, rows: list[dict], p_minor: np.ndarray, found: np.ndarray, est,
                    minor_threshold: float | None, pred: np.ndarray, flagged: np.ndarray) -> dict:
     """The report of a set with age bins: :func:`binned_point_metrics` of the point ages the pipeline reported
-    (``pred``), its P(minor) and the flag each face got (``flagged``, the pipeline's rule, as :func:`_triage`
-    reports it for exact ages), end to end and over the faces found. The P(minor) shares are at the model card's
-    threshold unless ``minor_threshold`` is given."""
-    from agescan.decisions import p_below
+    (``pred``), its P(minor) end to end (``p_minor``) and the flag each face got (``flagged``, the pipeline's rule,
+    as :func:`_triage` reports it for exact ages), end to end and over the faces found. The P(minor) shares are at
+    the model card's threshold unless ``minor_threshold`` is given (a found face's end-to-end P(minor) is its own)."""
     from agescan.eval.metrics import binned_point_metrics
 
     threshold = est.flag_threshold if minor_threshold is None else float(minor_threshold)
     low = np.array([r["age_low"] for r in rows])
     high = np.array([r["age_high"] for r in rows])
-    min_age, minor_age = est.card.min_age, est.minor_age
-    metrics = binned_point_metrics(low, high, pred, p_below(e2e, minor_age, min_age), flag_threshold=threshold,
-                                   minor_age=minor_age, flagged=flagged)
+    minor_age = est.minor_age
+    metrics = binned_point_metrics(low, high, pred, p_minor, flag_threshold=threshold, minor_age=minor_age,
+                                   flagged=flagged)
     found_only = {}
     if found.any():
-        f = binned_point_metrics(low[found], high[found], pred[found], p_below(probs[found], minor_age, min_age),
-                                 flag_threshold=threshold, minor_age=minor_age, flagged=flagged[found])
+        f = binned_point_metrics(low[found], high[found], pred[found], p_minor[found], flag_threshold=threshold,
+                                 minor_age=minor_age, flagged=flagged[found])
         found_only = {k: f[k] for k in ("n", "bin_accuracy", "bin_1off", "mae_to_bin")}
         found_only["children_under_minor_age"] = f["children"]["under_minor_age"]
         found_only["children_flagged"] = f["children"]["flagged"]

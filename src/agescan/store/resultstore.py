@@ -253,8 +253,6 @@ def _flag_old_faces(db: Database) -> None:
 def _pose_old_faces(db: Database) -> None:
     """Set the pose of the faces stored before schema 4 from their stored landmarks (framing stays "aligned"; a face
     stored without its five landmarks keeps yaw and roll 0)."""
-    from agescan.results import face_pose
-
     poses = []
     for i, lm in db.execute("SELECT id, landmarks FROM faces").fetchall():
         points = json.loads(lm) if lm else []
