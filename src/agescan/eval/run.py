@@ -4,7 +4,8 @@ The set is any labelled folder or CSV (:mod:`agescan.eval.datasets`; UTKFace's `
 ``age``, ``split``, ``gender``, ``race``). Each image is padded by replicating its edge pixels (tight face chips such
 as UTKFace's fill the frame and detectors need context to fire; a black border would put black bars into the
 model's crop, which real photos never have), then given to ``AgeEstimator.stream`` exactly as a user's image is:
-detection, alignment, model. The labelled face is the detected face nearest the centre (:func:`central_face`).
+detection, alignment, model. The labelled face is the detected face nearest the centre, at least 0.3 of the chip wide
+(or, when none is, at least 0.15 wide with its box over the centre: a turned face; :func:`central_index`).
 
 **Misses count as misses.** A face the detector does not find gets no estimate from the pipeline. The headline
 metrics score it as :func:`miss_age`: a point mass at the set's median age, or at 18 if that is lower (a miss is
@@ -71,18 +72,34 @@ def canonical_condition(condition: str) -> str:
         raise ConfigError(f"condition must be one of {', '.join(conditions())}. Got {condition!r}.") from None
 
 
-def central_face(dets, w: int, h: int):
-    """The detection (or face result) nearest the centre of a padded ``w`` x ``h`` chip, at least 0.3 w wide;
-    None when there is none: how evaluation picks the labelled face among a chip's detections."""
+#: The labelled face of a chip is at least this share of the chip's width (a background face is smaller) ...
+CENTRAL_MIN_WIDTH = 0.3
+#: ... or, when no detection is that wide, at least this share with its box over the chip's centre: a turned face's
+#: box is narrower (the far cheek is hidden) and a loose crop (FairFace's) frames its face at 0.2-0.3 of the width.
+CENTRAL_MIN_WIDTH_CENTRED = 0.15
+
+
+def central_index(boxes, w: int, h: int) -> int | None:
+    """Index of the labelled face among ``boxes`` (x1, y1, x2, y2 in the padded ``w`` x ``h`` chip), None when none
+    qualifies: the box nearest the chip's centre among those at least :data:`CENTRAL_MIN_WIDTH` of ``w`` wide; when
+    there is none, among those at least :data:`CENTRAL_MIN_WIDTH_CENTRED` wide whose box holds the centre."""
     cx, cy = w / 2 + PAD, h / 2 + PAD
-    best, best_d = None, float("inf")
-    for d in dets:
-        if d.box.width < 0.3 * w:
-            continue
-        dist = np.hypot((d.box.x1 + d.box.x2) / 2 - cx, (d.box.y1 + d.box.y2) / 2 - cy)
-        if dist < best_d:
-            best, best_d = d, dist
-    return best
+    boxes = [tuple(float(v) for v in b) for b in boxes]
+    wide = [i for i, b in enumerate(boxes) if b[2] - b[0] >= CENTRAL_MIN_WIDTH * w]
+    if not wide:
+        wide = [i for i, b in enumerate(boxes) if b[2] - b[0] >= CENTRAL_MIN_WIDTH_CENTRED * w
+                and b[0] <= cx <= b[2] and b[1] <= cy <= b[3]]
+    if not wide:
+        return None
+    return min(wide, key=lambda i: np.hypot((boxes[i][0] + boxes[i][2]) / 2 - cx, (boxes[i][1] + boxes[i][3]) / 2 - cy))
+
+
+def central_face(dets, w: int, h: int):
+    """The detection (or face result) that is a chip's labelled face (:func:`central_index`), None when there is
+    none: how evaluation picks the labelled face among a chip's detections."""
+    dets = list(dets)
+    i = central_index([d.box.as_tuple() for d in dets], w, h)
+    return None if i is None else dets[i]
 
 
 def pad_chip(image: np.ndarray) -> np.ndarray:
