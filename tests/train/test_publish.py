@@ -34,6 +34,9 @@ def test_publish_an_ensemble_of_two_runs_with_float16_weights(tmp_path):
     assert t["ensemble_of"] == runs and t["test_time_flip"] and t["float16_weights"]
     assert t["metrics_on_first_rows_only"] == 4 and len(t["best_epoch"]) == 2
     assert " && " in t["command"] and t["parity_max_abs_diff"] < 1e-4
+    # the fake prepared file records no command: the card says the one it shows is rebuilt
+    assert t["prepare"] == f"python -m agescan.train.prepare DATA {data}  # rebuilt from the prepared file, which " \
+                           "does not record its command"
     assert set(model.card.metrics) == {f"utkface-{s}-{c}" for s in ("val", "test") for c in ("clean", "eye-band")}
     assert "sha256 `" + sha in (out / "test.ens.md").read_text()
     rep = json.loads((tmp_path / "ensemble-test.ens" / "eval-test-clean.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agescan import create_model  # noqa: E402
-from agescan.train.loop import TrainConfig, augment_grid, to_input, train  # noqa: E402
+from agescan.train.loop import TrainConfig, augment_grid, initial_teacher, teacher_probs, to_input, train  # noqa: E402
 from agescan.train.nets import Ensemble, ProbsWrapper, build, load_init  # noqa: E402
 from agescan.train.wild import GEOMETRIC, apply_wild, augmentations, parse_wild  # noqa: E402
 
@@ -103,13 +103,46 @@ def test_the_shipped_default_loads_into_torch_with_parity():
         load_init(build("dexnet-s"), "resnet10x2-ocl.utkface#0")
 
 
+class _Pixels(torch.nn.Module):
+    """A stand-in network whose 101 "logits" are pixels of its input: its output shows what it was shown."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, ::97][:, :101] * 10
+
+
+def test_distillation_teacher_sees_the_clean_crop_with_the_students_geometry(faces):
+    crops = (faces.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    net = _Pixels()
+    plain = TrainConfig(data="", out="", input_size=48)
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    student = torch.softmax(net(to_input(crops, plain, True, gen)), 1)
+    # nothing degraded: the teacher's input is the student's, crop for crop (the generator restarted at its draw)
+    assert torch.allclose(teacher_probs(net, crops, plain, state), student)
+    # degraded student (every face squeezed like a turned head and shrunk): the teacher still sees the clean crop
+    wild = TrainConfig(data="", out="", input_size=48, wild="yaw,lowres", wild_p=1.0)
+    gen.set_state(state)
+    degraded = torch.softmax(net(to_input(crops, wild, True, gen)), 1)
+    assert not torch.allclose(degraded, student)
+    assert torch.allclose(teacher_probs(net, crops, wild, state), student)
+    assert crops.flags.writeable and crops.dtype == np.uint8  # the crops are read, not changed
+    assert initial_teacher(net, plain) is None  # no --distill, no teacher
+    with pytest.raises(ValueError, match="--distill needs --init"):
+        initial_teacher(net, TrainConfig(data="", out="", distill=0.5))
+    frozen = initial_teacher(build("dexnet-s"), TrainConfig(data="", out="", distill=0.5, init="x"))
+    assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
+
+
 @pytest.mark.slow
 def test_prepare_stores_box_framed_crops_and_a_wild_fine_tune_runs(tmp_path, utkface_faces):
     """Real UTKFace chips through `agescan train prepare` (rule-framed and box-framed crops with their pose), then
     one short epoch of fine-tuning the shipped model with every wild augmentation and the box framing."""
     import csv
 
+    from agescan.detect import DEFAULT_DETECTOR
+    from agescan.train.prepare import main as prepare_main
     from agescan.train.prepare import prepare
+    from agescan.train.publish import prepare_line
 
     data = tmp_path / "utk"
     (data / "images").mkdir(parents=True)
@@ -124,8 +157,16 @@ def test_prepare_stores_box_framed_crops_and_a_wild_fine_tune_runs(tmp_path, utk
     assert d["crops"].shape == d["crops_box"].shape == (12, 96, 96, 3)
     assert set(d["framing"]) == {"aligned"} and (np.abs(d["yaw"]) < 45).all()  # UTKFace's chips are frontal
     assert not np.array_equal(d["crops"], d["crops_box"])  # the box framing differs from the warp
+    # the file records the command that made it (rebuilt from the arguments of a library call; the CLI's own argv),
+    # and a model card trained on it shows that command
+    assert str(d["command"]) == (f"python -m agescan.train.prepare {data} {out} --size 96 --margin 0.25 --detector "
+                                 f"{DEFAULT_DETECTOR}")
+    cli_out = tmp_path / "cli.npz"
+    prepare_main([str(data), str(cli_out), "--workers", "1", "--limit", "2"])
+    assert prepare_line(str(cli_out)) == (f"python -m agescan.train.prepare {data} {cli_out} --workers 1 --limit 2 "
+                                          f"--detector {DEFAULT_DETECTOR}")
     run = train(TrainConfig(data=str(out), out=str(tmp_path / "run"), arch="resnet10", epochs=1, batch_size=8,
                             lr=1e-4, init="resnet10x2-ocl.utkface#0", wild="all", wild_p=0.3, box_p=0.5,
-                            occlusion="org+ocl", threads=1))
+                            occlusion="org+ocl", distill=0.5, threads=1))
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and np.isfinite(log[0]["val_mae"]) and log[0]["val_mae"] < 20  # started from the shipped one

@@ -18,6 +18,7 @@ UTKFace template (both crops the same, framing "aligned").
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -83,7 +84,7 @@ RESERVED = ("crops", "crops_box", "yaw", "roll", "framing", "landmarks", "det_sc
 
 def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float = 0.25, workers: int = 2,
             limit: int = 0, detector: str | None = None, spec: DatasetSpec | None = None, splits: str = "",
-            older: int = 0) -> Path:
+            older: int = 0, command: str = "") -> Path:
     """Detect, align and store every labelled face of a set into one .npz file.
 
     The set is read as :class:`agescan.eval.datasets.DatasetSpec` describes (``spec``; default: ``data_dir`` with
@@ -93,7 +94,8 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
     CSV column as text, so ``agescan train fit`` and ``train cv`` can split by split, subject or group.
 
     ``detector``: a registered detector (None: the pipeline's default, so a model learns the framing it gets).
-    ``splits``/``older``: a subset (:func:`select_rows`)."""
+    ``splits``/``older``: a subset (:func:`select_rows`). ``command``: the command line that made the file, stored in
+    it for the cards of the models trained on it (default: one rebuilt from these arguments)."""
     from agescan.detect import DEFAULT_DETECTOR
 
     detector = detector or DEFAULT_DETECTOR
@@ -135,11 +137,20 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
              age=np.array([int(round(r["age"])) for r in rows], dtype=np.int16),
              path=np.array([r["path"] for r in rows]), image_path=np.array([str(Path(r["file"]).resolve()) for r in rows]),
              **columns,
-             crop_size=size, crop_margin=margin, detector=detector, source=ds.source, unlabelled=ds.unlabelled)
+             crop_size=size, crop_margin=margin, detector=detector, source=ds.source, unlabelled=ds.unlabelled,
+             command=command or prepare_command([str(spec.data), str(out), "--size", str(size), "--margin", str(margin),
+                                                 "--detector", detector, *(["--splits", splits] if splits else []),
+                                                 *(["--older", str(older)] if older else []),
+                                                 *(["--limit", str(limit)] if limit else [])]))
     found = float((scores > 0).mean())
     print(f"wrote {out}: {len(rows)} faces, {detector} found {found:.1%} (others use the chip's alignment), "
           f"{ds.unlabelled} without an age left out, {time.time() - t0:.0f}s", file=sys.stderr)
     return out
+
+
+def prepare_command(args: list[str]) -> str:
+    """The ``python -m agescan.train.prepare`` command line with these arguments (shell-quoted)."""
+    return " ".join(["python -m agescan.train.prepare", *(shlex.quote(str(x)) for x in args)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,9 +168,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--detector", default=None, help="registered face detector (default: the pipeline's default; "
                                                     "the shipped age models were prepared with mtcnn)")
     a = p.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if a.detector is None:  # record the detector the file was made with, not "the default" of the day
+        from agescan.detect import DEFAULT_DETECTOR
+
+        args += ["--detector", DEFAULT_DETECTOR]
     try:
         prepare(a.data, a.out, a.size, a.margin, a.workers, a.limit, a.detector, spec=spec_from_args(a),
-                splits=a.splits, older=a.older)
+                splits=a.splits, older=a.older, command=prepare_command(args))
     except ConfigError as exc:
         raise SystemExit(f"agescan train prepare: {exc}") from None
 

@@ -71,6 +71,24 @@ def train_command(cfg: TrainConfig) -> str:
     return " ".join(["python -m agescan.train.loop", cfg.data, cfg.out, *opts])
 
 
+def prepare_line(npz: str) -> str:
+    """The command that made a prepared file: as the file records it (``agescan train prepare`` since 2026-11-30), or
+    rebuilt from what an older file records (its source, crop size and margin, detector), said as such."""
+    from agescan.train.prepare import prepare_command
+
+    try:
+        with np.load(npz) as d:
+            if "command" in d.files:
+                return str(d["command"])
+            rebuilt = [str(d["source"]) if "source" in d.files else "DATA", npz]
+            rebuilt += ["--size", str(int(d["crop_size"])), "--margin", f"{float(d['crop_margin']):g}"] \
+                if "crop_size" in d.files else []
+            rebuilt += ["--detector", str(d["detector"])] if "detector" in d.files else []
+    except OSError:
+        rebuilt = ["DATA", npz]
+    return prepare_command(rebuilt) + "  # rebuilt from the prepared file, which does not record its command"
+
+
 def _data_source(npz: str) -> str:
     """The labelled set a prepared file was made from (its ``source``), or the file's own path."""
     try:
@@ -189,7 +207,7 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
            "saturate near the top of that range)." if cfg.age_range else "")
         + _earlier_steps(cfg),
         training={"command": " && ".join(train_command(c) for c in members),
-                  "prepare": "python -m agescan.train.prepare ../shared/data/utkface runs/data/utkface_96.npz",
+                  "prepare": prepare_line(cfg.data),
                   "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                              if k not in ("extra",)},
                   "best_epoch": epochs[0] if len(runs) == 1 else epochs, "temperature": temperature,
