@@ -9,12 +9,13 @@ The run directory holds config.json, log.jsonl (one line of metrics per epoch), 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ class TrainConfig:
     wild: str = ""
     wild_p: float = 0.15
     box_p: float = 0.0
+    distill: float = 0.0
     schedule: str = "onecycle"
     patience: int = 5
     val_share: float = 0.0
@@ -462,6 +464,30 @@ def train_mode(model: torch.nn.Module, trained: torch.nn.Module, cfg: TrainConfi
                 m.eval()
 
 
+def initial_teacher(trained: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module | None:
+    """``--distill``: a frozen copy of the network as ``--init`` left it (None without ``--distill``)."""
+    if cfg.distill <= 0:
+        return None
+    if not cfg.init or cfg.residual_of:
+        raise ValueError("--distill needs --init WEIGHTS (the teacher is the initial network, frozen) and no "
+                         "--residual-of.")
+    teacher = copy.deepcopy(trained).eval()
+    for prm in teacher.parameters():
+        prm.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def teacher_probs(teacher: torch.nn.Module, clean: np.ndarray, cfg: TrainConfig, state: torch.Tensor) -> torch.Tensor:
+    """The teacher's age distribution of the *clean* crops: the same crop geometry as the student's input (the
+    generator restarted at ``state``, the student's draw), without the privacy transform and the wild
+    degradations (a turned head's squeeze included), so a hidden or degraded face is taught what its clean face
+    reads."""
+    gen = torch.Generator()
+    gen.set_state(state)
+    return F.softmax(teacher(to_input(clean, replace(cfg, wild=""), True, gen)), 1)
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -499,6 +525,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         load_init(model.d2 if cfg.residual_of else model, cfg.init)
     model = model.to(memory_format=torch.channels_last)
     trained = model.d2 if cfg.residual_of else model
+    teacher = initial_teacher(trained, cfg)
     if cfg.freeze not in FREEZE:
         raise ValueError(f"--freeze must be one of {FREEZE}. Got {cfg.freeze!r}.")
     if cfg.init and not cfg.freeze and exported_model(cfg.init):
@@ -545,10 +572,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                    leave=False, disable=not sys.stderr.isatty())
         for i in bar:
             idx = np.sort(perm[i:i + cfg.batch_size])
-            batch = occlude(xtr[idx], eyes_tr[idx], cfg.occlusion, gen) if occ_ops else xtr[idx]
+            clean = xtr[idx]
+            batch = occlude(clean, eyes_tr[idx], cfg.occlusion, gen) if occ_ops else clean.copy()
             if xtr_box is not None:  # the box framing turned faces get (without an eye band: its place is the warp's)
                 boxed = (torch.rand(len(idx), generator=gen) < cfg.box_p).numpy()
-                batch[boxed] = xtr_box[idx[boxed]]
+                batch[boxed] = clean[boxed] = xtr_box[idx[boxed]]
+            state = gen.get_state()
             x = to_input(batch, cfg, True, gen)
             y = torch.from_numpy(ytr[idx])
             if cfg.residual_of:  # D2 learns age - D1(x) on the same augmented input
@@ -563,6 +592,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 l1 = (logp.exp() @ bins - y.float()).abs().mean()
             kl = F.kl_div(logp, tgt, reduction="batchmean")
             loss = kl + cfg.l1_weight * l1
+            if teacher is not None:
+                taught = teacher_probs(teacher, clean, cfg, state)
+                loss = loss + cfg.distill * F.kl_div(logp, taught, reduction="batchmean")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad > 0:
@@ -630,6 +662,8 @@ HELP = {
     "wild": "in-the-wild augmentations, comma-separated or 'all': yaw (squeezed, off-centre crops), lowres, defocus, "
             "motion, jpeg, colour-cast, occlusion (agescan.train.wild)",
     "wild_p": "share of the faces each --wild augmentation degrades",
+    "distill": "weight of a distillation loss: KL from the --init network (frozen teacher) on the clean crop to the "
+               "student on its transformed, degraded crop (keeps what the initial model reads on clean faces)",
     "box_p": "share of the training faces shown framed from their box (the framing turned faces get at run time; "
              "needs crops prepared by this agescan's train prepare)",
     "schedule": "onecycle, or plateau: constant learning rate halved after PATIENCE epochs without a better val",
