@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from agescan import create_model  # noqa: E402
 from agescan.train.loop import TrainConfig, augment_grid, initial_teacher, teacher_probs, to_input, train  # noqa: E402
 from agescan.train.nets import Ensemble, ProbsWrapper, build, load_init  # noqa: E402
-from agescan.train.wild import GEOMETRIC, apply_wild, augmentations, parse_wild  # noqa: E402
+from agescan.train.wild import GEOMETRIC, augmentations, parse_wild  # noqa: E402
 
 
 @pytest.fixture(scope="module")
