@@ -573,11 +573,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for i in bar:
             idx = np.sort(perm[i:i + cfg.batch_size])
             clean = xtr[idx]
-            batch = occlude(clean, eyes_tr[idx], cfg.occlusion, gen) if occ_ops else clean.copy()
+            batch = occlude(clean, eyes_tr[idx], cfg.occlusion, gen) if occ_ops else clean  # clean: a copy already
             if xtr_box is not None:  # the box framing turned faces get (without an eye band: its place is the warp's)
                 boxed = (torch.rand(len(idx), generator=gen) < cfg.box_p).numpy()
                 batch[boxed] = clean[boxed] = xtr_box[idx[boxed]]
-            state = gen.get_state()
+            state = gen.get_state() if teacher is not None else None  # where the teacher restarts the crop draw
             x = to_input(batch, cfg, True, gen)
             y = torch.from_numpy(ytr[idx])
             if cfg.residual_of:  # D2 learns age - D1(x) on the same augmented input

