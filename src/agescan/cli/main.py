@@ -353,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
                                     "layout; or age bins as age_low and age_high, FairFace's layout, reported as bin "
                                     "accuracy, each bin's share under 18, the share of children the pipeline flags "
-                                    "and their P(minor) at the flag threshold), any CSV given with --labels, or a folder whose sub-folder or file "
-                                    "names start with the age (7/a.jpg, 25_0_1_x.jpg); --preset names the columns of "
+                                    "and their P(minor) at the flag threshold), any CSV given with --labels, or a "
+                                    "folder whose sub-folder or file names start with the age (7/a.jpg, 25_0_1_x.jpg); --preset names the columns of "
                                     "UTKFace or MORPH. --protocol kfold|logo slices this one model's predictions "
                                     "(per-fold metrics, mean and sd); held-out training per fold is `agescan train "
                                     "cv`.")
