@@ -118,6 +118,11 @@ def test_every_face_is_decided_by_the_card(astronaut):
     assert face.interval == pytest.approx(tuple(x[0] for x in D.central_interval(expect, mass)), abs=1e-9)
     assert raw.interval == pytest.approx(raw.distribution.interval(0.9), abs=1e-9)
     assert face.interval != pytest.approx(raw.interval)
+    # without a calibration there is no refer interval: the probability (and the challenge age) alone flag a face,
+    # so this adult is not flagged (an uncalibrated card once flagged every face)
+    plain = AgeEstimator(calibrated=False, flag_threshold=0.5)
+    assert raw.flagged == (raw.p_minor >= AgeEstimator(calibrated=False).flag_threshold)
+    assert raw.p_minor < 0.5 and raw.age >= plain.challenge_age and not plain.predict(astronaut).faces[0].flagged
     # the triage threshold is the card's unless one is given
     assert est.flag_threshold == cal.flag_threshold and AgeEstimator(flag_threshold=0.3).flag_threshold == 0.3
     assert est.predict(astronaut).provenance.flag_threshold == cal.flag_threshold
@@ -137,4 +142,4 @@ def test_verdict_needs_probability_and_interval():
     wide = D.Conformal(bands=((0, 200),), levels=levels, mass=(tuple(1.0 for _ in levels),), n=(500,))
     strict = D.Decider(0, D.Calibration(conformal=wide, refer_interval=True))
     assert strict.verdict(p, D.point_age(p), 18, 0.02)[0] == "unsure"
-    assert strict.refer_low(p, D.point_age(p), 0.02)[0] == 0.0 and plain.refer_low(p, [21.0], 0.02)[0] == -np.inf
+    assert strict.refer_low(p, D.point_age(p), 0.02)[0] == 0.0 and plain.refer_low(p, [21.0], 0.02)[0] == np.inf

@@ -345,10 +345,10 @@ class Decider:
         return Decisions(age, probs, lo, hi, p_below(probs, minor_age, self.min_age))
 
     def refer_low(self, probs, point_ages, error: float) -> np.ndarray:
-        """Lower ends of the refer rule's intervals (level 1 - 2 ``error``) of calibrated ``probs``; -inf without
-        ``refer_interval``."""
+        """Lower ends of the refer rule's intervals (level 1 - 2 ``error``) of calibrated ``probs``; +inf without
+        ``refer_interval`` (no interval to agree with: the probability alone decides, as in :meth:`verdict`)."""
         if not self.calibration.refer_interval:
-            return np.full(len(_rows(probs)), -np.inf)
+            return np.full(len(_rows(probs)), np.inf)
         return self.interval(probs, point_ages, max(1.0 - 2.0 * error, 1e-6))[0]
 
     def verdict(self, probs, point_ages, age: float, max_error: float) -> np.ndarray:

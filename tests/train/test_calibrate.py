@@ -44,6 +44,22 @@ def test_thresholds_follow_the_rule_per_condition():
     assert cal.max_error == pytest.approx(summary["max_error_fitted"]) and cal.conformal is not None
 
 
+def test_probability_alone_without_the_refer_interval():
+    # --no-refer-interval: a minor passes on P(minor) < e alone; the threshold still keeps the passes within 1%
+    raw = {"clean": _raw(0), "eyeband": _raw(1, miss=3)}
+    cal, summary = fit(raw, 0, refer_interval=False)
+    assert not cal.refer_interval and 0 < cal.flag_threshold < 0.5
+    decider = D.Decider(0, cal)
+    for cond, (p, found, true) in raw.items():
+        d = decider.decide(p)
+        minor = true < 18
+        passed = ~found | (d.p_minor < summary["flag_threshold_per_condition"][cond])
+        assert 0 < passed[minor].sum() <= np.floor(0.01 * minor.sum())
+    assert np.isinf(decider.refer_low(d.probs, d.age, cal.flag_threshold)).all()
+    # with the interval required the same faces allow a larger threshold (the interval also has to agree)
+    assert fit(raw, 0, refer_interval=True)[0].flag_threshold >= cal.flag_threshold
+
+
 def test_misses_count_against_the_budget():
     p = np.linspace(0.0, 0.2, 100)
     everyone = lambda e: np.full(100, 99.0)  # noqa: E731 (an interval that never objects)
