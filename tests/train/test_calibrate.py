@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import json
+
 import numpy as np
 import pytest
 
+from agescan import AgeEstimator
 from agescan import decisions as D
-from agescan.train.calibrate import fit, largest_threshold, round_down
+from agescan.train.calibrate import fit, largest_threshold, main, round_down
+from tests.conftest import UTKFACE, utkface_rows
 
 
 def _raw(seed: int, n: int = 3000, miss: int = 0):
@@ -60,6 +65,38 @@ def test_probability_alone_without_the_refer_interval():
     assert fit(raw, 0, refer_interval=True)[0].flag_threshold >= cal.flag_threshold
 
 
+def _jumps(seed: int, frac: float, n: int = 3000):
+    """Minors aged 14-17 of whom ``frac`` are read 8 years older with a confident (narrow) distribution."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(1, 80, n).astype(float)
+    jump = (true >= 14) & (true < 18) & (rng.random(n) < frac)
+    centre = true + rng.normal(0, 0.5, n) * (1 + 0.1 * true) + 8.0 * jump
+    a = np.arange(101)[None]
+    p = np.exp(-0.5 * ((a - centre[:, None]) / (1.5 * (1 + 0.1 * np.abs(centre[:, None])))) ** 2)
+    return p / p.sum(1, keepdims=True), np.ones(n, bool), true
+
+
+@pytest.mark.parametrize("frac, winner", [(0.1, "probability alone"), (0.3, "refer interval")])
+def test_the_rule_flagging_fewer_val_adults_is_kept(frac, winner):
+    from agescan.triage import is_flagged
+
+    raw = {"clean": _jumps(0, frac), "eyeband": _jumps(1, frac)}
+    cal, summary = fit(raw, 0)  # auto: both rules fitted under the same 1% budget of minors
+    choice = summary["rule_choice"]
+    assert choice["chosen"] == winner and cal.refer_interval == (winner == "refer interval")
+    other = "refer interval" if winner == "probability alone" else "probability alone"
+    assert choice[winner]["adults_flagged_mean"] < choice[other]["adults_flagged_mean"]
+    assert cal == fit(raw, 0, refer_interval=winner == "refer interval")[0]
+    # the rates are the pipeline's flag (triage.is_flagged with the refer interval's lower end) on the val adults
+    decider = D.Decider(0, cal)
+    for cond, (p, found, true) in raw.items():
+        d = decider.decide(p)
+        low = decider.refer_low(d.probs, d.age, cal.flag_threshold)
+        flags = [is_flagged(pm, a, cal.flag_threshold, 0.0, refer_lo=lo) for pm, a, lo in zip(d.p_minor, d.age, low)]
+        adult = true >= 18
+        assert np.mean(np.array(flags)[adult]) == pytest.approx(choice[winner]["adults_flagged"][cond])
+
+
 def test_misses_count_against_the_budget():
     p = np.linspace(0.0, 0.2, 100)
     everyone = lambda e: np.full(100, 99.0)  # noqa: E731 (an interval that never objects)
@@ -69,3 +106,32 @@ def test_misses_count_against_the_budget():
     assert largest_threshold(p, everyone, found, 18) == pytest.approx(p[1])  # the miss uses the budget; p[0] missed
     found[1] = False
     assert largest_threshold(p, everyone, found, 18) == 0.0  # two misses exceed 1% whatever the threshold
+
+
+@pytest.mark.slow
+def test_the_command_fits_real_faces_and_writes_the_chosen_rule(tmp_path):
+    # 240 real val faces (half under 18) through the pipeline, once for both runs (--cache); the card written holds
+    # the rule the summary chose, and --refer-interval no forces the probability alone
+    rows = utkface_rows("val")
+    minors = [r for r in rows if float(r["age"]) < 18][:120]
+    adults = [r for r in rows if float(r["age"]) >= 18][:120]
+    data = tmp_path / "val"
+    data.mkdir()
+    with open(data / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "age", "split"])
+        for r in minors + adults:
+            w.writerow([str(UTKFACE / r["path"]), r["age"], "val"])
+    common = ["resnet10x2-ocl.utkface", str(data), "--cache", str(tmp_path / "cache")]
+    main([*common, "--out", str(tmp_path / "auto.onnx"), "--summary", str(tmp_path / "auto.json")])
+    summary = json.loads((tmp_path / "auto.json").read_text())
+    choice = summary["summary"]["rule_choice"]
+    chosen = choice["chosen"]
+    assert chosen == min(("refer interval", "probability alone"), key=lambda r: choice[r]["adults_flagged_mean"])
+    cal = AgeEstimator(str(tmp_path / "auto.onnx")).decider.calibration
+    assert cal.refer_interval == (chosen == "refer interval") and cal.fitted_on["faces"] == 480
+    assert "chosen: of the two rules" in cal.rules["refer_interval"]
+    main([*common, "--out", str(tmp_path / "no.onnx"), "--refer-interval", "no"])
+    cal = AgeEstimator(str(tmp_path / "no.onnx")).decider.calibration
+    assert not cal.refer_interval and cal.rules["refer_interval"].endswith("(given)")
+    assert cal.flag_threshold == pytest.approx(choice["probability alone"]["flag_threshold"])

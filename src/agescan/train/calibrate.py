@@ -15,7 +15,11 @@ chip padded as ``agescan evaluate`` pads it, clean and with the paper's eye band
    1 - 2e, :mod:`agescan.decisions`) in the rule; the smaller of the two, rounded down to 3 decimals (4 below
    0.01). The rule that chose 0.023 before calibration;
 4. **age-check max_error**: the same rule for the age check's pass (P(under t) <= e, interval of level 1 - 2e
-   above t) at t = 13, 16 and 18, the smallest of the six values, rounded down the same way (or ``--max-error``).
+   above t) at t = 13, 16 and 18, the smallest of the six values, rounded down the same way (or ``--max-error``);
+5. **the rule** (``--refer-interval auto``, the default): 3 and 4 are fitted twice, with the refer interval and by
+   the probability alone (each keeping the same 1% of minors in review), and the card keeps the one that flags
+   fewer val adults (mean over the conditions; a tie keeps the interval). Which rule wins depends on the model: a
+   sharper one can need a wide interval for its conformal coverage, which then holds adults in review.
 
 The card's other fields and the weights are unchanged: the new ONNX file differs from MODEL only in its metadata
 (so its sha256 changes: a packaged model's entry in ``agescan/models/zoo.py`` must be updated, which the command
@@ -76,9 +80,38 @@ def largest_threshold(p_under: np.ndarray, low, found: np.ndarray, age: float, m
     return float(cand[lo])
 
 
-def fit(raw: dict, min_age: int, refer_interval: bool = True,
+def adults_flagged(raw: dict, calibration: D.Calibration, min_age: int) -> dict:
+    """{condition: share of the adults (true age >= 18) the pipeline's flag sends to review} with ``calibration``
+    (its threshold and rule; a face the detector missed is never flagged)."""
+    decider = D.Decider(min_age, calibration)
+    out = {}
+    for cond, (p, found, true) in raw.items():
+        d = decider.decide(p, 18)
+        low = decider.refer_low(d.probs, d.age, calibration.flag_threshold)
+        flagged = found & ((d.p_minor >= calibration.flag_threshold) | (low < 18))
+        adult = true >= 18
+        out[cond] = float(flagged[adult].mean()) if adult.any() else 0.0
+    return out
+
+
+def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
         max_error: float | None = None) -> tuple[D.Calibration, dict]:
-    """The calibration from ``raw`` = {condition: (probs N x bins, found N, true ages N)}; also a summary."""
+    """The calibration from ``raw`` = {condition: (probs N x bins, found N, true ages N)}; also a summary.
+
+    ``refer_interval`` None (the default) fits both rules, with the refer interval and by the probability alone,
+    each with its own thresholds under the same 1% budget of minors, and keeps the one that flags fewer val adults
+    (the mean over conditions; a tie keeps the interval). The summary's ``rule_choice`` holds both."""
+    if refer_interval is None:
+        fits = {rule: fit(raw, min_age, rule == "refer interval", max_error)
+                for rule in ("refer interval", "probability alone")}
+        flagged = {rule: adults_flagged(raw, cal, min_age) for rule, (cal, _) in fits.items()}
+        mean = {rule: float(np.mean(list(v.values()))) for rule, v in flagged.items()}
+        chosen = min(fits, key=lambda rule: (round(mean[rule], 9), rule != "refer interval"))
+        calib, summary = fits[chosen]
+        summary["rule_choice"] = {"chosen": chosen, **{
+            rule: {"flag_threshold": fits[rule][0].flag_threshold, "max_error": fits[rule][0].max_error,
+                   "adults_flagged": flagged[rule], "adults_flagged_mean": mean[rule]} for rule in fits}}
+        return calib, summary
     probs = np.concatenate([r[0][r[1]] for r in raw.values()])
     ages = np.concatenate([r[2][r[1]] for r in raw.values()])
     temperature = D.fit_temperature(probs, ages, min_age)
@@ -173,8 +206,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="the calibrated .onnx to write (may be MODEL's own file)")
     ap.add_argument("--split", default="val", help="split to fit on (default: val; never the test split)")
     ap.add_argument("--conditions", default="clean,eyeband", help="conditions pooled (default: clean,eyeband)")
-    ap.add_argument("--no-refer-interval", action="store_true",
-                    help="decide 'sure' by the probability alone (default: the interval of level 1 - 2e must agree)")
+    ap.add_argument("--refer-interval", choices=("auto", "yes", "no"), default="auto",
+                    help="yes: a 'sure' verdict also needs the interval of level 1 - 2e to agree; no: the probability "
+                         "alone decides; auto (default): fit both (each keeps at most 1%% of val minors out of "
+                         "review) and keep the one that flags fewer val adults")
+    ap.add_argument("--no-refer-interval", action="store_const", const="no", dest="refer_interval",
+                    help="the same as --refer-interval no")
     ap.add_argument("--max-error", type=float, default=None,
                     help="store this age-check max_error instead of the fitted one (e.g. a value chosen through the "
                          "web page's flow by benchmarks/age_check_policies.py)")
@@ -190,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     card = create_model(a.model).card
     conditions = [c for c in a.conditions.split(",") if c]
     raw, rows_sha, source = predict_split(a.model, a.data, a.split, conditions, a.threads, a.cache, a.detector)
-    calib, summary = fit(raw, card.min_age, not a.no_refer_interval, a.max_error)
+    calib, summary = fit(raw, card.min_age, {"auto": None, "yes": True, "no": False}[a.refer_interval], a.max_error)
     command = "agescan train calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
     calib = dataclasses.replace(calib, fitted_on={
         "data": source, "split": a.split, "conditions": conditions, "faces": summary["faces"],
@@ -206,8 +243,14 @@ def main(argv: list[str] | None = None) -> None:
                              "13, 16, 18, per condition; the smallest, rounded down" if a.max_error is None else
                              f"given (--max-error {a.max_error:g}); the fit allowed up to "
                              f"{summary['max_error_fitted']:g}"),
-               "refer_interval": "a sure 'over' (or 'under') at error e also needs the interval of level 1 - 2e "
-                                 "(conformal) on that side of the age"})
+               "refer_interval": (("a sure 'over' (or 'under') at error e also needs the interval of level 1 - 2e "
+                                   "(conformal) on that side of the age" if calib.refer_interval else
+                                   "a sure 'over' (or 'under') at error e needs the probability alone") +
+                                  (" (chosen: of the two rules, each fitted as above, the one flagging fewer val "
+                                   "adults, mean over conditions: " + ", ".join(
+                                       f"{rule} {summary['rule_choice'][rule]['adults_flagged_mean']:.1%}"
+                                       for rule in ("refer interval", "probability alone")) + ")"
+                                   if "rule_choice" in summary else " (given)"))})
     sha = write_calibrated(a.model, calib, a.out)
     summary["sha256"] = sha
     text = json.dumps({"calibration": calib.to_dict(), "summary": summary}, indent=2)
