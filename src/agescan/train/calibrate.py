@@ -17,7 +17,7 @@ chip padded as ``agescan evaluate`` pads it, clean and with the paper's eye band
 4. **age-check max_error**: the same rule for the age check's pass (P(under t) <= e, interval of level 1 - 2e
    above t) at t = 13, 16 and 18, the smallest of the six values, rounded down the same way (or ``--max-error``);
 5. **the rule** (``--refer-interval auto``, the default): 3 and 4 are fitted twice, with the refer interval and by
-   the probability alone (each keeping the same 1% of minors in review), and the card keeps the one that flags
+   the probability alone (each letting at most 1% of the val minors pass), and the card keeps the one that flags
    fewer val adults (mean over the conditions; a tie keeps the interval). Which rule wins depends on the model: a
    sharper one can need a wide interval for its conformal coverage, which then holds adults in review.
 
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--conditions", default="clean,eyeband", help="conditions pooled (default: clean,eyeband)")
     ap.add_argument("--refer-interval", choices=("auto", "yes", "no"), default="auto",
                     help="yes: a 'sure' verdict also needs the interval of level 1 - 2e to agree; no: the probability "
-                         "alone decides; auto (default): fit both (each keeps at most 1%% of val minors out of "
-                         "review) and keep the one that flags fewer val adults")
+                         "alone decides; auto (default): fit both (each lets at most 1%% of val minors pass "
+                         "unflagged) and keep the one that flags fewer val adults")
     ap.add_argument("--no-refer-interval", action="store_const", const="no", dest="refer_interval",
                     help="the same as --refer-interval no")
     ap.add_argument("--max-error", type=float, default=None,
