@@ -81,16 +81,20 @@ def largest_threshold(p_under: np.ndarray, low, found: np.ndarray, age: float, m
 
 
 def adults_flagged(raw: dict, calibration: D.Calibration, min_age: int) -> dict:
-    """{condition: share of the adults (true age >= 18) the pipeline's flag sends to review} with ``calibration``
-    (its threshold and rule; a face the detector missed is never flagged)."""
+    """{condition: share of the adults (true age >= 18) the pipeline's flag (:func:`agescan.triage.is_flagged`, as
+    ``AgeEstimator`` applies it) sends to review with ``calibration``; a face the detector missed is never flagged."""
+    from agescan.triage import is_flagged
+
     decider = D.Decider(min_age, calibration)
+    e = calibration.flag_threshold
     out = {}
     for cond, (p, found, true) in raw.items():
-        d = decider.decide(p, 18)
-        low = decider.refer_low(d.probs, d.age, calibration.flag_threshold)
-        flagged = found & ((d.p_minor >= calibration.flag_threshold) | (low < 18))
-        adult = true >= 18
-        out[cond] = float(flagged[adult].mean()) if adult.any() else 0.0
+        adult = found & (true >= 18)
+        d = decider.decide(p[adult], 18)
+        low = decider.refer_low(d.probs, d.age, e)
+        n_flagged = sum(is_flagged(float(pm), float(a), e, 0.0, refer_lo=float(lo))
+                        for pm, a, lo in zip(d.p_minor, d.age, low))
+        out[cond] = n_flagged / int((true >= 18).sum()) if (true >= 18).any() else 0.0
     return out
 
 
@@ -98,28 +102,37 @@ def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
         max_error: float | None = None) -> tuple[D.Calibration, dict]:
     """The calibration from ``raw`` = {condition: (probs N x bins, found N, true ages N)}; also a summary.
 
-    ``refer_interval`` None (the default) fits both rules, with the refer interval and by the probability alone,
-    each with its own thresholds under the same 1% budget of minors, and keeps the one that flags fewer val adults
-    (the mean over conditions; a tie keeps the interval). The summary's ``rule_choice`` holds both."""
-    if refer_interval is None:
-        fits = {rule: fit(raw, min_age, rule == "refer interval", max_error)
-                for rule in ("refer interval", "probability alone")}
-        flagged = {rule: adults_flagged(raw, cal, min_age) for rule, (cal, _) in fits.items()}
-        mean = {rule: float(np.mean(list(v.values()))) for rule, v in flagged.items()}
-        chosen = min(fits, key=lambda rule: (round(mean[rule], 9), rule != "refer interval"))
-        calib, summary = fits[chosen]
-        summary["rule_choice"] = {"chosen": chosen, **{
-            rule: {"flag_threshold": fits[rule][0].flag_threshold, "max_error": fits[rule][0].max_error,
-                   "adults_flagged": flagged[rule], "adults_flagged_mean": mean[rule]} for rule in fits}}
-        return calib, summary
+    ``refer_interval`` None (the default) fits the thresholds for both rules, with the refer interval and by the
+    probability alone, each under the same 1% budget of minors, and keeps the one that flags fewer val adults (the
+    mean over conditions; a tie keeps the interval). The summary's ``rule_choice`` holds both. The temperature and
+    the conformal masses do not depend on the rule: they are fitted once."""
     probs = np.concatenate([r[0][r[1]] for r in raw.values()])
     ages = np.concatenate([r[2][r[1]] for r in raw.values()])
     temperature = D.fit_temperature(probs, ages, min_age)
-    cal = D.temper(probs, temperature)
-    point = D.point_age(probs, min_age)
-    conformal = D.fit_conformal(cal, ages, point, min_age)
-    decider = D.Decider(min_age, D.Calibration(temperature=temperature, conformal=conformal,
-                                               refer_interval=refer_interval))
+    conformal = D.fit_conformal(D.temper(probs, temperature), ages, D.point_age(probs, min_age), min_age)
+    base = D.Calibration(temperature=temperature, conformal=conformal)
+    summary = {"temperature": temperature, "conformal_bands": [list(b) for b in conformal.bands],
+               "conformal_n": list(conformal.n), "faces": int(len(ages))}
+    if refer_interval is not None:
+        calib, rule_summary = _fit_thresholds(raw, min_age, dataclasses.replace(base, refer_interval=refer_interval),
+                                              max_error)
+        return calib, {**summary, **rule_summary}
+    fits = {rule: _fit_thresholds(raw, min_age, dataclasses.replace(base, refer_interval=rule == "refer interval"),
+                                  max_error) for rule in ("refer interval", "probability alone")}
+    flagged = {rule: adults_flagged(raw, cal, min_age) for rule, (cal, _) in fits.items()}
+    mean = {rule: float(np.mean(list(v.values()))) for rule, v in flagged.items()}
+    chosen = min(fits, key=lambda rule: (round(mean[rule], 9), rule != "refer interval"))
+    calib, rule_summary = fits[chosen]
+    summary = {**summary, **rule_summary, "rule_choice": {"chosen": chosen, **{
+        rule: {"flag_threshold": fits[rule][0].flag_threshold, "max_error": fits[rule][0].max_error,
+               "adults_flagged": flagged[rule], "adults_flagged_mean": mean[rule]} for rule in fits}}}
+    return calib, summary
+
+
+def _fit_thresholds(raw: dict, min_age: int, base: D.Calibration,
+                    max_error: float | None) -> tuple[D.Calibration, dict]:
+    """``base`` (temperature, conformal masses, rule) with the flag threshold and max_error fitted by its rule."""
+    decider = D.Decider(min_age, base)
     flags, errors = {}, {}
     for cond, (p, found, true) in raw.items():
         d = decider.decide(p, 18)
@@ -137,14 +150,9 @@ def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
     flag_threshold = round_down(min(flags.values()))
     fitted_error = min(round_down(min(errors.values())), 0.49)
     max_error = fitted_error if max_error is None else max_error
-    calib = D.Calibration(temperature=temperature, conformal=conformal, flag_threshold=flag_threshold,
-                          max_error=max_error, refer_interval=refer_interval)
-    summary = {"temperature": temperature, "flag_threshold_per_condition": flags,
-               "max_error_per_condition_and_age": errors, "flag_threshold": flag_threshold,
-               "max_error_fitted": fitted_error, "max_error": max_error,
-               "conformal_bands": [list(b) for b in conformal.bands], "conformal_n": list(conformal.n),
-               "faces": int(len(ages))}
-    return calib, summary
+    calib = dataclasses.replace(base, flag_threshold=flag_threshold, max_error=max_error)
+    return calib, {"flag_threshold_per_condition": flags, "max_error_per_condition_and_age": errors,
+                   "flag_threshold": flag_threshold, "max_error_fitted": fitted_error, "max_error": max_error}
 
 
 def predict_split(model: str, data: str, split: str, conditions, threads: int, cache: str | None,
