@@ -214,6 +214,30 @@ def test_the_pages_detector_finds_what_agescans_detector_finds(server, browser, 
     assert w.problems == []
 
 
+def test_the_pages_detector_drops_a_box_around_a_found_face(server, browser):
+    """page.js's NMS against YuNetDetector._finish on the same decoded rows: a box around a face, a box inside it
+    and a neighbour overlapping it a little (agescan's fine-tuned YuNet draws such a box around some real faces;
+    the card's nms_containment drops it)."""
+    from agescan.detect import create_detector
+    from tests.detect.test_detectors import _row
+
+    det = create_detector("yunet-s-ocl.utkface", threads=1).load()
+    rows = [_row((200, 140, 360, 360), 0.95), _row((130, 70, 410, 420), 0.85), _row((240, 200, 300, 280), 0.8),
+            _row((330, 150, 470, 350), 0.9), _row((205, 150, 365, 365), 0.7)]
+    py = det._finish(np.array(rows, np.float32), 500, 500)
+    w = Watched(browser, server.url + "/")
+    js = w.page.evaluate("""async ([rows, card]) => {
+        const m = await import('/static/page.js');
+        const self = {card, order: [0, 1, 2, 3, 4]};
+        const found = rows.map((r) => ({box: r.slice(0, 4), score: r[4],
+                                        landmarks: [0, 1, 2, 3, 4].map((j) => [r[5 + 2 * j], r[6 + 2 * j]])}));
+        return m.BrowserDetector.prototype.finish.call(self, found, 500, 500);
+    }""", [rows, det.card.to_dict()])
+    assert [tuple(f["box"]) for f in js] == [d.box.as_tuple() for d in py] == [(200, 140, 360, 360),
+                                                                             (330, 150, 470, 350)]
+    assert w.problems == []
+
+
 def _group_photo(astronaut: np.ndarray) -> np.ndarray:
     """640x480: the astronaut's face and four real faces from UTKFace (when present), on a plain background."""
     from agescan import read_image

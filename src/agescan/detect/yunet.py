@@ -209,7 +209,10 @@ class YuNetDetector:
     def _finish(self, rows: np.ndarray, h: int, w: int) -> Detections:
         if len(rows) == 0:
             return ()
-        keep = nms(rows[:, :4].astype(np.float64), rows[:, 4].astype(np.float64), self.card.nms_iou)
+        boxes, scores = rows[:, :4].astype(np.float64), rows[:, 4].astype(np.float64)
+        keep = nms(boxes, scores, self.card.nms_iou)
+        # then a box mostly inside a higher-scored one, or around it (the card's nms_containment)
+        keep = keep[nms(boxes[keep], scores[keep], self.card.nms_containment, method="min")]
         out = []
         for r in rows[keep]:
             x1, y1 = max(0.0, float(r[0])), max(0.0, float(r[1]))

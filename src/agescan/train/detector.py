@@ -577,8 +577,9 @@ def card_markdown(card, sha: str, size: int) -> str:
 - **Architecture**: {card.architecture}
 - **Input**: {card.colour_order} pixels x {card.scale:g}, any size (padded to a multiple of {card.alignment}); outputs
   decoded as `{card.output_format}` at strides {list(card.strides)}; landmarks {list(card.landmark_order)}.
-- **Use**: score threshold {card.score_threshold:g}{sizes}, NMS IoU {card.nms_iou:g}; finds faces from {card.min_face_px:g} to
-  {card.max_face_px:g} px tall at the network input: an image is scaled so that `min_face_size` maps to
+- **Use**: score threshold {card.score_threshold:g}{sizes}, NMS IoU {card.nms_iou:g}, then containment
+  {card.nms_containment:g} (a box that holds or lies in that share of a higher-scored one's is dropped); finds faces
+  from {card.min_face_px:g} to {card.max_face_px:g} px tall at the network input: an image is scaled so that `min_face_size` maps to
   {card.min_face_px:g} px, with a coarser pass for larger faces.
 - **File**: `{card.id}.onnx`, {size:,} bytes, sha256 `{sha}`. The card is embedded in the ONNX metadata.
 - **Licence**: {card.licence}

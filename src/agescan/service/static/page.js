@@ -410,17 +410,19 @@ export class BrowserDetector {
 
   finish(rows, h, w) {
     rows.sort((a, b) => b.score - a.score);
-    const keep = [];
     const area = (b) => Math.max(0, b[2] - b[0]) * Math.max(0, b[3] - b[1]);
-    for (const r of rows) {
-      const overlaps = keep.some((k) => {
-        const iw = Math.max(0, Math.min(r.box[2], k.box[2]) - Math.max(r.box[0], k.box[0]));
-        const ih = Math.max(0, Math.min(r.box[3], k.box[3]) - Math.max(r.box[1], k.box[1]));
-        const inter = iw * ih;
-        return inter / Math.max(area(r.box) + area(k.box) - inter, 1e-12) > this.card.nms_iou;
-      });
-      if (!overlaps) keep.push(r);
-    }
+    const inter = (a, b) => Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]))
+      * Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+    // greedy NMS by overlap over union, then the survivors by overlap over the smaller box (a box mostly inside a
+    // higher-scored one, or around it: the card's nms_containment), as agescan's YuNetDetector
+    const greedy = (list, overlap, limit) => {
+      const keep = [];
+      for (const r of list) if (!keep.some((k) => overlap(r.box, k.box) > limit)) keep.push(r);
+      return keep;
+    };
+    const iou = (a, b) => { const i = inter(a, b); return i / Math.max(area(a) + area(b) - i, 1e-12); };
+    const iomin = (a, b) => inter(a, b) / Math.max(Math.min(area(a), area(b)), 1e-12);
+    const keep = greedy(greedy(rows, iou, this.card.nms_iou), iomin, this.card.nms_containment);
     return keep.map((r) => {
       const box = [Math.max(0, r.box[0]), Math.max(0, r.box[1]), Math.min(w, r.box[2]), Math.min(h, r.box[3])];
       return { box, landmarks: this.order.map((i) => r.landmarks[i]), score: Math.min(Math.max(r.score, 0), 1) };
