@@ -110,7 +110,10 @@ def test_every_face_is_decided_by_the_card(astronaut):
     cal = est.decider.calibration
     raw = AgeEstimator(calibrated=False).predict(astronaut).faces[0]
     face = est.predict(astronaut).faces[0]
-    assert face.age == pytest.approx(raw.age)  # calibration never moves the estimate
+    # the card's point rule read from the model's own distribution (the uncalibrated pipeline: DEX's mean); the
+    # temperature never moves the estimate
+    assert raw.age == pytest.approx(D.point_age(np.asarray(raw.distribution.probs))[0])
+    assert face.age == pytest.approx(D.point_estimate(np.asarray(raw.distribution.probs), cal.point)[0])
     expect = D.temper(np.asarray(raw.distribution.probs), cal.temperature)[0]
     assert np.asarray(face.distribution.probs) == pytest.approx(expect, abs=1e-9)
     assert face.p_minor == pytest.approx(expect[:18].sum(), abs=1e-9)
@@ -143,3 +146,39 @@ def test_verdict_needs_probability_and_interval():
     strict = D.Decider(0, D.Calibration(conformal=wide, refer_interval=True))
     assert strict.verdict(p, D.point_age(p), 18, 0.02)[0] == "unsure"
     assert strict.refer_low(p, D.point_age(p), 0.02)[0] == 0.0 and plain.refer_low(p, [21.0], 0.02)[0] == np.inf
+
+
+def _skewed(n: int = 1, seed: int = 0) -> np.ndarray:
+    """Right-skewed distributions (a child's face: most mass at 8-10, a long tail into the twenties)."""
+    rng = np.random.default_rng(seed)
+    a = np.arange(101)[None].astype(float)
+    mode = rng.uniform(6, 12, n)[:, None]
+    p = np.where(a < mode, np.exp(-0.5 * ((a - mode) / 1.5) ** 2), np.exp(-(a - mode) / 6.0))
+    return p / p.sum(1, keepdims=True)
+
+
+def test_the_point_age_follows_the_cards_rule():
+    p = _skewed()
+    mean, median = D.point_estimate(p)[0], D.point_estimate(p, "median")[0]
+    assert mean == pytest.approx(D.point_age(p)[0]) and median == pytest.approx(D.quantile(p, 0.5)[0])
+    assert median < mean - 1.0  # the tail pulls the mean up
+    # the median minimises the expected absolute error: ages drawn from the distribution itself
+    ages = np.random.default_rng(1).choice(101, 20000, p=p[0]) + np.random.default_rng(2).uniform(-0.5, 0.5, 20000)
+    assert np.abs(ages - median).mean() < np.abs(ages - mean).mean()
+    # a one-hot bin k gives exactly k, as the mean does
+    first = np.zeros((1, 101))
+    first[0, 0] = 1.0
+    assert D.point_estimate(first, "median")[0] == 0.0 and D.point_estimate(first, "median", min_age=5)[0] == 5.0
+    first[0, [0, 7]] = [0.0, 1.0]
+    assert D.point_estimate(first, "median")[0] == 7.0
+    with pytest.raises(ConfigError, match="point-age rule"):
+        D.point_estimate(p, "mode")
+    # the decider reads the card's rule from the model's own distribution: the temperature never moves it
+    for t in (1.0, 2.5):
+        d = D.Decider(0, D.Calibration(temperature=t, point="median")).decide(p)
+        assert d.age[0] == pytest.approx(median)
+    assert D.Decider(0).decide(p).age[0] == pytest.approx(mean)  # no calibration: DEX's mean
+    assert D.Calibration.from_dict({"temperature": 1.2}).point == "mean"  # a slot written before the rule existed
+    assert D.Calibration.from_dict(D.Calibration(point="median").to_dict()).point == "median"
+    with pytest.raises(ConfigError, match="upgrade agescan"):
+        D.Calibration(point="mode")

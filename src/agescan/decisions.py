@@ -3,10 +3,13 @@
 Every surface (``AgeEstimator`` and through it the CLI, scans, reports and the service; ``agescan evaluate``; training's
 validation metrics) takes these decisions here and nowhere else:
 
-- **point age**: the mean of the model's distribution over whole years (DEX: ``sum_k k * p_k``);
+- **point age**: read from the model's own distribution over whole years by the card's rule
+  (:data:`POINT_RULES`, ``Calibration.point``): its **mean** (DEX: ``sum_k k * p_k``; the rule of a card without a
+  calibration, and the papers' protocols) or its **median** (the 0.5-quantile, which minimises the expected
+  absolute error, the error MAE counts; ``agescan train calibrate`` chooses between them on val);
 - **calibrated distribution**: the model's probabilities raised to ``1 / T`` and renormalised (temperature scaling),
   with ``T`` fitted on the validation split and stored in the model card (:class:`Calibration`); P(age < t) for any t
-  is read from it. The point age stays the mean of the model's own distribution: calibration changes how sure the
+  is read from it. The point age stays read from the model's own distribution: calibration changes how sure the
   model says it is, never its estimate;
 - **interval**: the central interval of the (calibrated) distribution, with mass spread uniformly over
   ``[k - 0.5, k + 0.5]`` for bin ``k``. Without conformal data it holds the requested ``level`` of the mass; with
@@ -77,6 +80,26 @@ def point_age(probs, min_age: int = 0) -> np.ndarray:
     """Expected age in years per row (a one-hot bin ``k`` gives exactly ``k``)."""
     p = _rows(probs)
     return p @ np.arange(min_age, min_age + p.shape[1], dtype=np.float64)
+
+
+#: How the point age is read from the model's own distribution (``Calibration.point``): "mean" (DEX's expected
+#: value) or "median" (the 0.5-quantile of :func:`quantile`; a one-hot bin ``k`` gives exactly ``k`` either way).
+POINT_RULES = ("mean", "median")
+
+
+def point_estimate(probs, rule: str = "mean", min_age: int = 0) -> np.ndarray:
+    """The point age per row by ``rule`` (:data:`POINT_RULES`).
+
+    Example:
+        >>> p = np.zeros(101); p[[10, 11, 40]] = [0.3, 0.3, 0.4]
+        >>> float(point_estimate(p)[0]), float(point_estimate(p, "median")[0])
+        (22.3, 11.166666666666666)
+    """
+    if rule == "mean":
+        return point_age(probs, min_age)
+    if rule == "median":
+        return quantile(probs, 0.5, min_age)
+    raise ConfigError(f"Unknown point-age rule {rule!r}; use one of {', '.join(POINT_RULES)}.")
 
 
 def temper(probs, temperature: float) -> np.ndarray:
@@ -258,6 +281,8 @@ class Calibration:
         max_error: the age check's largest P(under) for a pass and P(over) for a fail (0 = agescan's default).
         refer_interval: the verdict also requires the interval of level 1 - 2e on the right side of the age
             (False: the probability alone).
+        point: how the point age is read from the model's own distribution (:data:`POINT_RULES`; "mean" when
+            the card has no calibration).
         fitted_on: where and how it was fitted (data, split, conditions, faces, rows sha256, command, date).
         rules: how the thresholds were chosen, in words.
     """
@@ -267,6 +292,7 @@ class Calibration:
     flag_threshold: float = 0.0
     max_error: float = 0.0
     refer_interval: bool = False
+    point: str = "mean"
     fitted_on: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     version: int = CALIBRATION_VERSION
@@ -281,6 +307,9 @@ class Calibration:
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"Model card calibration: {name} must be in [0, 1). Got {v!r}.")
+        if self.point not in POINT_RULES:
+            raise ConfigError(f"Model card calibration: point must be one of {', '.join(POINT_RULES)}. Got "
+                              f"{self.point!r}; upgrade agescan to read it.")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -293,8 +322,8 @@ class Calibration:
         if not d:
             return cls()
         d = dict(d)
-        known = {"temperature", "conformal", "flag_threshold", "max_error", "refer_interval", "fitted_on", "rules",
-                 "version"}
+        known = {"temperature", "conformal", "flag_threshold", "max_error", "refer_interval", "point", "fitted_on",
+                 "rules", "version"}
         if set(d) - known:
             raise ConfigError(f"Model card calibration has unknown fields {sorted(set(d) - known)}; upgrade agescan.")
         d["conformal"] = Conformal.from_dict(d["conformal"]) if d.get("conformal") else None
@@ -339,7 +368,7 @@ class Decider:
 
     def decide(self, raw_probs, minor_age: int = 18, level: float = 0.9) -> Decisions:
         raw = _rows(raw_probs)
-        age = point_age(raw, self.min_age)
+        age = point_estimate(raw, self.calibration.point, self.min_age)
         probs = self.calibrate(raw)
         lo, hi = self.interval(probs, age, level)
         return Decisions(age, probs, lo, hi, p_below(probs, minor_age, self.min_age))

@@ -10,7 +10,7 @@ import pytest
 
 from agescan import AgeEstimator
 from agescan import decisions as D
-from agescan.train.calibrate import fit, largest_threshold, main, round_down
+from agescan.train.calibrate import choose_point, fit, largest_threshold, main, round_down
 from tests.conftest import UTKFACE, utkface_rows
 
 
@@ -97,6 +97,39 @@ def test_the_rule_flagging_fewer_val_adults_is_kept(frac, winner):
         assert np.mean(np.array(flags)[adult]) == pytest.approx(choice[winner]["adults_flagged"][cond])
 
 
+def _skewed_raw(seed: int, truth: str, n: int = 2000):
+    """Right-skewed distributions whose true age is their mean or their median, with some faces missed."""
+    rng = np.random.default_rng(seed)
+    a = np.arange(101)[None].astype(float)
+    mode = rng.uniform(2, 60, n)[:, None]
+    p = np.where(a < mode, np.exp(-0.5 * ((a - mode) / 1.5) ** 2), np.exp(-(a - mode) / rng.uniform(2, 8, (n, 1))))
+    p /= p.sum(1, keepdims=True)
+    true = D.point_estimate(p, truth) + rng.normal(0, 0.5, n)
+    found = rng.random(n) > 0.02
+    return p, found, true
+
+
+@pytest.mark.parametrize("truth", ["mean", "median"])
+def test_the_point_rule_with_the_lower_val_error_is_kept(truth):
+    raw = {"clean": _skewed_raw(0, truth), "eyeband": _skewed_raw(1, truth)}
+    chosen, scores = choose_point(raw, 0)
+    assert chosen == truth and scores[truth]["score"] < scores[{"mean": "median", "median": "mean"}[truth]]["score"]
+    p, found, true = raw["clean"]
+    err = np.abs(D.point_estimate(p[found], truth) - true[found])
+    assert scores[truth]["clean"]["mae"] == pytest.approx(err.mean())  # faces found only
+    assert scores[truth]["clean"]["mae_0_25"] == pytest.approx(err[true[found] <= 25].mean())
+    calib, summary = fit(raw, 0, refer_interval=True)
+    assert calib.point == truth and summary["point"] == truth and summary["point_choice"]["chosen"] == truth
+    # the conformal bands are of the chosen rule's point ages; a rule given is used as given
+    probs = np.concatenate([r[0][r[1]] for r in raw.values()])
+    ages = np.concatenate([r[2][r[1]] for r in raw.values()])
+    expect = D.fit_conformal(D.temper(probs, calib.temperature), ages, D.point_estimate(probs, truth), 0)
+    assert calib.conformal == expect
+    other = {"mean": "median", "median": "mean"}[truth]
+    given, summary = fit(raw, 0, refer_interval=True, point=other)
+    assert given.point == other and "point_choice" not in summary
+
+
 def test_misses_count_against_the_budget():
     p = np.linspace(0.0, 0.2, 100)
     everyone = lambda e: np.full(100, 99.0)  # noqa: E731 (an interval that never objects)
@@ -131,7 +164,10 @@ def test_the_command_fits_real_faces_and_writes_the_chosen_rule(tmp_path):
     cal = AgeEstimator(str(tmp_path / "auto.onnx")).decider.calibration
     assert cal.refer_interval == (chosen == "refer interval") and cal.fitted_on["faces"] == 480
     assert "chosen: of the two rules" in cal.rules["refer_interval"]
-    main([*common, "--out", str(tmp_path / "no.onnx"), "--refer-interval", "no"])
+    assert cal.point == summary["summary"]["point_choice"]["chosen"] == summary["calibration"]["point"]
+    assert "chosen: of the mean and the median" in cal.rules["point"]
+    main([*common, "--out", str(tmp_path / "no.onnx"), "--refer-interval", "no", "--point", "mean"])
     cal = AgeEstimator(str(tmp_path / "no.onnx")).decider.calibration
     assert not cal.refer_interval and cal.rules["refer_interval"].endswith("(given)")
+    assert cal.point == "mean" and cal.rules["point"].endswith("(given)")
     assert cal.flag_threshold == pytest.approx(choice["probability alone"]["flag_threshold"])

@@ -6,6 +6,10 @@ Every face goes through the pipeline users call (:class:`~agescan.AgeEstimator` 
 chip padded as ``agescan evaluate`` pads it, clean and with the paper's eye band drawn before the pipeline
 (:func:`agescan.eval.run.predict_labelled`). On the faces found, pooled over both conditions:
 
+0. **the point age** (``--point auto``, the default): the mean of the model's distribution (DEX) or its median,
+   whichever has the lower val error (the mean over the conditions of (MAE + MAE 0-25) / 2, faces found; a tie
+   keeps the mean). The median minimises the expected absolute error; on agescan's models it lowers val MAE 0-25 by
+   2-9% at about the same all-ages MAE (docs/calibration.md). The conformal bands below are of this point age;
 1. **temperature** of the distribution (:func:`agescan.decisions.fit_temperature`): the one value minimising the
    mean binary log loss of P(age < t) for t = 13, 16, 18;
 2. **Mondrian split-conformal masses** (:func:`agescan.decisions.fit_conformal`): per band of predicted (point) age,
@@ -98,21 +102,49 @@ def adults_flagged(raw: dict, calibration: D.Calibration, min_age: int) -> dict:
     return out
 
 
+def point_scores(raw: dict, min_age: int) -> dict:
+    """{rule: {"score", condition: {"mae", "mae_0_25"}}} for each of :data:`agescan.decisions.POINT_RULES` on the
+    faces found; "score" is the mean over conditions of (MAE + MAE 0-25) / 2, the balance training selects on."""
+    out = {}
+    for rule in D.POINT_RULES:
+        per = {}
+        for cond, (p, found, true) in raw.items():
+            err = np.abs(D.point_estimate(p[found], rule, min_age) - true[found])
+            young = true[found] <= 25
+            per[cond] = {"mae": float(err.mean()) if len(err) else float("nan"),
+                         "mae_0_25": float(err[young].mean()) if young.any() else float("nan")}
+        out[rule] = {"score": float(np.nanmean([(v["mae"] + v["mae_0_25"]) / 2 for v in per.values()])), **per}
+    return out
+
+
+def choose_point(raw: dict, min_age: int) -> tuple[str, dict]:
+    """The point-age rule with the lower :func:`point_scores` score on val (a tie keeps the mean), and the scores."""
+    scores = point_scores(raw, min_age)
+    return min(D.POINT_RULES, key=lambda r: (round(scores[r]["score"], 9), r != "mean")), scores
+
+
 def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
-        max_error: float | None = None) -> tuple[D.Calibration, dict]:
+        max_error: float | None = None, point: str | None = None) -> tuple[D.Calibration, dict]:
     """The calibration from ``raw`` = {condition: (probs N x bins, found N, true ages N)}; also a summary.
 
+    ``point`` None (the default) chooses the point-age rule on these faces (:func:`choose_point`; the summary's
+    ``point_choice`` holds both rules' errors); the conformal bands are of the chosen rule's point ages.
     ``refer_interval`` None (the default) fits the thresholds for both rules, with the refer interval and by the
     probability alone, each under the same 1% budget of minors, and keeps the one that flags fewer val adults (the
     mean over conditions; a tie keeps the interval). The summary's ``rule_choice`` holds both. The temperature and
     the conformal masses do not depend on the rule: they are fitted once."""
     probs = np.concatenate([r[0][r[1]] for r in raw.values()])
     ages = np.concatenate([r[2][r[1]] for r in raw.values()])
+    summary = {}
+    if point is None:
+        point, scores = choose_point(raw, min_age)
+        summary["point_choice"] = {"chosen": point, **scores}
     temperature = D.fit_temperature(probs, ages, min_age)
-    conformal = D.fit_conformal(D.temper(probs, temperature), ages, D.point_age(probs, min_age), min_age)
-    base = D.Calibration(temperature=temperature, conformal=conformal)
-    summary = {"temperature": temperature, "conformal_bands": [list(b) for b in conformal.bands],
-               "conformal_n": list(conformal.n), "faces": int(len(ages))}
+    conformal = D.fit_conformal(D.temper(probs, temperature), ages, D.point_estimate(probs, point, min_age), min_age)
+    base = D.Calibration(temperature=temperature, conformal=conformal, point=point)
+    summary = {"temperature": temperature, "point": point, **summary,
+               "conformal_bands": [list(b) for b in conformal.bands], "conformal_n": list(conformal.n),
+               "faces": int(len(ages))}
     if refer_interval is not None:
         calib, rule_summary = _fit_thresholds(raw, min_age, dataclasses.replace(base, refer_interval=refer_interval),
                                               max_error)
@@ -220,6 +252,10 @@ def main(argv: list[str] | None = None) -> None:
                          "unflagged) and keep the one that flags fewer val adults")
     ap.add_argument("--no-refer-interval", action="store_const", const="no", dest="refer_interval",
                     help="the same as --refer-interval no")
+    ap.add_argument("--point", choices=("auto",) + D.POINT_RULES, default="auto",
+                    help="how the point age is read from the distribution: mean (DEX's expected value), median "
+                         "(minimises the expected absolute error), or auto (default): the one with the lower val "
+                         "error, the mean over conditions of (MAE + MAE 0-25) / 2")
     ap.add_argument("--max-error", type=float, default=None,
                     help="store this age-check max_error instead of the fitted one (e.g. a value chosen through the "
                          "web page's flow by benchmarks/age_check_policies.py)")
@@ -235,13 +271,19 @@ def main(argv: list[str] | None = None) -> None:
     card = create_model(a.model).card
     conditions = [c for c in a.conditions.split(",") if c]
     raw, rows_sha, source = predict_split(a.model, a.data, a.split, conditions, a.threads, a.cache, a.detector)
-    calib, summary = fit(raw, card.min_age, {"auto": None, "yes": True, "no": False}[a.refer_interval], a.max_error)
+    calib, summary = fit(raw, card.min_age, {"auto": None, "yes": True, "no": False}[a.refer_interval], a.max_error,
+                         None if a.point == "auto" else a.point)
     command = "agescan train calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
     calib = dataclasses.replace(calib, fitted_on={
         "data": source, "split": a.split, "conditions": conditions, "faces": summary["faces"],
         "rows_sha256": rows_sha, "detector": a.detector or "default", "command": command,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")},
-        rules={"temperature": "minimises the mean binary log loss of P(age < t), t = 13, 16, 18, on val faces found "
+        rules={"point": (f"the {calib.point} of the model's own distribution" + (
+                   " (chosen: of the mean and the median, the one with the lower val error, the mean over conditions "
+                   "of (MAE + MAE 0-25) / 2 on faces found: " + ", ".join(
+                       f"{r} {summary['point_choice'][r]['score']:.3f}" for r in D.POINT_RULES) + ")"
+                   if "point_choice" in summary else " (given)")),
+               "temperature": "minimises the mean binary log loss of P(age < t), t = 13, 16, 18, on val faces found "
                               "(conditions pooled)",
                "conformal": "Mondrian split-conformal, score |2 F(age) - 1| of the calibrated distribution, bands "
                             f"of predicted age with at least {D.MIN_BAND_FACES} val faces",
