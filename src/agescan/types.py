@@ -213,7 +213,8 @@ class Provenance:
 class FaceResult:
     """Everything agescan says about one face, decided by :mod:`agescan.decisions`.
 
-    ``age`` is the point age (the mean of the model's own distribution); ``distribution`` is the calibrated
+    ``age`` is the point age, read from the model's own distribution by the card's rule (its median, or its mean
+    for a card without a calibration: :func:`agescan.decisions.point_estimate`); ``distribution`` is the calibrated
     distribution (the model card's temperature applied), from which ``p_minor`` = P(age < ``minor_age``) and any
     other P(age < t) (``distribution.p_below(t)``) are read; ``interval`` is the reported interval at
     ``interval_level``: split-conformal per predicted age band when the card carries conformal data, else the

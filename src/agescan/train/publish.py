@@ -257,7 +257,8 @@ def model_card_markdown(card: ModelCard, sha: str, size: int) -> str:
   std {list(card.std)}; crop = 5-point similarity alignment to the UTKFace template, margin {card.crop.margin}.
 - **Output**: probabilities over ages {card.min_age}..{card.max_age} (temperature-calibrated on val); point age =
   expectation, interval = central quantiles, P(minor) = mass below 18 (agescan.decisions; after
-  `agescan train calibrate`, P(age < t) and the interval follow the card's calibration slot).
+  `agescan train calibrate`, the point-age rule (mean or median), P(age < t) and the interval follow the card's
+  calibration slot).
 - **File**: `{card.id}.onnx`, {size:,} bytes, sha256 `{sha}`. The card is embedded in the ONNX metadata.
 - **Licence**: {card.licence}
 - **Training data**: {card.training_data}
