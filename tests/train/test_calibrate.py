@@ -130,6 +130,20 @@ def test_the_point_rule_with_the_lower_val_error_is_kept(truth):
     assert given.point == other and "point_choice" not in summary
 
 
+def test_a_missed_face_has_no_distribution_and_changes_nothing():
+    # predict_split gives a missed face a row of zeros; the fit neither warns about it nor reads it
+    import warnings
+
+    p, found, true = _raw(3, miss=40)
+    zeros = p.copy()
+    zeros[~found] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, _ = fit({"clean": (zeros, found, true)}, 0, refer_interval=True)
+    b, _ = fit({"clean": (p, found, true)}, 0, refer_interval=True)
+    assert a == b
+
+
 def test_misses_count_against_the_budget():
     p = np.linspace(0.0, 0.2, 100)
     everyone = lambda e: np.full(100, 99.0)  # noqa: E731 (an interval that never objects)

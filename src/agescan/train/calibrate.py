@@ -167,7 +167,9 @@ def _fit_thresholds(raw: dict, min_age: int, base: D.Calibration,
     decider = D.Decider(min_age, base)
     flags, errors = {}, {}
     for cond, (p, found, true) in raw.items():
-        d = decider.decide(p, 18)
+        # a missed face has no distribution (zeros): a uniform stand-in keeps the rows aligned without NaNs; the
+        # `found` mask counts it as passed whatever it holds
+        d = decider.decide(np.where(found[:, None], p, 1.0 / p.shape[1]), 18)
         for t in (13, 16, 18):
             under = true < t
             pu = D.p_below(d.probs, t, min_age)[under]
