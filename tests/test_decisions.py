@@ -182,3 +182,37 @@ def test_the_point_age_follows_the_cards_rule():
     assert D.Calibration.from_dict(D.Calibration(point="median").to_dict()).point == "median"
     with pytest.raises(ConfigError, match="upgrade agescan"):
         D.Calibration(point="mode")
+
+
+def test_thresholds_for_pictures_in_a_privacy_condition():
+    mosaic = {"flag_threshold": 0.007, "max_error": 0.003, "refer_interval": False}
+    cal = D.Calibration(flag_threshold=0.039, max_error=0.02, refer_interval=True, point="median",
+                        conditions={"eye-mosaic": mosaic})
+    m = cal.for_condition("eye-mosaic")
+    assert (m.flag_threshold, m.max_error, m.refer_interval) == (0.007, 0.003, False)
+    assert m.point == "median" and m.temperature == cal.temperature  # shared
+    assert cal.for_condition("") is cal and cal.for_condition("eye-mask") is cal  # none fitted for it: the main ones
+    assert D.Calibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    with pytest.raises(ConfigError, match="condition 'eye-mosaic'"):
+        D.Calibration(conditions={"eye-mosaic": {**mosaic, "flag_threshold": 1.5}})
+    with pytest.raises(ConfigError, match="upgrade agescan"):
+        D.Calibration(conditions={"eye-mosaic": {**mosaic, "something_new": 1}})
+    # the default card carries them for the transforms it was fitted on, and the pipeline applies them
+    card = create_model(DEFAULT_MODEL).card
+    shipped = D.Calibration.from_dict(card.calibration)
+    assert set(shipped.conditions) == {"eye-mosaic", "face-blur"}  # the mask keeps the main ones (val)
+    assert AgeEstimator(condition="eye-mask").flag_threshold == shipped.flag_threshold
+    want = shipped.conditions["eye-mosaic"]
+    for est in (AgeEstimator(condition="eye-mosaic"), AgeEstimator(transform="eye-mosaic"),
+                AgeEstimator(anonymise="eye-mosaic"), AgeEstimator(transform="eye-mask", condition="eye-mosaic")):
+        assert est.input_condition == "eye-mosaic"
+        assert (est.flag_threshold, est.max_error, est.decider.calibration.refer_interval) == \
+            (want["flag_threshold"], want["max_error"], want["refer_interval"])
+    plain, banded = AgeEstimator(), AgeEstimator(condition="eyeband")  # the main fit covers the band (old spelling)
+    assert banded.input_condition == "eye-band"
+    assert plain.flag_threshold == banded.flag_threshold == shipped.flag_threshold
+    assert AgeEstimator(condition="eye-mosaic", flag_threshold=0.2).flag_threshold == 0.2  # given wins
+    assert AgeEstimator().replace(condition="eye-mosaic").flag_threshold == want["flag_threshold"]
+    from agescan.errors import ModelNotFoundError
+    with pytest.raises(ModelNotFoundError):
+        AgeEstimator(condition="no-such-transform")

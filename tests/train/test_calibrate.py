@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -144,6 +145,31 @@ def test_a_missed_face_has_no_distribution_and_changes_nothing():
     assert a == b
 
 
+def test_thresholds_per_condition_keep_that_conditions_budget():
+    # a condition whose distributions say "adult" more readily (shifted up 3 years) needs a lower threshold to keep
+    # its minors within 1%; the main fit is untouched by it
+    raw = {"clean": _raw(0), "eyeband": _raw(1)}
+    p, found, true = _raw(7)
+    shifted = np.roll(p, 3, axis=1)
+    shifted[:, :3] = 0.0
+    shifted /= shifted.sum(1, keepdims=True)
+    main, _ = fit(raw, 0, refer_interval=True, point="mean")
+    both, summary = fit(raw, 0, refer_interval=True, point="mean", per_condition={"eye-mosaic": (shifted, found, true)})
+    assert dataclasses.replace(both, conditions={}) == main
+    c = both.conditions["eye-mosaic"]
+    assert set(c) == {"flag_threshold", "max_error", "refer_interval"} and c["refer_interval"] is True
+    assert c["flag_threshold"] < main.flag_threshold and summary["per_condition"]["eye-mosaic"]["flag_threshold"] == \
+        c["flag_threshold"]
+    d = D.Decider(0, both.for_condition("eye-mosaic")).decide(shifted, 18)
+    minors = true < 18
+    low = D.Decider(0, both.for_condition("eye-mosaic")).refer_low(d.probs, d.age, c["flag_threshold"])
+    passed = (d.p_minor >= c["flag_threshold"]) | (low < 18)
+    assert (~passed[minors]).mean() <= 0.01  # its own budget holds
+    d = D.Decider(0, main).decide(shifted, 18)
+    low = D.Decider(0, main).refer_low(d.probs, d.age, main.flag_threshold)
+    assert (~((d.p_minor >= main.flag_threshold) | (low < 18))[minors]).mean() > 0.01  # the main one's does not
+
+
 def test_misses_count_against_the_budget():
     p = np.linspace(0.0, 0.2, 100)
     everyone = lambda e: np.full(100, 99.0)  # noqa: E731 (an interval that never objects)
@@ -180,8 +206,14 @@ def test_the_command_fits_real_faces_and_writes_the_chosen_rule(tmp_path):
     assert "chosen: of the two rules" in cal.rules["refer_interval"]
     assert cal.point == summary["summary"]["point_choice"]["chosen"] == summary["calibration"]["point"]
     assert "chosen: of the mean and the median" in cal.rules["point"]
-    main([*common, "--out", str(tmp_path / "no.onnx"), "--refer-interval", "no", "--point", "mean"])
+    main([*common, "--out", str(tmp_path / "no.onnx"), "--refer-interval", "no", "--point", "mean",
+          "--per-condition", "eye-mosaic"])
     cal = AgeEstimator(str(tmp_path / "no.onnx")).decider.calibration
     assert not cal.refer_interval and cal.rules["refer_interval"].endswith("(given)")
     assert cal.point == "mean" and cal.rules["point"].endswith("(given)")
+    # thresholds of its own for the mosaic, by the rule given; the pipeline applies them to mosaicked pictures
+    assert set(cal.conditions) == {"eye-mosaic"} and cal.conditions["eye-mosaic"]["refer_interval"] is False
+    assert "eye-mosaic" in cal.rules["conditions"] and cal.fitted_on["per_condition"] == ["eye-mosaic"]
+    mosaic = AgeEstimator(str(tmp_path / "no.onnx"), condition="eye-mosaic")
+    assert mosaic.flag_threshold == cal.conditions["eye-mosaic"]["flag_threshold"]
     assert cal.flag_threshold == pytest.approx(choice["probability alone"]["flag_threshold"])

@@ -107,6 +107,10 @@ def _transform_options(p: argparse.ArgumentParser) -> None:
                         ", ".join(list_privacy_ops()) + " (docs/privacy.md)")
     g.add_argument("--key-file", metavar="FILE",
                    help="the secret key of --transform keyed-permutation (default: a random key, never stored)")
+    g.add_argument("--input-condition", type=_transform, default=None, metavar="NAME",
+                   help="the privacy transform your pictures have already been through (e.g. eye-mosaic): flag "
+                        "them with the model card's threshold and rule fitted for it, where the card has them "
+                        "(`agescan models` lists them); --transform implies its own")
 
 
 def _triage_options(p: argparse.ArgumentParser) -> None:
@@ -130,13 +134,15 @@ def _estimator_kwargs(a: argparse.Namespace) -> dict:
 
 
 def _transform_kwargs(a: argparse.Namespace) -> dict:
+    condition = {"condition": a.input_condition} if getattr(a, "input_condition", None) else {}
     if not getattr(a, "transform", None):
         if getattr(a, "key_file", None):
             raise _usage("--key-file goes with --transform keyed-permutation")
-        return {}
+        return condition
     from agescan.anonymize import read_key_file
 
-    return {"transform": a.transform, "transform_key": read_key_file(a.key_file) if a.key_file else None}
+    return {"transform": a.transform, "transform_key": read_key_file(a.key_file) if a.key_file else None,
+            **condition}
 
 
 def _usage(msg: str) -> Exception:
@@ -454,7 +460,9 @@ def cmd_estimate(a: argparse.Namespace) -> int:
         level = int(round(a.interval * 100))
         print(f"\n{n_images} image(s), {n_faces} face(s), {n_flagged} flagged for review ({_flag_rule(a, est)}); "
               f"interval = {level}% {'conformal' if est.decider.calibration.conformal else 'central'} interval; "
-              f"model {est.model.id}" + (f"; estimated on the pictures after {a.transform}" if a.transform else ""),
+              f"model {est.model.id}" + (f"; estimated on the pictures after {a.transform}" if a.transform else "")
+              + (f"; thresholds for {est.input_condition}"
+                 if est.input_condition in est.card.decisions().calibration.conditions else ""),
               file=sys.stdout)
     return EXIT_INPUT if n_failed else EXIT_OK
 
@@ -570,7 +578,12 @@ def cmd_models(a: argparse.Namespace) -> int:
                     else "nominal intervals")
             print(f"  calibration  : temperature {cal.temperature:g}, {conf}, triage threshold {cal.flag_threshold:g}, "
                   f"age-check max_error {cal.max_error:g}, refer interval {'on' if cal.refer_interval else 'off'} "
-                  f"(fitted on {cal.fitted_on.get('split', '?')} {cal.fitted_on.get('date', '')})")
+                  f"(fitted on {cal.fitted_on.get('split', '?')} {cal.fitted_on.get('date', '')}); point age: the "
+                  f"{cal.point} of the distribution")
+            for name, t in cal.conditions.items():
+                print(f"  after {name:<7}: triage threshold {t['flag_threshold']:g}, age-check max_error "
+                      f"{t['max_error']:g}, refer interval {'on' if t['refer_interval'] else 'off'} "
+                      f"(--input-condition {name}, or --transform {name})")
         else:
             print("  calibration  : none (the model's own probabilities, nominal intervals, agescan's thresholds)")
         print(f"  licence      : {c.licence}")

@@ -94,6 +94,11 @@ class AgeEstimator:
             hash are the transformed picture's). "" = none. Seeded transforms use seed 0.
         transform_key: the secret of a keyed ``transform`` (the keyed permutation). None: a fresh random key that is
             never stored or returned (the pipeline measures what a holder of the picture without the key sees).
+        condition: the registered privacy transform the pictures given have already been through (a platform
+            that only receives, say, eye-mosaicked pictures: ``"eye-mosaic"``); "" = none. The triage threshold,
+            the age check's max_error and the refer rule are then the model card's for that transform where the
+            card has them (``agescan train calibrate --per-condition``), else its main ones. ``transform`` and
+            ``anonymise`` imply their own transform when this is not given.
         profile_yaw: faces whose estimated |yaw| exceeds this many degrees are framed from their box instead of
             warped onto the frontal template (:mod:`agescan.align.pose`; default :data:`agescan.align.PROFILE_YAW`,
             chosen on validation data); 90 always warps (the pipeline before pose-aware framing), 0 always frames
@@ -112,7 +117,8 @@ class AgeEstimator:
                  batch_size: int = 64, workers: int = 1, threads: int = 0, video_every: float = 1.0,
                  video_scene: float = 0.0, flag_threshold: float | None = None,
                  challenge_age: float = DEFAULT_CHALLENGE_AGE, anonymise: str = "", transform: str = "",
-                 transform_key: bytes | None = None, profile_yaw: float = PROFILE_YAW, calibrated: bool = True):
+                 transform_key: bytes | None = None, profile_yaw: float = PROFILE_YAW, calibrated: bool = True,
+                 condition: str = ""):
         check_number(minor_age, "minor_age", _OWNER, lo=1, hi=100, integer=True)
         check_number(interval_level, "interval_level", _OWNER, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         check_number(min_face_size, "min_face_size", _OWNER, lo=12, integer=True)
@@ -134,6 +140,8 @@ class AgeEstimator:
             transform = canonical_op(transform)
             if get_transform(transform).needs_key and transform_key is None:
                 transform_key = os.urandom(32)
+        if condition:
+            condition = canonical_op(condition)
         if video_every == 0 and video_scene == 0:
             raise ConfigError(f"{_OWNER}: video_every and video_scene are both 0, so no video frame would be "
                               "sampled. Set video_every (seconds) and/or video_scene (e.g. 0.15).")
@@ -155,6 +163,7 @@ class AgeEstimator:
         self.transform = transform
         self._transform_key = transform_key
         self.profile_yaw = float(profile_yaw)
+        self.condition = condition
         self._model = None
         self._detector = None
         self._decider = None
@@ -168,7 +177,7 @@ class AgeEstimator:
                 "threads": self.threads, "video_every": self.video_every, "video_scene": self.video_scene,
                 "flag_threshold": self._flag_threshold, "challenge_age": self.challenge_age,
                 "anonymise": self.anonymise, "transform": self.transform, "profile_yaw": self.profile_yaw,
-                "calibrated": self.calibrated}
+                "calibrated": self.calibrated, "condition": self.condition}
 
     def replace(self, **changes) -> "AgeEstimator":
         """A new estimator with some parameters changed (``get_params`` names them). It shares this one's loaded
@@ -179,8 +188,14 @@ class AgeEstimator:
         loading = ("model", "detector", "min_face_size", "threads", "workers")
         if self._model is not None and all(new.get_params()[k] == params[k] for k in loading):
             new._model, new._detector = self._model, self._detector
-            new._decider = new.card.decisions(new.calibrated)
+            new._decider = new.card.decisions(new.calibrated, new.input_condition)
         return new
+
+    @property
+    def input_condition(self) -> str:
+        """The privacy transform the model's faces have been through ("" = none): ``condition``, else ``transform``,
+        else ``anonymise``; the card's thresholds for it decide (``condition`` in the constructor)."""
+        return self.condition or self.transform or self.anonymise
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> "AgeEstimator":
@@ -190,7 +205,7 @@ class AgeEstimator:
             self._model = create_model(self.model_name, threads=model_threads)
             self._detector = create_detector(self.detector_name, min_face_size=self.min_face_size,
                                              threads=self.threads or 1)
-            self._decider = self._model.card.decisions(self.calibrated)
+            self._decider = self._model.card.decisions(self.calibrated, self.input_condition)
         return self
 
     @property

@@ -317,7 +317,9 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
     detector = detector or DEFAULT_DETECTOR
     profile_yaw = PROFILE_YAW if profile_yaw is None else float(profile_yaw)
-    est = AgeEstimator(model, detector, threads=threads, profile_yaw=profile_yaw).load()
+    # the pipeline a platform receiving pictures in this condition runs: the card's thresholds for it, if any
+    est = AgeEstimator(model, detector, threads=threads, profile_yaw=profile_yaw,
+                       condition="" if condition == "clean" else condition).load()
     t0 = time.time()
     lab = predict_labelled(est, rows, condition, threads=threads)
     probs, found, point, boxed = lab.probs, lab.found, lab.age, lab.boxed

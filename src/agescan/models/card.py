@@ -73,11 +73,14 @@ class ModelCard:
             raise ConfigError(f"Model card {self.id!r}: mean and std need 3 values, std > 0.")
         self.decisions()  # a malformed calibration slot fails at load, not at the first face
 
-    def decisions(self, calibrated: bool = True):
-        """The :class:`agescan.decisions.Decider` of this card (its calibration unless ``calibrated`` is False)."""
+    def decisions(self, calibrated: bool = True, condition: str = ""):
+        """The :class:`agescan.decisions.Decider` of this card (its calibration unless ``calibrated`` is False), with
+        the thresholds fitted for pictures that went through the privacy transform ``condition`` where the card has
+        them (:meth:`agescan.decisions.Calibration.for_condition`)."""
         from agescan.decisions import Calibration, Decider
 
-        return Decider(self.min_age, Calibration.from_dict(self.calibration), calibrated=calibrated)
+        return Decider(self.min_age, Calibration.from_dict(self.calibration).for_condition(condition),
+                       calibrated=calibrated)
 
     @property
     def n_bins(self) -> int:

@@ -14,7 +14,7 @@ packaged("resnet10x2-anonwild.utkface", "resnet10x2-anonwild.utkface.onnx",
 # half the faces (org+ocl); their mean distribution, the mirrored face averaged in; 11 MB (float16 weights),
 # 4 x 63M multiply-adds per face.
 packaged("resnet10x2-ocl.utkface", "resnet10x2-ocl.utkface.onnx",
-         "1fb94c3139ac0491a4b1952651afc518c03a594a6b92e8aac1a8ac7463b58e1c")
+         "994a5e511b6ac380251c103ef81e5d35c5cc7f5036241a36ebd67bc76ab1eb45")
 # The compact variant (776 KB, 15M multiply-adds): DexNet-M, same recipe; the default until 2026-11-23.
 packaged("dexnet-m-ocl.utkface", "dexnet-m-ocl.utkface.onnx",
          "531e6363d40e603fffc19319e5b7748b8866df3e1c82c2b544c1319eb085fe31")

@@ -54,6 +54,9 @@ class ScanConfig:
     #: pose-aware framing threshold (agescan.align.pose); 90 = every face warped, as before pose-aware framing
     profile_yaw: float = 90.0
     transform: str = ""  # a privacy transform applied before the pipeline (``scan --transform``); "" = none
+    #: the privacy transform the pictures had already been through (``scan --input-condition``): the card's
+    #: thresholds for it decide the flags; "" = none
+    condition: str = ""
 
     @classmethod
     def of(cls, estimator, sources: str | os.PathLike | Sequence[str | os.PathLike], *, recursive: bool = True,
@@ -70,7 +73,7 @@ class ScanConfig:
                    max_pixels=int(estimator.max_pixels), video_every=float(estimator.video_every),
                    video_scene=float(estimator.video_scene), flag_threshold=float(estimator.flag_threshold),
                    challenge_age=float(estimator.challenge_age), profile_yaw=float(estimator.profile_yaw),
-                   transform=getattr(estimator, "transform", ""))
+                   transform=getattr(estimator, "transform", ""), condition=getattr(estimator, "condition", ""))
 
     def key(self) -> dict:
         """The run key: the JSON object whose hash identifies the run (see the module's docstring)."""
@@ -82,6 +85,8 @@ class ScanConfig:
             key["video_scene"] = self.video_scene
         if self.transform:  # only when set: runs without one keep the keys they were stored under
             key["transform"] = self.transform
+        if self.condition:  # likewise
+            key["condition"] = self.condition
         if (self.flag_threshold, self.challenge_age) != LEGACY_RULE:
             key["flag_threshold"] = self.flag_threshold
             key["challenge_age"] = self.challenge_age

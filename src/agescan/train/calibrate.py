@@ -23,7 +23,13 @@ chip padded as ``agescan evaluate`` pads it, clean and with the paper's eye band
 5. **the rule** (``--refer-interval auto``, the default): 3 and 4 are fitted twice, with the refer interval and by
    the probability alone (each letting at most 1% of the val minors pass), and the card keeps the one that flags
    fewer val adults (mean over the conditions; a tie keeps the interval). Which rule wins depends on the model: a
-   sharper one can need a wide interval for its conformal coverage, which then holds adults in review.
+   sharper one can need a wide interval for its conformal coverage, which then holds adults in review;
+6. **per transform** (``--per-condition eye-mosaic,...``, none by default): for each transform whose val pictures
+   the main thresholds do not keep within the 1% budgets (flag and age check), 3-5 again on those pictures alone
+   (same temperature, masses and point; max_error fitted), stored in the card's ``conditions``:
+   the pipeline uses them for pictures in that condition (``AgeEstimator(condition=...)``, ``--input-condition``,
+   or implied by ``--transform``), since a transform the main fit never saw may need another threshold to keep
+   its 1% budget (the eye mosaic does, docs/calibration.md).
 
 The card's other fields and the weights are unchanged: the new ONNX file differs from MODEL only in its metadata
 (so its sha256 changes: a packaged model's entry in ``agescan/models/zoo.py`` must be updated, which the command
@@ -124,7 +130,8 @@ def choose_point(raw: dict, min_age: int) -> tuple[str, dict]:
 
 
 def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
-        max_error: float | None = None, point: str | None = None) -> tuple[D.Calibration, dict]:
+        max_error: float | None = None, point: str | None = None,
+        per_condition: dict | None = None) -> tuple[D.Calibration, dict]:
     """The calibration from ``raw`` = {condition: (probs N x bins, found N, true ages N)}; also a summary.
 
     ``point`` None (the default) chooses the point-age rule on these faces (:func:`choose_point`; the summary's
@@ -132,7 +139,14 @@ def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
     ``refer_interval`` None (the default) fits the thresholds for both rules, with the refer interval and by the
     probability alone, each under the same 1% budget of minors, and keeps the one that flags fewer val adults (the
     mean over conditions; a tie keeps the interval). The summary's ``rule_choice`` holds both. The temperature and
-    the conformal masses do not depend on the rule: they are fitted once."""
+    the conformal masses do not depend on the rule: they are fitted once.
+
+    ``per_condition`` = {transform name: (probs, found, true ages)} of val pictures that went through a registered
+    privacy transform: where the main thresholds let more than 1% of its people under 18 (under 13, 16, 18 for the
+    age check) pass (:func:`budget_passes`), the flag threshold, max_error and rule are fitted on those pictures
+    alone (same temperature, masses and point rule; the rule chosen the same way) and stored in the card's
+    ``conditions``, which the pipeline applies to pictures in that condition (``AgeEstimator(condition=...)``).
+    Where the main thresholds keep its budget, nothing is stored. The main thresholds are fitted on ``raw`` alone."""
     probs = np.concatenate([r[0][r[1]] for r in raw.values()])
     ages = np.concatenate([r[2][r[1]] for r in raw.values()])
     summary = {}
@@ -145,20 +159,62 @@ def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
     summary = {"temperature": temperature, "point": point, **summary,
                "conformal_bands": [list(b) for b in conformal.bands], "conformal_n": list(conformal.n),
                "faces": int(len(ages))}
+    calib, rule_summary = _fit_rule(raw, min_age, base, refer_interval, max_error)
+    summary = {**summary, **rule_summary}
+    if per_condition:
+        fitted, summary["per_condition"] = {}, {}
+        for name, cond_raw in per_condition.items():
+            main_passes = budget_passes(cond_raw, calib, min_age)
+            if all(v["passed"] <= v["allowed"] for v in main_passes.values()):
+                # the main thresholds keep this condition's budget: nothing to fit (its own fit could only loosen
+                # them, on fewer faces)
+                summary["per_condition"][name] = {"kept_main": True, "main_passes": main_passes}
+                continue
+            # the same temperature, masses and point; thresholds and rule for these pictures alone (max_error fitted:
+            # a value given for the main conditions was chosen for them)
+            c, s = _fit_rule({name: cond_raw}, min_age, base, refer_interval, None)
+            fitted[name] = {"flag_threshold": c.flag_threshold, "max_error": c.max_error,
+                            "refer_interval": c.refer_interval}
+            summary["per_condition"][name] = {"kept_main": False, "main_passes": main_passes, **fitted[name], **s}
+        calib = dataclasses.replace(calib, conditions=fitted)
+    return calib, summary
+
+
+def budget_passes(cond_raw: tuple, calibration: D.Calibration, min_age: int) -> dict:
+    """{"flag" | "age check t": {"passed", "allowed", "n"}}: how many of one condition's people under 18 (under t)
+    the flag leaves out of review (the age check passes, t = 13, 16, 18) with ``calibration``'s thresholds, a miss
+    counting as passed as in the fit, against the 1% allowed."""
+    p, found, true = cond_raw
+    decider = D.Decider(min_age, calibration)
+    d = decider.decide(np.where(found[:, None], p, 1.0 / p.shape[1]), 18)
+    low = decider.refer_low(d.probs, d.age, calibration.flag_threshold)
+    flagged = (d.p_minor >= calibration.flag_threshold) | (low < 18)
+
+    def count(passed: np.ndarray, under: np.ndarray) -> dict:
+        return {"passed": int((passed | ~found)[under].sum()), "allowed": int(math.floor(MAX_MISS * under.sum())),
+                "n": int(under.sum())}
+
+    out = {"flag": count(~flagged, true < 18)}
+    for t in (13, 16, 18):
+        out[f"age check {t}"] = count(decider.verdict(d.probs, d.age, t, calibration.max_error) == "over", true < t)
+    return out
+
+
+def _fit_rule(raw: dict, min_age: int, base: D.Calibration, refer_interval: bool | None,
+              max_error: float | None) -> tuple[D.Calibration, dict]:
+    """The thresholds on ``raw`` by the rule given, or (None) by both rules keeping the one that flags fewer of its
+    adults (mean over conditions; a tie keeps the interval), with the summary's ``rule_choice``."""
     if refer_interval is not None:
-        calib, rule_summary = _fit_thresholds(raw, min_age, dataclasses.replace(base, refer_interval=refer_interval),
-                                              max_error)
-        return calib, {**summary, **rule_summary}
+        return _fit_thresholds(raw, min_age, dataclasses.replace(base, refer_interval=refer_interval), max_error)
     fits = {rule: _fit_thresholds(raw, min_age, dataclasses.replace(base, refer_interval=rule == "refer interval"),
                                   max_error) for rule in ("refer interval", "probability alone")}
     flagged = {rule: adults_flagged(raw, cal, min_age) for rule, (cal, _) in fits.items()}
     mean = {rule: float(np.mean(list(v.values()))) for rule, v in flagged.items()}
     chosen = min(fits, key=lambda rule: (round(mean[rule], 9), rule != "refer interval"))
     calib, rule_summary = fits[chosen]
-    summary = {**summary, **rule_summary, "rule_choice": {"chosen": chosen, **{
+    return calib, {**rule_summary, "rule_choice": {"chosen": chosen, **{
         rule: {"flag_threshold": fits[rule][0].flag_threshold, "max_error": fits[rule][0].max_error,
                "adults_flagged": flagged[rule], "adults_flagged_mean": mean[rule]} for rule in fits}}}
-    return calib, summary
 
 
 def _fit_thresholds(raw: dict, min_age: int, base: D.Calibration,
@@ -248,6 +304,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="the calibrated .onnx to write (may be MODEL's own file)")
     ap.add_argument("--split", default="val", help="split to fit on (default: val; never the test split)")
     ap.add_argument("--conditions", default="clean,eyeband", help="conditions pooled (default: clean,eyeband)")
+    ap.add_argument("--per-condition", default="", metavar="NAMES",
+                    help="privacy transforms (comma-separated, e.g. eye-mosaic) to fit thresholds for on their own, "
+                         "stored in the card and used for pictures in that condition (`agescan estimate "
+                         "--input-condition NAME` or --transform NAME); default: none")
     ap.add_argument("--refer-interval", choices=("auto", "yes", "no"), default="auto",
                     help="yes: a 'sure' verdict also needs the interval of level 1 - 2e to agree; no: the probability "
                          "alone decides; auto (default): fit both (each lets at most 1%% of val minors pass "
@@ -272,12 +332,20 @@ def main(argv: list[str] | None = None) -> None:
 
     card = create_model(a.model).card
     conditions = [c for c in a.conditions.split(",") if c]
+    from agescan.errors import ModelNotFoundError
+    from agescan.privacy import canonical_op
+
+    try:
+        extra = [canonical_op(c) for c in a.per_condition.split(",") if c]
+    except ModelNotFoundError as e:
+        ap.error(f"--per-condition: {e}")
     raw, rows_sha, source = predict_split(a.model, a.data, a.split, conditions, a.threads, a.cache, a.detector)
+    per = predict_split(a.model, a.data, a.split, extra, a.threads, a.cache, a.detector)[0] if extra else None
     calib, summary = fit(raw, card.min_age, {"auto": None, "yes": True, "no": False}[a.refer_interval], a.max_error,
-                         None if a.point == "auto" else a.point)
+                         None if a.point == "auto" else a.point, per)
     command = "agescan train calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
     calib = dataclasses.replace(calib, fitted_on={
-        "data": source, "split": a.split, "conditions": conditions, "faces": summary["faces"],
+        "data": source, "split": a.split, "conditions": conditions, "per_condition": extra, "faces": summary["faces"],
         "rows_sha256": rows_sha, "detector": a.detector or "default", "command": command,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")},
         rules={"point": (f"the {calib.point} of the model's own distribution" + (
@@ -302,7 +370,11 @@ def main(argv: list[str] | None = None) -> None:
                                    "adults, mean over conditions: " + ", ".join(
                                        f"{rule} {summary['rule_choice'][rule]['adults_flagged_mean']:.1%}"
                                        for rule in ("refer interval", "probability alone")) + ")"
-                                   if "rule_choice" in summary else " (given)"))})
+                                   if "rule_choice" in summary else " (given)")),
+               **({"conditions": "for each of " + ", ".join(extra) + " whose val pictures the main thresholds (fitted "
+                                 "on " + ", ".join(conditions) + ") do not keep within 1%, the flag threshold, "
+                                 "max_error and rule fitted the same way on its pictures alone: " +
+                                 (", ".join(calib.conditions) or "none needed")} if extra else {})})
     sha = write_calibrated(a.model, calib, a.out)
     summary["sha256"] = sha
     text = json.dumps({"calibration": calib.to_dict(), "summary": summary}, indent=2)
