@@ -86,6 +86,18 @@ def test_age_check_decisions_and_their_reasons(server, astronaut, astronaut_path
     b = httpx.post(url + "?threshold=13&challenge_age=99", content=astronaut_path.read_bytes(),
                    headers={"content-type": "image/png"}).json()
     assert b["decision"] == "refer" and b["reason"] in ("under_challenge_age", "uncertain")
+    # with a face anonymised server-side, the card's max_error for that transform decides (given: the request's)
+    from agescan import AgeEstimator
+
+    png = {"content-type": "image/png"}
+    for op in ("", "eye-mosaic", "eye-band"):
+        b = httpx.post(url + "?threshold=18" + (f"&anonymise={op}" if op else ""), content=astronaut_path.read_bytes(),
+                       headers=png).json()
+        assert b["policy"]["max_error"] == AgeEstimator(condition=op).max_error, (op, b["policy"])
+    assert AgeEstimator(condition="eye-mosaic").max_error != AgeEstimator().max_error
+    b = httpx.post(url + "?threshold=18&anonymise=eye-mosaic&max_error=0.03", content=astronaut_path.read_bytes(),
+                   headers=png).json()
+    assert b["policy"]["max_error"] == 0.03
 
 
 def test_age_check_of_real_faces_never_passes_a_young_child(server, utkface_faces):

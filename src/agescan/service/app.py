@@ -213,12 +213,11 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         "message", "p_under", "age", "interval", "faces", "model", ...}`` (schema ``agescan.age-check/1``); no face,
         several faces and a face too small to judge are referred, with their reason."""
         svc: _Service = request.app.state.svc
+        est = _estimator(svc, anonymise)  # its card thresholds are those for the transform, where the card has them
         try:
-            policy = AgeCheckPolicy(threshold, challenge_age, svc.estimator.max_error if max_error is None
-                                    else max_error)
+            policy = AgeCheckPolicy(threshold, challenge_age, est.max_error if max_error is None else max_error)
         except InputError as exc:
             raise ServiceError(422, "bad_parameter", str(exc)) from None
-        est = _estimator(svc, anonymise)
         result, faces = await _run(request, lambda data, faces: (_predict(est, data, faces)[0], faces))
         check = policy.decide(result, est.decider)
         p = result.provenance
