@@ -329,7 +329,7 @@ class Calibration:
         """This calibration with the thresholds and rule fitted for pictures that went through the privacy
         transform ``condition`` (registered name), or unchanged when the card has none for it ("" = none)."""
         c = self.conditions.get(condition)
-        if not condition or c is None:
+        if c is None:
             return self
         return replace(self, flag_threshold=float(c["flag_threshold"]), max_error=float(c["max_error"]),
                        refer_interval=bool(c["refer_interval"]))

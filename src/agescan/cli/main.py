@@ -462,7 +462,7 @@ def cmd_estimate(a: argparse.Namespace) -> int:
               f"interval = {level}% {'conformal' if est.decider.calibration.conformal else 'central'} interval; "
               f"model {est.model.id}" + (f"; estimated on the pictures after {a.transform}" if a.transform else "")
               + (f"; thresholds for {est.input_condition}"
-                 if est.input_condition in est.card.decisions().calibration.conditions else ""),
+                 if est.input_condition in est.decider.calibration.conditions else ""),
               file=sys.stdout)
     return EXIT_INPUT if n_failed else EXIT_OK
 

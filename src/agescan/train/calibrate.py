@@ -180,15 +180,24 @@ def fit(raw: dict, min_age: int, refer_interval: bool | None = None,
     return calib, summary
 
 
+def _with_misses(p: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """``p`` with a uniform stand-in for each missed face's row of zeros: the rows stay aligned without NaNs, and the
+    ``found`` mask counts a miss as passed whatever it holds."""
+    return np.where(found[:, None], p, 1.0 / p.shape[1])
+
+
 def budget_passes(cond_raw: tuple, calibration: D.Calibration, min_age: int) -> dict:
     """{"flag" | "age check t": {"passed", "allowed", "n"}}: how many of one condition's people under 18 (under t)
     the flag leaves out of review (the age check passes, t = 13, 16, 18) with ``calibration``'s thresholds, a miss
     counting as passed as in the fit, against the 1% allowed."""
+    from agescan.triage import is_flagged
+
     p, found, true = cond_raw
     decider = D.Decider(min_age, calibration)
-    d = decider.decide(np.where(found[:, None], p, 1.0 / p.shape[1]), 18)
-    low = decider.refer_low(d.probs, d.age, calibration.flag_threshold)
-    flagged = (d.p_minor >= calibration.flag_threshold) | (low < 18)
+    d = decider.decide(_with_misses(p, found), 18)
+    e = calibration.flag_threshold
+    flagged = np.array([is_flagged(float(pm), float(a), e, 0.0, refer_lo=float(lo))
+                        for pm, a, lo in zip(d.p_minor, d.age, decider.refer_low(d.probs, d.age, e))], dtype=bool)
 
     def count(passed: np.ndarray, under: np.ndarray) -> dict:
         return {"passed": int((passed | ~found)[under].sum()), "allowed": int(math.floor(MAX_MISS * under.sum())),
@@ -223,9 +232,7 @@ def _fit_thresholds(raw: dict, min_age: int, base: D.Calibration,
     decider = D.Decider(min_age, base)
     flags, errors = {}, {}
     for cond, (p, found, true) in raw.items():
-        # a missed face has no distribution (zeros): a uniform stand-in keeps the rows aligned without NaNs; the
-        # `found` mask counts it as passed whatever it holds
-        d = decider.decide(np.where(found[:, None], p, 1.0 / p.shape[1]), 18)
+        d = decider.decide(_with_misses(p, found), 18)
         for t in (13, 16, 18):
             under = true < t
             pu = D.p_below(d.probs, t, min_age)[under]
