@@ -56,7 +56,7 @@ def report_dir(tmp_path_factory, astronaut_path):
 
 def _rows(page: str) -> list[tuple[str, str, str]]:
     """(group number or '', P(minor), first file name) of each row of the page's file table, in order."""
-    return re.findall(r"<tr class='item[^']*'(?: data-group='(\d+)')? data-pminor='([0-9.]+)'>.*?<code>([^<]+)</code>",
+    return re.findall(r"<tr class='item[^']*'(?: data-group='(\d+)')? data-pminor='([0-9.]+)'[^>]*>.*?<code>([^<]+)</code>",
                       page)
 
 
@@ -83,8 +83,12 @@ def test_report_page_and_exports(report_dir):
     assert astro == list(range(astro[0], astro[0] + 3)) and {rows[i][0] for i in astro} == {"1"}
     assert "near-duplicate group 1 (3 files, PDQ hash)" in page
     assert "2 identical copies (sha256); also: <code>" in page and "astronaut copy.png" in page
-    # Files by descending P(minor); a group sits at its highest member's place, its members right after it
-    leaders = [float(p) for k, (g, p, _) in enumerate(rows) if g == "" or g != rows[k - 1][0]]
+    # Files with a flagged face first, then the others, each by descending P(minor); a group sits at its first
+    # member's place, its members right after it
+    flagged_rows = re.findall(r"<tr class='item[^']*'[^>]* data-flagged='([01])'>", page)
+    assert len(flagged_rows) == len(rows)
+    leaders = [(int(f), float(p)) for k, ((g, p, _), f) in enumerate(zip(rows, flagged_rows))
+               if g == "" or g != rows[k - 1][0]]
     assert leaders == sorted(leaders, reverse=True)
     in_group = [float(rows[i][1]) for i in astro]
     assert in_group == sorted(in_group, reverse=True)
@@ -180,8 +184,16 @@ def test_report_in_headless_chromium(report_dir, tmp_path):
         thumbs = page.locator("img.thumb")
         assert thumbs.count() == 8
         assert "blur" in thumbs.first.evaluate("e => getComputedStyle(e).filter")
-        # at the report's threshold 0.3: the child, the girl of 16 and one adult (P(minor) 0.39)
-        assert page.locator("#shown").inner_text() == "3"
+        # at the report's threshold 0.3: the child, the girl of 16 and one adult (P(minor) 0.39), and every file
+        # with a flagged face whatever its P(minor) (two adults whose intervals reach under 18: hidden at load
+        # before this was fixed)
+        rows = page.locator("tr.item")
+        state = [rows.nth(i).evaluate("e => [e.dataset.flagged, parseFloat(e.dataset.pminor), e.offsetParent !== null]")
+                 for i in range(rows.count())]
+        assert all(visible for flagged, _, visible in state if flagged == "1")
+        assert [visible for _, _, visible in state] == [flagged == "1" or p >= 0.3 for flagged, p, _ in state]
+        assert sum(p >= 0.3 for _, p, _ in state) == 3 and sum(f == "1" and p < 0.3 for f, p, _ in state) == 2
+        assert page.locator("#shown").inner_text() == "5"
         thumbs.first.click()
         assert thumbs.first.evaluate("e => getComputedStyle(e).filter") == "none"
         assert "blur" in thumbs.nth(1).evaluate("e => getComputedStyle(e).filter")  # one at a time

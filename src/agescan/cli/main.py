@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write a self-contained HTML report (and CSV exports) of a --db scan",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
                         description="Write OUT/index.html, a page that opens from disk with no server or network: "
-                                    "files sorted by highest P(minor) with a threshold filter, face thumbnails blurred "
+                                    "files with a flagged face first, then by highest P(minor), with a threshold filter "
+                                    "that never hides a flagged face, face thumbnails blurred "
                                     "by default (click to reveal), identical files stacked, an age histogram, errors "
                                     "and the run's provenance; plus OUT/items.csv and OUT/faces.csv with every record.")
     rp.add_argument("--db", required=True, help="results database written by `agescan scan --db` (file or "
@@ -290,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="report folder (created)")
     rp.add_argument("--run", type=int, help="run id (default: the latest run)")
     rp.add_argument("--threshold", type=float, metavar="P",
-                    help="the page filter's starting P(minor) (default: the run's --flag-threshold). Which faces are "
+                    help="the page filter's starting P(minor) (default: the run's --flag-threshold); files with a "
+                         "flagged face are shown whatever it is. Which faces are "
                          "flagged for review was decided by the scan and is stored with each face")
     rp.add_argument("--max-items", type=int, default=2000, help="files listed on the page (default: 2000; CSVs hold all)")
     rp.add_argument("--no-thumbnails", action="store_true", help="do not cut face thumbnails from the evidence files")

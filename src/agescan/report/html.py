@@ -1,11 +1,12 @@
 """A self-contained HTML report of one scan run (opens from disk: no server, no network, no external files).
 
-Files are sorted by their highest P(minor). Each face shows the triage flag the scan stored with it (decided once,
+Files with a flagged face come first, then the others, each by its highest P(minor). Each face shows the triage flag the scan stored with it (decided once,
 when the face was estimated, by :mod:`agescan.triage`; a database from before stored flags is read with the rule
 of that time). Face thumbnails are cut from the evidence files (opened
 read-only; a file whose sha256 no longer matches the scan is not shown) and embedded as data URIs,
 **blurred by default**, revealed one at a time by a click, to spare reviewers needless exposure.
-A threshold slider filters the list. Nothing is hidden on similarity: only byte-identical files (same sha256)
+A threshold slider filters the list: it adds files whose highest P(minor) reaches it, and never hides a file with a
+flagged face (a face can be flagged with a low P(minor): by its interval or the challenge age). Nothing is hidden on similarity: only byte-identical files (same sha256)
 share a row, which names every copy; near-duplicates (PDQ hashes, :mod:`agescan.io.phash`) are *grouped*: each
 keeps its own row, faces, ages and flag, next to the others of its group and marked with the group. Files
 without a face, errors and the run's provenance are listed. ``items.csv``/``.jsonl`` and ``faces.csv``/``.jsonl``
@@ -53,7 +54,7 @@ function applyThreshold(v){
   document.getElementById('thv').textContent=Number(v).toFixed(2);
   let shown=0;
   for(const tr of document.querySelectorAll('tr.item')){
-    const ok=parseFloat(tr.dataset.pminor)>=v;
+    const ok=tr.dataset.flagged==='1'||parseFloat(tr.dataset.pminor)>=v;
     tr.style.display=ok?'':'none'; if(ok) shown++;
   }
   document.getElementById('shown').textContent=shown;
@@ -127,7 +128,8 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
         run_id: which run (default: the latest).
         threshold: the page filter's starting P(minor) (default: the run's flag threshold). Which faces are flagged
             is the scan's decision, stored with each face: rescan with other triage settings to change it.
-        max_items: files listed on the page, highest P(minor) first (the CSVs hold all of them).
+        max_items: files listed on the page, those with a flagged face first, then by highest P(minor) (the CSVs
+            hold all of them).
         thumbnails: cut blurred face thumbnails from the evidence files.
     """
     if threshold is not None:
@@ -181,6 +183,17 @@ class _Flags:
     def column(self) -> str:
         return "f.flagged" if self.stored else "0"
 
+    @property
+    def item_sql(self) -> str:
+        """SQL, over a row of ``items``: 1 when the item has a flagged face (with :attr:`item_args`)."""
+        if self.stored:
+            return "EXISTS (SELECT 1 FROM faces f WHERE f.item_id = items.id AND f.flagged != 0)"
+        return "EXISTS (SELECT 1 FROM faces f WHERE f.item_id = items.id AND (f.p_minor >= ? OR f.age < ?))"
+
+    @property
+    def item_args(self) -> tuple:
+        return () if self.stored else (float(self.rule[0]), float(self.rule[1]))
+
     def __call__(self, face: dict) -> bool:
         return bool(face["flagged"]) if self.stored else is_flagged(face["p_minor"], face["age"], *self.rule)
 
@@ -192,9 +205,11 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
     pdq_cols = "pdq, pdq_mirror, pdq_quality" if version >= 2 else "'' AS pdq, '' AS pdq_mirror, 0 AS pdq_quality"
     # Before version 4 no pose was stored and every face was aligned.
     pose_cols = "f.yaw, f.framing" if version >= 4 else "0.0 AS yaw, 'aligned' AS framing"
+    # Files with a flagged face first (a face can be flagged with a low P(minor)), so that the page's limit never
+    # leaves one of them out, then by highest P(minor).
     items = db.execute(f"SELECT id, source, sha256, frame_index, timestamp, width, height, max_p_minor, {pdq_cols} "
-                       "FROM items WHERE run_id=? AND error='' AND n_faces > 0 ORDER BY max_p_minor DESC, source LIMIT ?",
-                       (rid, max_items)).fetchall()
+                       f"FROM items WHERE run_id=? AND error='' AND n_faces > 0 ORDER BY {flags.item_sql} DESC, "
+                       "max_p_minor DESC, source LIMIT ?", (rid, *flags.item_args, max_items)).fetchall()
     # Byte-identical still images (same sha256) share one row, which names every copy.
     copies: dict[str, list[str]] = {}
     for sha, source in db.execute(
@@ -261,9 +276,10 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
             notes += f"<br><span class='group'>near-duplicate group {n} ({sizes[labels[i]]} files, PDQ hash)</span>"
             attrs = f"class='item grouped' data-group='{n}'"
         where = f", frame {frame} at {stamp:.1f} s" if frame >= 0 else ""
-        rows.append(f"<tr {attrs} data-pminor='{pmax:.4f}'><td class='{'minor' if any_flag else ''}'>"
-                    f"{pmax:.2f}</td><td><code>{html.escape(source)}</code><br><span class='dim'>{w}x{h}{where}, sha256 "
-                    f"{sha[:16]}…</span>{notes}</td><td>{''.join(cells)}</td></tr>")
+        rows.append(f"<tr {attrs} data-pminor='{pmax:.4f}' data-flagged='{int(any_flag)}'>"
+                    f"<td class='{'minor' if any_flag else ''}'>{pmax:.2f}</td><td><code>{html.escape(source)}</code>"
+                    f"<br><span class='dim'>{w}x{h}{where}, sha256 {sha[:16]}…</span>{notes}</td>"
+                    f"<td>{''.join(cells)}</td></tr>")
     err_rows = "".join(f"<tr><td><code>{html.escape(s)}</code></td><td class='err'>{html.escape(t)}</td>"
                        f"<td>{html.escape(e.removeprefix(f'{s}: '))}</td></tr>" for s, t, e in errors)  # named once
     noface_rows = "".join(f"<li><code>{html.escape(s)}</code>{f', frame {f} at {t:.1f} s' if f >= 0 else ''}</li>"
@@ -290,7 +306,8 @@ Every file has its own row; only byte-identical copies share one. Near-duplicate
 re-encoded, resized, retouched or mirrored) are grouped side by side, never hidden.{grouping}</p>
 <h2>Estimated ages</h2>
 {_histogram_svg(ages)}
-<div class="controls"><label for="th">Show files with highest P(minor) &ge; <span id="thv"></span></label>
+<div class="controls"><label for="th">Show every file with a flagged face, and files with highest P(minor) &ge;
+<span id="thv"></span></label>
 <input id="th" type="range" min="0" max="1" step="0.01" value="{threshold}" oninput="applyThreshold(this.value)">
 <span id="shown"></span> file(s) shown{f' (the {max_items} highest; all in items.csv)' if len(items) >= max_items else ''}.</div>
 <table id="items"><thead><tr><th>P(minor)</th><th>file</th><th>faces</th></tr></thead><tbody>
