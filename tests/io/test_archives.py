@@ -81,3 +81,48 @@ def test_cli_scan_of_an_archive_into_the_store(archives, tmp_path):
                     "--no-progress"], capture_output=True, timeout=300)
     assert [json.loads(l)["source"].split("::")[1] for l in jsonl.read_text().splitlines()] == [
         "a/first photo.png", "b/second.png", "broken.jpg"]
+
+
+def test_repeated_member_names_are_all_read(tmp_path, astronaut_path):
+    """Zip and tar allow several entries with one name: each is its own item (``NAME [k]``), read back by that id;
+    before this, only the last was scanned and the others were silently missing."""
+    import hashlib
+    import warnings
+
+    from PIL import Image
+
+    def png(size: int) -> bytes:
+        buf = io.BytesIO()
+        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    pictures = [png(s) for s in (300, 320, 340, 360)]
+    z = tmp_path / "case.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(z, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name it is asked to write
+        zf.writestr("photo.png", pictures[0])
+        zf.writestr("photo.png", pictures[1])
+        zf.writestr("photo.png [2]", pictures[2])  # a real entry named like the second one's id
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("face.png", pictures[3])
+    t = tmp_path / "case.tar"
+    with tarfile.open(t, "w") as tf:
+        for name, data in (("inner.zip", b"PK\x05\x06" + b"\x00" * 18), ("inner.zip", inner.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    items = list(iter_sources(tmp_path))
+    ids = [i.path.replace(str(tmp_path) + "/", "") for i in items]
+    assert ids == ["case.tar::inner.zip [2]::face.png", "case.zip::photo.png", "case.zip::photo.png [2]",
+                   "case.zip::photo.png [2] [2]"]  # the empty first inner.zip has no member
+    digests = {i.path.replace(str(tmp_path) + "/", ""): hashlib.sha256(load_source(i.path).image.tobytes()).hexdigest()
+               for i in items}
+    assert len(set(digests.values())) == 4
+    assert read_member(str(z), "photo.png") == pictures[0] and read_member(str(z), "photo.png [2] [2]") == pictures[1]
+    assert read_member(str(z), "photo.png [2]") == pictures[2]
+    assert read_member(str(t), "inner.zip [2]::face.png") == pictures[3]
+    out = list(AgeEstimator().stream(tmp_path))
+    assert [r.source.replace(str(tmp_path) + "/", "") for r in out] == ids
+    assert all(len(r.faces) == 1 for r in out)
+    assert len({r.provenance.sha256 for r in out}) == 4

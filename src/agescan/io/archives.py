@@ -7,6 +7,10 @@ in place too, from memory, to ``max_depth`` archive levels (the outer file is le
 archive nested deeper than ``max_depth``, a nested archive that cannot be opened or declares more than
 ``max_bytes``, a video inside an archive (OpenCV reads videos from files only; extract it and scan the file).
 
+Zip and tar both allow several entries with the same name (an appended tar, a zip written twice): none is
+dropped. The first keeps its name; the k-th (in the archive's order) is ``NAME [k]`` in its source id, the id
+:func:`read_member` and :func:`load_source` read it back by.
+
 A member whose declared size exceeds ``max_bytes`` is refused before it is read (zip-bomb guard); decoded images
 still pass the pixel-count guard of :mod:`agescan.io.image`.
 """
@@ -48,15 +52,23 @@ class _Archive:
         src = name if data is None else io.BytesIO(data)
         if name.lower().endswith(".zip"):
             self.arc = zipfile.ZipFile(src)
-            self._info = {i.filename: i for i in self.arc.infolist() if not i.is_dir()}
+            entries = [(i.filename, i) for i in self.arc.infolist() if not i.is_dir()]
         else:
             self.arc = tarfile.open(name, "r:*") if data is None else tarfile.open(fileobj=src, mode="r:*")
-            self._info = {m.name: m for m in self.arc.getmembers() if m.isfile()}
+            entries = [(m.name, m) for m in self.arc.getmembers() if m.isfile()]
+        self._info, self._names = {}, {}  # member id -> entry, member id -> the name the archive gives it
+        for member_id, (name_, info) in zip(member_ids([n for n, _ in entries]), entries):
+            self._info[member_id], self._names[member_id] = info, name_
 
     def members(self) -> list[tuple[str, int]]:
-        """(name, declared size) of every regular file, sorted by name."""
+        """(member id, declared size) of every regular file, sorted by id (the id is its name, or ``NAME [k]`` for
+        the k-th entry of a repeated name)."""
         return sorted((n, i.file_size if isinstance(self.arc, zipfile.ZipFile) else i.size)
                       for n, i in self._info.items())
+
+    def name(self, member_id: str) -> str:
+        """The name the archive gives the member (its extension says what it is)."""
+        return self._names[member_id]
 
     def __contains__(self, name: str) -> bool:
         return name in self._info
@@ -82,6 +94,22 @@ class _Archive:
 
     def close(self) -> None:
         self.arc.close()
+
+
+def member_ids(names: list[str]) -> list[str]:
+    """One id per archive entry, in order: the entry's name, or for the k-th entry of a name that repeats
+    ``NAME [k]`` (more `` [k]`` while that is the name of another entry), so that no entry hides another."""
+    taken, seen, out = set(names), {}, []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        member_id = name
+        if seen[name] > 1:
+            member_id = f"{name} [{seen[name]}]"
+            while member_id in taken:
+                member_id = f"{member_id} [{seen[name]}]"
+            taken.add(member_id)
+        out.append(member_id)
+    return out
 
 
 def list_members(path: str) -> list[tuple[str, int]]:
@@ -131,7 +159,7 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
             if not sep or inner not in arc:
                 raise DecodeError(f"{label}: no such member in the archive.")
             parent, key = arc, key + SEP + inner
-            arc = _HANDLES.get(key, lambda: _Archive(inner, parent.read(inner, key, max_bytes)))
+            arc = _HANDLES.get(key, lambda: _Archive(parent.name(inner), parent.read(inner, key, max_bytes)))
             rest = after
         return arc.read(rest, label, max_bytes)
     except DecodeError:
@@ -172,14 +200,15 @@ def _walk_archive(arc: _Archive, sid: str, chain: str, depth: int, max_depth: in
 
     for name, _size in arc.members():
         member, member_sid = f"{chain}{name}", f"{sid}{SEP}{name}"
-        ext = os.path.splitext(name)[1].lower()
-        if is_archive(name):
+        real = arc.name(name)  # the id of a repeated name has a suffix: its kind is read from the name
+        ext = os.path.splitext(real)[1].lower()
+        if is_archive(real):
             if depth >= max_depth:
                 yield member_sid, "", (f"archive nested {depth + 1} levels deep: not read (archives are read to "
                                        f"{max_depth} levels; raise --archive-depth to read it)")
                 continue
             try:
-                inner = _Archive(name, arc.read(name, member_sid, max_bytes))
+                inner = _Archive(real, arc.read(name, member_sid, max_bytes))
             except DecodeError as exc:
                 yield member_sid, "", f"nested archive not read: {str(exc).removeprefix(member_sid + ': ')}"
                 continue
