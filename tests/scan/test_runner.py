@@ -248,3 +248,60 @@ def test_estimate_prints_each_result_as_it_is_ready(tmp_path, astronaut_path):
             fh.write(b"not an image")
         rest, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "not a recognised image" in json.loads(rest.splitlines()[-1])["error"]
+
+
+def test_names_that_are_not_utf8_and_folders_named_with_the_archive_separator(tmp_path, astronaut_path):
+    """POSIX names are bytes: a Latin-1 file, folder, archive and tar member name used to end the scan with a
+    UnicodeEncodeError at the first write (SQLite, JSON Lines and CSV alike, every later file never scanned), and a
+    folder named with "::" made the report read its archive's members from the wrong file. Now each is recorded as
+    text (undecodable bytes as \\xNN), resumes, and its report shows its face."""
+    from agescan.io.names import os_name, text_name
+
+    def picture(size: int) -> bytes:
+        buf = io.BytesIO()
+        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    root = tmp_path / "case"
+    latin = os.fsdecode(b"caf\xe9")  # str with a surrogate escape, as os.listdir gives it
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "first.jpg").write_bytes(picture(300))
+    (root / f"{latin}.jpg").write_bytes(picture(310))
+    (root / f"dir {latin}").mkdir()
+    (root / f"dir {latin}" / "inside.jpg").write_bytes(picture(320))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as tf:
+        data = picture(330)
+        info = tarfile.TarInfo(f"member {latin}.jpg")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    (root / f"{latin}.tar").write_bytes(buf.getvalue())
+    (root / "case::2").mkdir()
+    (root / "case::2" / "b.zip").write_bytes(_zip({"m.jpg": picture(340)}))
+    (root / "z.jpg").write_bytes(picture(350))
+    assert text_name(latin) == "caf\\xe9" and os_name(str(root / "caf\\xe9.jpg")) == str(root / f"{latin}.jpg")
+
+    expected = sorted(str(root) + "/" + s for s in (
+        "a/first.jpg", "caf\\xe9.jpg", "caf\\xe9.tar::member caf\\xe9.jpg", "case::2/b.zip::m.jpg",
+        "dir caf\\xe9/inside.jpg", "z.jpg"))
+    est = AgeEstimator()
+    for out in ("out.jsonl", "out.csv"):
+        s = run_scan(est, [root], FileSink(tmp_path / out))
+        assert (s.files, s.faces, s.errors) == (6, 6, 0), out
+    recs = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["source"] for r in recs) == expected
+    assert all(len(r["faces"]) == 1 for r in recs)
+    db = str(tmp_path / "case.sqlite")
+    s = run_scan(est, [root], StoreSink(db))
+    assert (s.files, s.faces, s.errors) == (6, 6, 0)
+    again = run_scan(est, [root], StoreSink(db))  # resumes: every item is found under the id it was stored by
+    assert (again.files, again.skipped) == (0, 6)
+    assert sorted(r[0] for r in connect(db, readonly=True).execute("SELECT source FROM items")) == expected
+    for sid in expected:  # what the report opens to cut thumbnails
+        assert load_source(sid).image.shape[:2] in {(300 + 10 * k, 300 + 10 * k) for k in range(6)}, sid
+    rep = subprocess.run([sys.executable, "-m", "agescan", "report", "--db", db, "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert page.count("class='thumb'") == 6 and "source unreadable" not in page

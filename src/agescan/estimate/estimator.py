@@ -25,6 +25,7 @@ from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH, read_member
 from agescan.io.image import decode_bytes
 from agescan.io.phash import pdq
+from agescan.io.names import os_name, text_name
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
 from agescan.privacy import anonymise, canonical_op, get_transform
@@ -35,11 +36,12 @@ _OWNER = "AgeEstimator"
 
 
 def _item_key(item: Any) -> tuple[str, int]:
-    """(source id, frame index) of an input as results and the store name it."""
+    """(source id, frame index) of an input as results and the store name it (a name as text:
+    :func:`agescan.io.names.text_name`)."""
     if isinstance(item, VideoFrame):
-        return item.source, item.frame_index
+        return text_name(item.source), item.frame_index
     path = getattr(item, "path", item)
-    return (os.fspath(path), -1) if isinstance(path, (str, os.PathLike)) else ("", -1)
+    return (text_name(os.fspath(path)), -1) if isinstance(path, (str, os.PathLike)) else ("", -1)
 
 
 @dataclass
@@ -383,13 +385,13 @@ class AgeEstimator:
     def _frames(self, path: str) -> Iterator[Any]:
         """A video's sampled frames; a video that cannot be read becomes one error item."""
         try:
-            yield from iter_frames(path, self.video_every, self.max_pixels, self.video_scene)
+            yield from iter_frames(os_name(path), self.video_every, self.max_pixels, self.video_scene)
         except DecodeError as exc:
-            yield SourceItem(path, str(exc).removeprefix(f"{path}: "))
+            yield SourceItem(path, str(exc).removeprefix(f"{os_name(path)}: "))
 
     # -- stages ----------------------------------------------------------------------------
     def _provenance(self, source: str, sha256: str, frame_index: int = -1, timestamp: float = -1.0) -> Provenance:
-        return Provenance(source=source, sha256=sha256, frame_index=frame_index, timestamp=timestamp,
+        return Provenance(source=text_name(source), sha256=sha256, frame_index=frame_index, timestamp=timestamp,
                           agescan_version=__version__, model_id=self.model.id, model_sha256=self.model.sha256,
                           detector_id=self.detector_name, flag_threshold=self.flag_threshold,
                           challenge_age=self.challenge_age)
@@ -405,7 +407,7 @@ class AgeEstimator:
                 data = read_member(source.archive, source.member)
                 loaded = decode_bytes(data, source.path, max_pixels=self.max_pixels)
             else:
-                loaded = load_image(source.path, max_pixels=self.max_pixels)
+                loaded = load_image(os_name(source.path), max_pixels=self.max_pixels)
         else:
             loaded = load_image(source, max_pixels=self.max_pixels)
         return self._analyse(loaded.image, self._provenance(loaded.source, loaded.sha256), faces)
@@ -462,7 +464,7 @@ class AgeEstimator:
                 prov = self._provenance(source.source, source.sha256, source.frame_index, source.timestamp)
             else:
                 prov = self._provenance(_item_key(source)[0] or "<input>", "")
-            return _Pending(prov, 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=str(exc),
+            return _Pending(prov, 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=text_name(str(exc)),
                             error_type=type(exc).__name__)
 
     def _finish(self, batch: list[_Pending]) -> list[ImageResult]:

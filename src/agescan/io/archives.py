@@ -27,6 +27,7 @@ from typing import Iterator
 
 from agescan.errors import DecodeError
 from agescan.io.image import DEFAULT_MAX_PIXELS, LoadedImage, decode_bytes, has_image_signature, load_image
+from agescan.io.names import os_name, text_name
 
 SEP = "::"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -57,7 +58,7 @@ class _Archive:
             self.arc = tarfile.open(name, "r:*") if data is None else tarfile.open(fileobj=src, mode="r:*")
             entries = [(m.name, m) for m in self.arc.getmembers() if m.isfile()]
         self._info, self._names = {}, {}  # member id -> entry, member id -> the name the archive gives it
-        for member_id, (name_, info) in zip(member_ids([n for n, _ in entries]), entries):
+        for member_id, (name_, info) in zip(member_ids([text_name(n) for n, _ in entries]), entries):
             self._info[member_id], self._names[member_id] = info, name_
 
     def members(self) -> list[tuple[str, int]]:
@@ -97,7 +98,8 @@ class _Archive:
 
 
 def member_ids(names: list[str]) -> list[str]:
-    """One id per archive entry, in order: the entry's name, or for the k-th entry of a name that repeats
+    """One id per archive entry, in order: the entry's name (as text: :func:`~agescan.io.names.text_name`), or for
+    the k-th entry of a name that repeats
     ``NAME [k]`` (more `` [k]`` while that is the name of another entry), so that no entry hides another."""
     taken, seen, out = set(names), {}, []
     for name in names:
@@ -152,7 +154,7 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
     label = f"{archive}{SEP}{member}"
     key, rest = archive, member
     try:
-        arc = _HANDLES.get(key, lambda: _Archive(archive))
+        arc = _HANDLES.get(key, lambda: _Archive(os_name(archive)))
         # A member name may itself contain "::": the longest name the archive holds wins.
         while rest not in arc:
             inner, sep, after = rest.partition(SEP)
@@ -169,12 +171,26 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
         raise DecodeError(f"{label}: cannot read archive member ({exc}).") from exc
 
 
+def split_source(source_id: str) -> tuple[str, str]:
+    """(archive, member) of an archive member's source id, or (``source_id``, "") for a file. The archive is the
+    shortest prefix before a ``::`` that is an archive file, so a folder or file name holding ``::`` is read right."""
+    if SEP not in source_id or os.path.isfile(os_name(source_id)):
+        return source_id, ""
+    start = 0
+    while (i := source_id.find(SEP, start)) >= 0:
+        head = source_id[:i]
+        if is_archive(head) and os.path.isfile(os_name(head)):
+            return head, source_id[i + len(SEP):]
+        start = i + 1
+    return source_id, ""
+
+
 def load_source(source_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode a scanned item again by its source id: a file path or ``ARCHIVE::MEMBER`` (``::INNER::MEMBER``...)."""
-    if SEP in source_id and not os.path.exists(source_id):
-        archive, member = source_id.split(SEP, 1)
+    archive, member = split_source(source_id)
+    if member:
         return decode_bytes(read_member(archive, member), source_id, max_pixels=max_pixels)
-    return load_image(source_id, max_pixels=max_pixels)
+    return load_image(os_name(source_id), max_pixels=max_pixels)
 
 
 def iter_archive(path: str, max_depth: int = DEFAULT_ARCHIVE_DEPTH,
@@ -182,13 +198,14 @@ def iter_archive(path: str, max_depth: int = DEFAULT_ARCHIVE_DEPTH,
     """(source id, member, error) for every image member of an archive and of the archives inside it, to
     ``max_depth`` levels; ``member`` is ``INNER::MEMBER`` for a nested one. An archive that cannot be read is one
     row with an empty member and the error; so is anything found but not read (see the module's docstring)."""
+    sid = text_name(path)
     try:
         arc = _Archive(path)
     except _ERRORS as exc:
-        yield path, "", f"cannot read archive: {exc}"
+        yield sid, "", text_name(f"cannot read archive: {exc}")
         return
     try:
-        yield from _walk_archive(arc, path, "", 1, max_depth, max_bytes)
+        yield from _walk_archive(arc, sid, "", 1, max_depth, max_bytes)
     finally:
         arc.close()
 

@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH, is_archive, iter_archive
 from agescan.io.image import has_image_signature
+from agescan.io.names import text_name
 from agescan.io.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff",
@@ -26,7 +27,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", 
 class SourceItem:
     """One input found by :func:`iter_sources`: a file path (``ARCHIVE::MEMBER`` for a member of a zip or tar
     archive, with ``archive`` and ``member`` set; ``member`` is ``INNER::MEMBER`` inside a nested archive), and an
-    error string when it cannot be used."""
+    error string when it cannot be used. Every field is text: a name that is not valid UTF-8 is written with
+    ``\\xNN`` escapes (:func:`agescan.io.names.text_name`; :func:`~agescan.io.names.os_name` opens it)."""
 
     path: str
     error: str = ""
@@ -38,9 +40,9 @@ def _file_items(path: str, archive_depth: int) -> Iterator[SourceItem]:
     """A file, or every image member of an archive (and of the archives inside it), as items."""
     if is_archive(path):
         for sid, member, error in iter_archive(path, archive_depth):
-            yield SourceItem(sid, error, archive=path if member else "", member=member)
+            yield SourceItem(sid, error, archive=text_name(path) if member else "", member=member)
     else:
-        yield SourceItem(path)
+        yield SourceItem(text_name(path))
 
 
 def _looks_like_image(path: str) -> bool:
@@ -56,21 +58,21 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]], archive_depth:
     try:
         st = os.stat(root)
     except OSError as exc:
-        yield SourceItem(root, f"cannot open folder: {exc.strerror or exc}")
+        yield SourceItem(text_name(root), f"cannot open folder: {exc.strerror or exc}")
         return
     key = (st.st_dev, st.st_ino)
     if key in seen:
-        yield SourceItem(root, "symlink loop: folder already visited")
+        yield SourceItem(text_name(root), "symlink loop: folder already visited")
         return
     seen.add(key)
     try:
         with os.scandir(root) as it:
             entries = sorted(it, key=lambda e: e.name)
     except PermissionError:
-        yield SourceItem(root, "cannot open folder: permission denied")
+        yield SourceItem(text_name(root), "cannot open folder: permission denied")
         return
     except OSError as exc:
-        yield SourceItem(root, f"cannot open folder: {exc.strerror or exc}")
+        yield SourceItem(text_name(root), f"cannot open folder: {exc.strerror or exc}")
         return
     for e in entries:
         path = os.path.join(root, e.name)
@@ -78,7 +80,7 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]], archive_depth:
             is_dir = e.is_dir()  # follows symlinks; loops are caught by ``seen``
             is_file = not is_dir and e.is_file()
         except OSError as exc:
-            yield SourceItem(path, f"cannot stat: {exc.strerror or exc}")
+            yield SourceItem(text_name(path), f"cannot stat: {exc.strerror or exc}")
             continue
         if is_dir:
             if recursive:
@@ -88,9 +90,9 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]], archive_depth:
                 yield from _file_items(path, archive_depth)
             elif (os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
                   or _looks_like_image(path)):
-                yield SourceItem(path)
+                yield SourceItem(text_name(path))
         elif e.is_symlink():
-            yield SourceItem(path, "broken symbolic link")
+            yield SourceItem(text_name(path), "broken symbolic link")
 
 
 def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recursive: bool = True,
@@ -112,4 +114,4 @@ def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recur
         elif os.path.exists(path):
             yield from _file_items(path, archive_depth)
         else:
-            yield SourceItem(path, "no such file or folder")
+            yield SourceItem(text_name(path), "no such file or folder")

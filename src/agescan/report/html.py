@@ -29,6 +29,7 @@ import numpy as np
 from agescan._validation import check_number
 from agescan.errors import AgescanError, ConfigError
 from agescan.io.archives import load_source
+from agescan.io.names import os_name
 from agescan.io.phash import PDQHash, near_duplicate_groups
 from agescan.scan.config import triage_rule
 from agescan.store import Database, check_schema, connect
@@ -339,8 +340,8 @@ def _item_thumbs(source: str, sha: str, frame: int, faces: list, video_digests: 
 
             # A video is hashed once per report, not once per listed frame (it may be gigabytes).
             if source not in video_digests:
-                video_digests[source] = file_sha256(source)
-            digest, image = video_digests[source], read_frame(source, frame)
+                video_digests[source] = file_sha256(os_name(source))
+            digest, image = video_digests[source], read_frame(os_name(source), frame)
         else:
             loaded = load_source(source)
             digest, image = loaded.sha256, loaded.image
