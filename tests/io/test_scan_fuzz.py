@@ -32,6 +32,13 @@ def test_scan_of_10000_adversarial_inputs_records_every_one(tmp_path, astronaut)
     bombs = db.execute("SELECT COUNT(*) FROM items WHERE error LIKE '%more than the limit%'").fetchone()[0]
     assert bombs == 2
     assert db.execute("SELECT finished IS NOT NULL FROM runs").fetchone()[0]
+    stored = db.execute("SELECT source, frame_index, error_type FROM items ORDER BY source, frame_index").fetchall()
     db.close()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert "scanned 0 new file(s)" in again.stderr
+    # every error is tried again (the same corpus: each fails the same way, its record replaced, none added)
+    retried = sum(1 for _, f, t in stored if t and f <= 0)
+    assert f"scanned {retried} new or retried file(s)" in again.stderr, again.stderr[-2000:]
+    db = connect(db_path, readonly=True)
+    assert db.execute("SELECT source, frame_index, error_type FROM items ORDER BY source, frame_index").fetchall() \
+        == stored
+    db.close()

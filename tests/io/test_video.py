@@ -70,7 +70,7 @@ def test_cli_scan_of_a_video_into_the_store(video, tmp_path):
     rows = sqlite3.connect(db).execute("SELECT frame_index, timestamp, n_faces FROM items ORDER BY frame_index")
     assert rows.fetchall() == [(0, 0.0, 1), (20, 2.0, 0)]
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "scanned 0 new file(s)" in again.stderr  # stored frames are skipped
+    assert again.returncode == 0 and "scanned 0 new or retried file(s)" in again.stderr  # stored frames are skipped
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM items").fetchone()[0] == 2  # nothing duplicated
     rep = subprocess.run([sys.executable, "-m", "agescan", "report", "--db", str(db), "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, timeout=300)

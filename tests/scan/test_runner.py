@@ -132,7 +132,7 @@ def test_a_run_written_by_the_previous_version_resumes(store_target, folder):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1, out.stderr  # the broken file
     assert f"resuming: 2 of 5 file(s) already in {store_target}" in out.stderr
-    assert "scanned 3 new file(s)" in out.stderr and "run 1 now holds 5 file(s), 4 face(s), 1 error(s)" in out.stderr
+    assert "scanned 3 new or retried file(s)" in out.stderr and "run 1 now holds 5 file(s), 4 face(s), 1 error(s)" in out.stderr
     db = connect(store_target, readonly=True)
     assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
     rows = db.execute("SELECT source, COUNT(*) FROM items GROUP BY source ORDER BY source").fetchall()
@@ -163,8 +163,8 @@ def test_run_scan_into_a_file_and_a_store(tmp_path, folder):
     db = str(tmp_path / "case.sqlite")
     s2 = run_scan(est, [folder], StoreSink(db))
     assert s2.counts() == s.counts() and s2.held == {"items": 5, "faces": 4, "flagged": s.flagged, "errors": 1}
-    again = run_scan(est, [folder], StoreSink(db))  # a rerun resumes: nothing left to do
-    assert (again.files, again.skipped, again.run_id) == (0, 5, s2.run_id) and again.held == s2.held
+    again = run_scan(est, [folder], StoreSink(db))  # a rerun resumes: nothing left to do but the broken file
+    assert (again.files, again.skipped, again.errors, again.run_id) == (1, 4, 1, s2.run_id) and again.held == s2.held
     stored = connect(db, readonly=True).execute("SELECT source, flagged FROM faces f JOIN items i "
                                                 "ON f.item_id = i.id ORDER BY source").fetchall()
     assert [(s, bool(fl)) for s, fl in stored] == [(r["source"], f["flagged"]) for r in recs for f in r["faces"]]
@@ -305,3 +305,36 @@ def test_names_that_are_not_utf8_and_folders_named_with_the_archive_separator(tm
     assert rep.returncode == 0, rep.stderr
     page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
     assert page.count("class='thumb'") == 6 and "source unreadable" not in page
+
+
+def test_a_rerun_tries_errors_again_and_drops_those_no_longer_listed(tmp_path, astronaut_path, store_target):
+    """An item stored with an error is not done: a file that was incomplete when first scanned (still being copied,
+    a share that dropped) is read by the rerun, its result replacing the error; an archive that could not be opened
+    and now can has its members scanned, and its own stale error record is dropped when the rerun completes. Before,
+    errors were skipped as done forever."""
+    good = astronaut_path.read_bytes()
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "a.png").write_bytes(good)
+    (case / "copying.png").write_bytes(good[:200])  # truncated
+    (case / "b.zip").write_bytes(b"PK\x03\x04 half written")
+    (case / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 20)  # stays broken
+    db = store_target
+    est = AgeEstimator()
+    first = run_scan(est, [case], StoreSink(db))
+    assert (first.files, first.faces, first.errors) == (4, 1, 3)
+
+    (case / "copying.png").write_bytes(good)
+    (case / "b.zip").write_bytes(_zip({"m.png": good}))
+    sink = StoreSink(db)
+    again = run_scan(est, [case], sink)
+    assert (again.skipped, again.files, again.faces, again.errors) == (1, 3, 2, 1)  # a.png skipped; 3 tried
+    assert sink.dropped == 1 and again.run_id == first.run_id
+    con = connect(db, readonly=True)
+    rows = con.execute("SELECT source, n_faces, error_type FROM items ORDER BY source").fetchall()
+    assert [(Path(s).name, n, t) for s, n, t in rows] == [
+        ("a.png", 1, ""), ("b.zip::m.png", 1, ""), ("broken.jpg", 0, "DecodeError"), ("copying.png", 1, "")]
+    assert again.held == {"items": 4, "faces": 3, "flagged": again.held["flagged"], "errors": 1}
+    con.close()
+    third = run_scan(est, [case], StoreSink(db))  # only the broken file is tried again; nothing is added
+    assert (third.skipped, third.files, third.errors) == (3, 1, 1) and third.held["items"] == 4

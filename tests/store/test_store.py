@@ -35,10 +35,12 @@ def test_items_and_faces_round_trip_and_replays_are_no_ops(store_target, estimat
         assert store.open_run({"a": 1}, "m", "sha", "mtcnn", "0.1.0") == run
         assert store.open_run({"a": 2}, "m", "sha", "mtcnn", "0.1.0") != run
         assert store.add(run, results) == 3
-        assert store.add(run, results) == 0  # the same items again: nothing duplicated
+        assert store.add(run, results) == 0  # the same items again: nothing duplicated (the error is replaced)
         flagged = int(results[0].faces[0].flagged)
         assert store.counts(run) == {"items": 3, "errors": 1, "faces": 1, "flagged": flagged}
-        assert store.done_sources(run) == {(str(astronaut_path), -1), ("<array>", -1), (str(bad), -1)}
+        # an error is not done: a rerun tries it again
+        assert store.done_sources(run) == {(str(astronaut_path), -1), ("<array>", -1)}
+        assert store.error_sources(run) == {(str(bad), -1)}
     db = connect(store_target, readonly=True)
     source, error_type, error = db.execute("SELECT source, error_type, error FROM errors").fetchone()
     assert source == str(bad) and error_type == results[2].error_type and error == results[2].error
@@ -248,6 +250,10 @@ def test_scan_killed_with_sigkill_resumes_without_loss_or_duplicates(tmp_path, a
     # evidence untouched: same bytes, same mtimes, nothing written next to it
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
     assert after == before
-    # a third run has nothing left to do
+    # a third run has nothing left to do but try the broken file again, which replaces its error record
     third = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert "scanned 0 new file(s)" in third.stderr
+    assert "scanned 1 new or retried file(s)" in third.stderr
+    db = connect(db_path, readonly=True)
+    assert db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == n + 1
+    assert db.execute("SELECT source FROM items WHERE error != ''").fetchall() == [(str(folder / "broken.jpg"),)]
+    db.close()

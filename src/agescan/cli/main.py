@@ -488,7 +488,7 @@ class _ProgressBar:
         if done:
             frames = f" ({len(done)} items with video frames)" if len(done) != done_files else ""
             print(f"resuming: {done_files} of {total} file(s) already in {redact(self.a.db)}{frames}; they are "
-                  "skipped", file=sys.stderr)
+                  "skipped (items stored with an error are tried again)", file=sys.stderr)
         self.bar = tqdm(total=total, initial=min(done_files, total), unit="file", disable=self.a.no_progress,
                         file=sys.stderr, dynamic_ncols=True)
 
@@ -547,8 +547,10 @@ def cmd_scan(a: argparse.Namespace) -> int:
                   f"scanned, {p['merged']} merged, {p['skipped']} already done; {p['new_items']} new item(s) in "
                   f"{s.seconds:.1f}s; {where}", file=sys.stderr)
         else:
-            print(f"scanned {s.files} new file(s) in {s.seconds:.1f}s ({rate}), {s.flagged} new face(s) flagged "
-                  f"({_flag_rule(a, est)}); {where}", file=sys.stderr)
+            dropped = (f"; {sink.dropped} error record(s) of sources no longer listed dropped" if sink.dropped
+                       else "")
+            print(f"scanned {s.files} new or retried file(s) in {s.seconds:.1f}s ({rate}), {s.flagged} new face(s) "
+                  f"flagged ({_flag_rule(a, est)}){dropped}; {where}", file=sys.stderr)
     else:
         print(f"scanned {s.files} file(s) in {s.seconds:.1f}s ({rate}): {s.faces} face(s), {s.flagged} flagged "
               f"({_flag_rule(a, est)}), {s.errors} error(s) -> {a.out}", file=sys.stderr)

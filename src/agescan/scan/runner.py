@@ -93,7 +93,8 @@ def run_scan(estimator, sources: str | os.PathLike | Sequence[str | os.PathLike]
             :class:`ScanConfig` that keys a resumable run).
         sources: paths of files, folders (walked in code-point order) and zip/tar archives (read in place).
         sink: a :class:`~agescan.scan.FileSink` or :class:`~agescan.scan.StoreSink` (or anything with their methods).
-        resume: skip the items the sink already holds for this configuration (a store; a file holds none).
+        resume: skip the items the sink already holds for this configuration (a store; a file holds none); an item
+            held with an error is tried again.
         recursive: descend into sub-folders.
         archive_depth: archive levels read (1: archives inside archives are recorded as not read).
         engine: None to scan here, or a :class:`~agescan.scan.RayEngine` (the same runner on a Ray cluster's
@@ -117,6 +118,7 @@ def run_scan(estimator, sources: str | os.PathLike | Sequence[str | os.PathLike]
             summary = engine.run(estimator, config, sink, progress)
         else:
             summary = scan_items(estimator, config.items(), sink.write, skip=done, progress=progress)
+            sink.completed()
     except BaseException:
         sink.abort()
         raise

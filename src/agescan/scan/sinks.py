@@ -23,6 +23,10 @@ class ResultSink(Protocol):
 
     def write(self, result: ImageResult) -> None: ...
 
+    def completed(self) -> None:
+        """Every listed item was handed to :meth:`write` (a pass run to its end here, not by a distributed engine):
+        forget what the listing no longer holds."""
+
     def close(self, summary) -> None:
         """The scan finished: make the results final and fill ``summary.held`` (and ``run_id``) if known."""
 
@@ -68,6 +72,9 @@ class FileSink:
     def write(self, result: ImageResult) -> None:
         self._writer.write(result)
 
+    def completed(self) -> None:
+        pass  # a file holds one pass only
+
     def close(self, summary) -> None:
         self._fh.close()
         os.replace(self.partial, self.path)
@@ -81,7 +88,10 @@ class FileSink:
 
 class StoreSink:
     """Results written to a results store, each item with its faces in one transaction, in the run keyed by the
-    scan's configuration: resumable after any interruption (even ``kill -9``), by this or another scanner.
+    scan's configuration: resumable after any interruption (even ``kill -9``), by this or another scanner. An item
+    stored with an error is tried again by a rerun, its new outcome replacing the error; an error whose source the
+    listing no longer yields (a folder that could not be opened and now can, a file since removed) is dropped when a
+    rerun completes.
 
     Args:
         target: a SQLite file (created if absent) or a ``postgresql://`` URL.
@@ -91,6 +101,8 @@ class StoreSink:
         self.target = os.fspath(target)
         self.store = None
         self.run_id: int | None = None
+        self._old_errors: set[tuple[str, int]] = set()
+        self.dropped = 0  # stale error items dropped by the last completed pass
 
     def open(self, config, resume: bool) -> set[tuple[str, int]]:
         from agescan import __version__
@@ -99,10 +111,16 @@ class StoreSink:
         self.store = ResultStore(self.target).open()
         self.run_id = self.store.open_run(config.key(), config.model_id, config.model_sha256, config.detector,
                                           __version__)
+        self._old_errors = self.store.error_sources(self.run_id)  # those not written again by this pass are stale
         return self.store.done_sources(self.run_id) if resume else set()
 
     def write(self, result: ImageResult) -> None:
+        self._old_errors.discard((result.provenance.source, result.provenance.frame_index))
         self.store.add(self.run_id, [result])
+
+    def completed(self) -> None:
+        self.dropped = self.store.drop_items(self.run_id, sorted(self._old_errors))
+        self._old_errors = set()
 
     def write_records(self, records: Iterable[dict]) -> int:
         """Records already in the result schema (a distributed scan's partition files); returns how many were new."""

@@ -3,7 +3,9 @@
 A *run* is one scan configuration (model, its sha256, detector and decision settings, sources); running
 the same command again reopens the same run and skips the items it already holds, so a scan killed at
 any moment (even ``kill -9``) resumes without losing or duplicating a record: an item and its faces are
-written in one transaction, and ``UNIQUE(run_id, source, frame_index)`` makes a replayed item a no-op.
+written in one transaction, and ``UNIQUE(run_id, source, frame_index)`` makes a replayed item a no-op. An item
+stored with an error is not done: a rerun tries it again and its new outcome replaces the error record (a file
+that was locked, unreadable or on a share that dropped is read once it can be).
 The same holds when several scanners (processes, machines, Ray tasks) write one PostgreSQL store at once.
 """
 
@@ -170,25 +172,40 @@ class ResultStore:
         return int(self.db.execute("SELECT id FROM runs WHERE config_hash=?", (h,)).fetchone()[0])
 
     def done_sources(self, run_id: int) -> set[tuple[str, int]]:
-        """(source, frame_index) of every item this run already holds."""
-        return {(s, int(f)) for s, f in self.db.execute("SELECT source, frame_index FROM items WHERE run_id=?",
-                                                        (run_id,)).fetchall()}
+        """(source, frame_index) of every item this run already holds without an error (an error is tried again)."""
+        return {(s, int(f)) for s, f in self.db.execute(
+            "SELECT source, frame_index FROM items WHERE run_id=? AND error=''", (run_id,)).fetchall()}
+
+    def error_sources(self, run_id: int) -> set[tuple[str, int]]:
+        """(source, frame_index) of every item this run holds with an error."""
+        return {(s, int(f)) for s, f in self.db.execute(
+            "SELECT source, frame_index FROM items WHERE run_id=? AND error!=''", (run_id,)).fetchall()}
+
+    def drop_items(self, run_id: int, keys: Iterable[tuple[str, int]]) -> int:
+        """Delete these error items of the run (items with faces are never deleted); returns how many were."""
+        n = 0
+        for source, frame in keys:
+            with self.db.transaction():
+                n += self.db.execute("DELETE FROM items WHERE run_id=? AND source=? AND frame_index=? AND error!='' "
+                                     "RETURNING id", (run_id, source, frame)).fetchone() is not None
+        return n
 
     def stored_among(self, run_id: int, sources: Iterable[str], chunk: int = 500) -> set[tuple[str, int]]:
-        """(source, frame_index) of the items this run holds among ``sources`` (queried in chunks, so a
-        distributed scan never loads a whole case's keys)."""
+        """(source, frame_index) of the items this run holds without an error among ``sources`` (queried in chunks,
+        so a distributed scan never loads a whole case's keys)."""
         sources = list(sources)
         out: set[tuple[str, int]] = set()
         for i in range(0, len(sources), chunk):
             part = sources[i:i + chunk]
             marks = ", ".join("?" * len(part))
             out.update((s, int(f)) for s, f in self.db.execute(
-                f"SELECT source, frame_index FROM items WHERE run_id=? AND source IN ({marks})",
+                f"SELECT source, frame_index FROM items WHERE run_id=? AND error='' AND source IN ({marks})",
                 (run_id, *part)).fetchall())
         return out
 
     def add(self, run_id: int, results: Iterable[ImageResult]) -> int:
-        """Write results, each item with its faces in one transaction; returns how many were new."""
+        """Write results, each item with its faces in one transaction; returns how many were new (an item that
+        replaces an error record of the same source is not)."""
         return self.add_records(run_id, (to_dict(r, include_distribution=True) for r in results))
 
     def add_records(self, run_id: int, records: Iterable[dict]) -> int:
@@ -202,6 +219,10 @@ class ResultStore:
     def _add_one(self, run_id: int, d: dict) -> int:
         db = self.db
         with db.transaction():
+            # an error stored by an earlier pass is replaced by this outcome (an error item has no faces); the item
+            # is not new
+            replaced = db.execute("DELETE FROM items WHERE run_id=? AND source=? AND frame_index=? AND error!='' "
+                                  "RETURNING id", (run_id, d["source"], d["frame_index"])).fetchone() is not None
             row = db.execute(
                 "INSERT INTO items (run_id, source, frame_index, timestamp, sha256, pdq, pdq_mirror, pdq_quality, "
                 "width, height, n_faces, max_p_minor, error, error_type, scanned) "
@@ -221,7 +242,7 @@ class ResultStore:
                 [(item_id, i, *f["box"], json.dumps(f["landmarks"]), f["detector_score"], f["age"], *f["interval"],
                   f["interval_level"], f["p_minor"], f["minor_age"], f["age_group"], f["model_id"],
                   json.dumps(f["distribution"]), int(_flag(f)), *face_pose(f)) for i, f in enumerate(d["faces"])])
-        return 1
+        return 0 if replaced else 1
 
     def finish_run(self, run_id: int) -> None:
         self.db.execute("UPDATE runs SET finished=? WHERE id=?", (time.time(), run_id))
