@@ -9,6 +9,16 @@ Example:
 
 __version__ = "0.1.0"
 
+import os as _os  # noqa: E402
+import sys as _sys  # noqa: E402
+
+# onnxruntime (1.32 on Linux) records telemetry events in ~/.cache/Microsoft/DeveloperTools/.onnxruntime with a
+# persistent device id and tries to send them to Microsoft; an offline, forensic tool must not. The switch is read
+# when onnxruntime is imported, so it is set here, before any agescan module imports it (a user's explicit value
+# is kept). agescan.detect.base.onnx_session warns when onnxruntime was imported earlier without it.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+ORT_TELEMETRY_OFF = _os.environ["ORT_DISABLE_TELEMETRY"] == "1" and "onnxruntime" not in _sys.modules
+
 from agescan.errors import (AgescanError, ConfigError, DecodeError, InputError, ModelIntegrityError,  # noqa: E402
                             ModelNotFoundError, TooManyPixelsError)
 from agescan.io import read_image  # noqa: E402

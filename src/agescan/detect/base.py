@@ -35,11 +35,33 @@ def onnx_session(model: bytes | str, threads: int = 0):
     """An onnxruntime CPU session with quiet logging and an optional intra-op thread count."""
     import onnxruntime as ort
 
+    _warn_telemetry()
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = int(threads)
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+_TELEMETRY_WARNED = False
+
+
+def _warn_telemetry() -> None:
+    """Warn once when onnxruntime's telemetry is on in this process: it was imported before agescan could switch
+    it off (``ORT_DISABLE_TELEMETRY``, read at onnxruntime's import; see :mod:`agescan`), or the user set it on."""
+    global _TELEMETRY_WARNED
+    import agescan
+
+    if agescan.ORT_TELEMETRY_OFF or _TELEMETRY_WARNED:
+        return
+    _TELEMETRY_WARNED = True
+    import warnings
+
+    warnings.warn("onnxruntime's telemetry is on in this process (onnxruntime was imported before agescan, or "
+                  "ORT_DISABLE_TELEMETRY is not 1): it records events under ~/.cache/Microsoft/DeveloperTools and "
+                  "tries to send them to Microsoft. Set ORT_DISABLE_TELEMETRY=1 in the environment, or import agescan "
+                  "before onnxruntime.", RuntimeWarning, stacklevel=3)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union",
