@@ -419,7 +419,9 @@ class _Table:
 
     def row(self, r) -> None:
         out = self.out
-        label = r.source if r.provenance.frame_index < 0 else f"{r.source}@{r.provenance.timestamp:.1f}s"
+        p = r.provenance
+        label = (r.source if p.frame_index < 0 else f"{r.source}@{p.timestamp:.1f}s" if p.timestamp >= 0
+                 else f"{r.source}#{p.frame_index}")  # a video's or animation's time, a page's frame number
         name = label if len(label) <= 32 else "..." + label[-29:]
         if r.error:
             print(f"{name:<32} {'':>4} ERROR {r.error_type}: {r.error}", file=out, flush=True)

@@ -8,6 +8,7 @@ P(age < minor_age), age group.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH, read_member
 from agescan.io.image import decode_bytes
 from agescan.io.phash import pdq
+from agescan.io.frames import FrameError, frame_count, later_frames, may_have_frames
 from agescan.io.names import os_name, text_name
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
@@ -38,7 +40,7 @@ _OWNER = "AgeEstimator"
 def _item_key(item: Any) -> tuple[str, int]:
     """(source id, frame index) of an input as results and the store name it (a name as text:
     :func:`agescan.io.names.text_name`)."""
-    if isinstance(item, VideoFrame):
+    if isinstance(item, (VideoFrame, FrameError)):
         return text_name(item.source), item.frame_index
     path = getattr(item, "path", item)
     return (text_name(os.fspath(path)), -1) if isinstance(path, (str, os.PathLike)) else ("", -1)
@@ -329,8 +331,10 @@ class AgeEstimator:
         images. Faces from several images are batched into one model call. An input that cannot be
         read yields a result with ``error`` set instead of raising, so one corrupt file never stops
         a long run. A video yields one result per sampled frame (``video_every`` seconds apart) with
-        ``provenance.frame_index`` and ``provenance.timestamp`` set; zip/tar members are read in place (archives
-        inside archives to ``archive_depth`` levels).
+        ``provenance.frame_index`` and ``provenance.timestamp`` set; a picture with several frames (animated GIF,
+        PNG or WebP, multi-page TIFF) yields its first frame as the picture (frame index -1) and then every later
+        frame that differs from the one before it (frame index 1, 2, ...; :mod:`agescan.io.frames`); zip/tar
+        members are read in place (archives inside archives to ``archive_depth`` levels).
         ``skip(source_id, frame_index)`` returning True drops an item (or a video frame) before it is
         decoded: how a resumed scan passes over what it already stored (frame_index is -1 for stills).
         """
@@ -381,6 +385,27 @@ class AgeEstimator:
                     yield from self._frames(os.fspath(path))
                 else:
                     yield item
+                    if isinstance(item, SourceItem) and not item.error and may_have_frames(item.path):
+                        yield from self._later_frames(item)
+
+    def _later_frames(self, item: SourceItem) -> Iterator[Any]:
+        """Frames 1, 2, ... of a picture with several (an animated GIF, a multi-page TIFF: agescan.io.frames); its
+        first frame is the item itself. Nothing for a picture with one frame or one that cannot be read (its own
+        item records why)."""
+        try:
+            if item.member:
+                data = read_member(item.archive, item.member)
+                if frame_count(data) < 2:
+                    return
+            else:
+                # a regular file only: a named pipe or device read here would lose its data to this check
+                if not os.path.isfile(os_name(item.path)) or frame_count(os_name(item.path)) < 2:
+                    return
+                with open(os_name(item.path), "rb") as fh:
+                    data = fh.read()
+        except (OSError, DecodeError):
+            return
+        yield from later_frames(data, item.path, hashlib.sha256(data).hexdigest(), self.max_pixels)
 
     def _frames(self, path: str) -> Iterator[Any]:
         """A video's sampled frames; a video that cannot be read becomes one error item."""
@@ -397,6 +422,8 @@ class AgeEstimator:
                           challenge_age=self.challenge_age)
 
     def _prepare(self, source: Any, faces: tuple[Detection, ...] | None = None) -> _Pending:
+        if isinstance(source, FrameError):
+            raise DecodeError(f"{source.source}: {source.error}")
         if isinstance(source, VideoFrame):
             return self._analyse(source.image, self._provenance(source.source, source.sha256, source.frame_index,
                                                                 source.timestamp))
@@ -462,6 +489,8 @@ class AgeEstimator:
         except Exception as exc:  # noqa: BLE001
             if isinstance(source, VideoFrame):
                 prov = self._provenance(source.source, source.sha256, source.frame_index, source.timestamp)
+            elif isinstance(source, FrameError):
+                prov = self._provenance(source.source, "", source.frame_index, source.timestamp)
             else:
                 prov = self._provenance(_item_key(source)[0] or "<input>", "")
             return _Pending(prov, 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=text_name(str(exc)),

@@ -29,7 +29,9 @@ import numpy as np
 from agescan._validation import check_number
 from agescan.errors import AgescanError, ConfigError
 from agescan.io.archives import load_source
+from agescan.io.frames import read_picture_frame
 from agescan.io.names import os_name
+from agescan.io.video import is_video
 from agescan.io.phash import PDQHash, near_duplicate_groups
 from agescan.scan.config import triage_rule
 from agescan.store import Database, check_schema, connect
@@ -276,15 +278,14 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
             n = group_no.setdefault(labels[i], len(group_no) + 1)
             notes += f"<br><span class='group'>near-duplicate group {n} ({sizes[labels[i]]} files, PDQ hash)</span>"
             attrs = f"class='item grouped' data-group='{n}'"
-        where = f", frame {frame} at {stamp:.1f} s" if frame >= 0 else ""
+        where = _frame_text(frame, stamp)
         rows.append(f"<tr {attrs} data-pminor='{pmax:.4f}' data-flagged='{int(any_flag)}'>"
                     f"<td class='{'minor' if any_flag else ''}'>{pmax:.2f}</td><td><code>{html.escape(source)}</code>"
                     f"<br><span class='dim'>{w}x{h}{where}, sha256 {sha[:16]}…</span>{notes}</td>"
                     f"<td>{''.join(cells)}</td></tr>")
     err_rows = "".join(f"<tr><td><code>{html.escape(s)}</code></td><td class='err'>{html.escape(t)}</td>"
                        f"<td>{html.escape(e.removeprefix(f'{s}: '))}</td></tr>" for s, t, e in errors)  # named once
-    noface_rows = "".join(f"<li><code>{html.escape(s)}</code>{f', frame {f} at {t:.1f} s' if f >= 0 else ''}</li>"
-                          for s, f, t in noface)
+    noface_rows = "".join(f"<li><code>{html.escape(s)}</code>{_frame_text(f, t)}</li>" for s, f, t in noface)
     more_noface = f" (the first {max_items}; all in items.csv)" if n_noface > len(noface) else ""
     grouping = (f" {unhashed} listed file(s) have no PDQ hash (scanned by an agescan that did not store it) and "
                 "are not grouped." if unhashed else "")
@@ -327,6 +328,13 @@ re-encoded, resized, retouched or mirrored) are grouped side by side, never hidd
 """
 
 
+def _frame_text(frame: int, stamp: float) -> str:
+    """Where in its file an item is: a video's or an animation's frame and time, a page's frame number."""
+    if frame < 0:
+        return ""
+    return f", frame {frame} at {stamp:.1f} s" if stamp >= 0 else f", frame {frame}"
+
+
 def _utc(t: float) -> str:
     from datetime import datetime, timezone
 
@@ -335,7 +343,9 @@ def _utc(t: float) -> str:
 
 def _item_thumbs(source: str, sha: str, frame: int, faces: list, video_digests: dict[str, str]) -> list[str]:
     try:
-        if frame >= 0:
+        if frame >= 0 and not is_video(source):  # a later frame of an animated or multi-page picture
+            image, digest = read_picture_frame(source, frame)
+        elif frame >= 0:
             from agescan.io.video import file_sha256, read_frame
 
             # A video is hashed once per report, not once per listed frame (it may be gigabytes).

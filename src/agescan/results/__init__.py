@@ -12,6 +12,10 @@ A JSON record is one image::
          "pose": {"yaw": -12.3, "roll": 2.1}, "framing": "aligned",
          "distribution": {"min_age": 0, "probs": [...]}}]}
 
+``frame_index`` is -1 for a still picture (and for the first frame of an animated or multi-page one); a video's
+sampled frame, or a later frame of an animated or multi-page picture, has its index in the file, and ``timestamp``
+its time in seconds (-1 for a still picture and for a page, which has no time).
+
 A CSV row is one face (an image without faces or with an error still gets one row, with empty face
 columns), so no image silently disappears from a spreadsheet.
 

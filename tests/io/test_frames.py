@@ -1,0 +1,86 @@
+"""Pictures with several frames (animated GIF, multi-page TIFF): every frame is read, not only the first."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from PIL import Image
+
+from agescan import AgeEstimator
+from agescan.io.frames import MAX_FRAMES, frame_count, later_frames
+from agescan.scan import StoreSink, run_scan
+from agescan.store import connect
+
+
+@pytest.fixture()
+def pictures(tmp_path, astronaut_path):
+    """A GIF whose face is on its second frame only (the third is blank again), as a file and inside a zip, and a
+    TIFF whose face is on its second page (the third page repeats it)."""
+    face = Image.open(astronaut_path).convert("RGB").resize((320, 320))
+    blank = Image.new("RGB", (320, 320), (120, 120, 120))
+    case = tmp_path / "case"
+    case.mkdir()
+    blank.save(case / "anim.gif", save_all=True, append_images=[face, blank], duration=[300, 400, 300], loop=0)
+    blank.save(case / "pages.tif", save_all=True, append_images=[face, face])
+    blank.save(case / "still.png")
+    with zipfile.ZipFile(case / "c.zip", "w") as zf:
+        zf.writestr("in.gif", (case / "anim.gif").read_bytes())
+    return case
+
+
+def test_every_frame_is_read_with_its_index_and_time(pictures):
+    assert frame_count(str(pictures / "pages.tif")) == 3 and frame_count(str(pictures / "still.png")) == 1
+    out = list(AgeEstimator().stream(pictures))
+    got = [(r.source.replace(str(pictures) + "/", ""), r.provenance.frame_index, round(r.provenance.timestamp, 2),
+            len(r.faces), r.error) for r in out]
+    # the first frame is the picture's own item (-1, as before); later frames that differ from the one before
+    # them follow, with their time (the TIFF's third page repeats its second: not read twice; a page has no time)
+    assert got == [("anim.gif", -1, -1.0, 0, ""), ("anim.gif", 1, 0.3, 1, ""), ("anim.gif", 2, 0.7, 0, ""),
+                   ("c.zip::in.gif", -1, -1.0, 0, ""), ("c.zip::in.gif", 1, 0.3, 1, ""),
+                   ("c.zip::in.gif", 2, 0.7, 0, ""), ("pages.tif", -1, -1.0, 0, ""), ("pages.tif", 1, -1.0, 1, ""),
+                   ("still.png", -1, -1.0, 0, "")]
+    sha = {r.source: r.provenance.sha256 for r in out if r.provenance.frame_index < 0}
+    assert all(r.provenance.sha256 == sha[r.source] for r in out)  # every frame names its file's sha256
+
+
+def test_a_broken_later_frame_is_recorded(tmp_path, astronaut_path):
+    from PIL import ImageOps
+
+    face = Image.open(astronaut_path).convert("RGB").resize((320, 320))
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 320), (120, 120, 120)).save(buf, format="GIF", save_all=True, loop=0,
+                                                       append_images=[face, ImageOps.mirror(face)])
+    cut = buf.getvalue()[: int(len(buf.getvalue()) * 0.8)]  # inside the third frame
+    got = [(getattr(f, "frame_index", None), type(f).__name__) for f in later_frames(cut, "x.gif", "", 10**8)]
+    assert got[-1][1] == "FrameError" and got[:-1] == [(1, "VideoFrame")]
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "cut.gif").write_bytes(cut)
+    out = list(AgeEstimator().stream(tmp_path / "cut"))
+    assert [(r.provenance.frame_index, len(r.faces), r.error_type) for r in out] == [
+        (-1, 0, ""), (1, 1, ""), (2, 0, "DecodeError")]
+    assert "frame 2 of 3 cannot be decoded" in out[-1].error and "were not read" in out[-1].error
+    assert MAX_FRAMES >= 1000
+
+
+def test_scan_resume_report_and_cli(tmp_path, pictures):
+    db = str(tmp_path / "case.sqlite")
+    s = run_scan(AgeEstimator(), [pictures], StoreSink(db))
+    assert (s.files, s.items, s.faces, s.errors) == (4, 9, 3, 0)  # a picture counts once, whatever its frames
+    again = run_scan(AgeEstimator(), [pictures], StoreSink(db))
+    assert (again.files, again.skipped) == (0, 9)
+    con = connect(db, readonly=True)
+    assert con.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 9
+    con.close()
+    rep = subprocess.run([sys.executable, "-m", "agescan", "report", "--db", db, "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert page.count("class='thumb'") == 3 and "source unreadable" not in page
+    assert ", frame 1 at 0.3 s" in page and "pages.tif</code><br><span class='dim'>320x320, frame 1," in page
+    est = subprocess.run([sys.executable, "-m", "agescan", "estimate", str(pictures / "pages.tif")],
+                         capture_output=True, text=True, timeout=300)
+    assert est.returncode == 0 and "pages.tif#1" in est.stdout and "no face found" in est.stdout
