@@ -55,6 +55,12 @@ def test_exif_orientation_is_applied(tmp_path, rgb):
     assert out.shape == (80, 60, 3)
     expected = np.rot90(rgb, k=-1)
     assert np.abs(out.astype(int) - expected).mean() < 3
+    # the same photo opened by the caller with PIL is read the same way (it was read as stored), and the caller's
+    # image keeps its orientation tag and size
+    with Image.open(p) as im:
+        from_pil = read_image(im)
+        assert im.size == (80, 60) and im.getexif().get(0x0112) == 6
+    assert np.array_equal(from_pil, out)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "CMYK", "1", "YCbCr"])

@@ -152,7 +152,11 @@ def load_image(source: Any, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedIm
         w, h = source.size
         if w * h > max_pixels:
             raise TooManyPixelsError(f"<PIL image>: {w}x{h} pixels exceeds the limit of {max_pixels:,}.")
-        return LoadedImage(_to_rgb_array(source), "<PIL image>", "")
+        try:  # as for a path: a photo's EXIF orientation applied (to a copy: the caller's image is left as it is)
+            upright = ImageOps.exif_transpose(source)
+        except Exception:  # noqa: BLE001 - malformed EXIF: keep the stored orientation rather than lose the image
+            upright = source
+        return LoadedImage(_to_rgb_array(upright), "<PIL image>", "")
     if hasattr(source, "read"):
         name = str(getattr(source, "name", "<stream>"))
         data = source.read()
