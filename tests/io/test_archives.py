@@ -126,3 +126,37 @@ def test_repeated_member_names_are_all_read(tmp_path, astronaut_path):
     assert [r.source.replace(str(tmp_path) + "/", "") for r in out] == ids
     assert all(len(r.faces) == 1 for r in out)
     assert len({r.provenance.sha256 for r in out}) == 4
+
+
+def test_a_tar_cut_short_keeps_what_it_holds_and_says_what_is_missing(tmp_path, astronaut_path):
+    """A tar cut short (an interrupted copy, recovered evidence): the members before the cut are scanned and one item
+    records that the rest is missing. Before, a cut .tar.gz was one error (its whole members lost) and a cut .tar
+    silently lost the members after the cut."""
+    from PIL import Image
+
+    pictures = []
+    for k in range(6):
+        buf = io.BytesIO()
+        Image.open(astronaut_path).convert("RGB").resize((120 + 10 * k, 120 + 10 * k)).save(buf, format="JPEG")
+        pictures.append(buf.getvalue())
+    for name, mode in (("whole.tar", "w"), ("cut.tar", "w"), ("cut.tar.gz", "w:gz")):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode=mode) as tf:
+            for k, data in enumerate(pictures):
+                info = tarfile.TarInfo(f"p{k}.jpg")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        data = buf.getvalue()
+        (tmp_path / name).write_bytes(data if name == "whole.tar" else data[: int(len(data) * 0.6)])
+    items = {i.path.replace(str(tmp_path) + "/", ""): i for i in iter_sources(tmp_path)}
+    whole = [k for k in items if k.startswith("whole.tar")]
+    assert whole == [f"whole.tar::p{k}.jpg" for k in range(6)] and all(not items[k].error for k in whole)
+    for name in ("cut.tar", "cut.tar.gz"):
+        members = [k for k in items if k.startswith(name + "::")]
+        assert 2 <= len(members) < 6, (name, members)
+        assert "cut short" in items[name].error and not items[name].member  # the archive's own item says so
+    out = {r.source.replace(str(tmp_path) + "/", ""): r for r in AgeEstimator().stream(tmp_path)}
+    for name in ("cut.tar", "cut.tar.gz"):
+        read = [k for k, r in out.items() if k.startswith(name + "::") and not r.error]
+        assert len(read) >= 2 and all(len(out[k].faces) == 1 for k in read)
+        assert out[name].error_type == "DecodeError"

@@ -56,10 +56,33 @@ class _Archive:
             entries = [(i.filename, i) for i in self.arc.infolist() if not i.is_dir()]
         else:
             self.arc = tarfile.open(name, "r:*") if data is None else tarfile.open(fileobj=src, mode="r:*")
-            entries = [(m.name, m) for m in self.arc.getmembers() if m.isfile()]
+            entries = [(m.name, m) for m in self._tar_members() if m.isfile()]
         self._info, self._names = {}, {}  # member id -> entry, member id -> the name the archive gives it
         for member_id, (name_, info) in zip(member_ids([text_name(n) for n, _ in entries]), entries):
             self._info[member_id], self._names[member_id] = info, name_
+
+    #: why members after the last one listed may be missing (a tar cut short or damaged), or ""
+    damage = ""
+
+    def _tar_members(self) -> list[tarfile.TarInfo]:
+        """The tar's members; of a tar cut short or damaged, those before the damage, with :attr:`damage` set."""
+        try:
+            members = self.arc.getmembers()
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            members = list(self.arc.members)
+            if not members:
+                raise
+            self.damage = (f"archive cut short or damaged after its member {members[-1].name!r} ({exc}): anything "
+                           f"after it could not be read")
+            return members
+        raw = self.arc.fileobj
+        if members and isinstance(raw, (io.BufferedReader, io.BytesIO)):  # not compressed: look for the end marker
+            raw.seek(self.arc.offset)
+            tail = raw.read(tarfile.BLOCKSIZE)
+            if len(tail) < tarfile.BLOCKSIZE or any(tail):
+                self.damage = (f"archive ends without tar's end-of-archive marker after its member "
+                               f"{members[-1].name!r}: it was cut short, and members after that one may be missing")
+        return members
 
     def members(self) -> list[tuple[str, int]]:
         """(member id, declared size) of every regular file, sorted by id (the id is its name, or ``NAME [k]`` for
@@ -248,3 +271,5 @@ def _walk_archive(arc: _Archive, sid: str, chain: str, depth: int, max_depth: in
                 continue  # not an image by name; an unreadable head cannot show it is one either
             if has_image_signature(head):
                 yield member_sid, member, ""
+    if arc.damage:  # what could not be listed is recorded, never a silent gap
+        yield sid, "", text_name(arc.damage)
