@@ -34,12 +34,27 @@ def test_missing_source_is_an_item_with_error(tmp_path):
     assert item.error == "no such file or folder"
 
 
-def test_symlink_loop_recorded(tmp_path):
+def test_symlink_loop_is_walked_once(tmp_path):
     _touch(tmp_path / "d" / "x.jpg")
     os.symlink(tmp_path / "d", tmp_path / "d" / "loop")
-    items = list(iter_sources(tmp_path))
-    assert [os.path.basename(i.path) for i in items if not i.error] == ["x.jpg"]
-    assert any("symlink loop" in i.error for i in items)
+    assert [i.path for i in iter_sources(tmp_path)] == [str(tmp_path / "d" / "x.jpg")]
+
+
+def test_a_link_to_a_folder_is_an_alias_and_sources_never_list_a_file_twice(tmp_path):
+    """A link to a folder the scan walks is not walked (the folder is listed under its own path, even when the link
+    sorts first: it used to take the folder's files and turn the folder itself into a "symlink loop" error); a link
+    to a folder outside the sources is followed; overlapping sources and a file named twice are listed once."""
+    real = _touch(tmp_path / "case" / "zreal" / "k.jpg")
+    os.symlink(real.parent, tmp_path / "case" / "a_alias")
+    outside = _touch(tmp_path / "elsewhere" / "o.jpg")
+    os.symlink(outside.parent, tmp_path / "case" / "b_link_out")
+    notes = _touch(tmp_path / "case" / "notes.dat", b"not an image by name or signature")
+    case = tmp_path / "case"
+    items = list(iter_sources(case))
+    assert [(i.path, i.error) for i in items] == [(str(case / "b_link_out" / "o.jpg"), ""), (str(real), "")]
+    again = list(iter_sources([case, case / "zreal", real, case, notes, real]))
+    assert [i.path for i in again] == [i.path for i in items] + [str(notes)]  # named: taken whatever its name
+    assert [i.path for i in iter_sources([real, case])] == [str(real), str(case / "b_link_out" / "o.jpg")]
 
 
 def test_broken_symlink_recorded(tmp_path):

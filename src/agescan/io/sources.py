@@ -4,8 +4,10 @@ Folders are walked recursively in sorted (code-point) order. A file is taken whe
 image extension or its first bytes carry an image signature (renamed files are found); zip and tar
 archives are opened in place and their image members listed (:mod:`agescan.io.archives`); videos (by
 extension) are items whose frames the estimator samples (:mod:`agescan.io.video`). Errors met on
-the way (permission denied, symlink loops, vanished entries) become items with ``error`` set, never
-exceptions, so one bad folder cannot end a long scan.
+the way (permission denied, vanished entries, broken links) become items with ``error`` set, never
+exceptions, so one bad folder cannot end a long scan. Nothing is listed twice: a folder reached again (a symbolic
+link loop, a link to a folder the scan walks under its own name, sources that overlap) is not walked again, and a
+file named as a source is not listed again by a folder.
 """
 
 from __future__ import annotations
@@ -54,17 +56,49 @@ def _looks_like_image(path: str) -> bool:
     return has_image_signature(head)
 
 
-def _walk(root: str, recursive: bool, seen: set[tuple[int, int]], archive_depth: int) -> Iterator[SourceItem]:
+def _key(entry: os.DirEntry) -> tuple[int, int]:
+    st = entry.stat()  # follows a symbolic link: the file it names
+    return st.st_dev, st.st_ino
+
+
+def _inside(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+class _Walk:
+    """What one listing has covered, so that nothing is listed twice: folders walked (by device and inode: a
+    folder reached again, through a symbolic link, a loop or a source that overlaps another, is not walked again;
+    its files are listed under the first path), the real paths of the folders named as sources (a symbolic link to
+    a folder inside them is an alias, not walked: the folder is listed under its own path), and the files named
+    as sources (not listed again by a folder's walk)."""
+
+    def __init__(self, roots: list[str], named: set[tuple[int, int]], recursive: bool, archive_depth: int):
+        self.roots, self.recursive, self.archive_depth = roots, recursive, archive_depth
+        self.folders: set[tuple[int, int]] = set()
+        self.named = named  # (device, inode) of the files named as sources
+        self.listed: set[tuple[int, int]] = set()  # those of them listed so far
+
+    def first_time(self, key: tuple[int, int]) -> bool:
+        """False for a file named as a source that was listed already (as a source or in a folder)."""
+        if key not in self.named:
+            return True
+        if key in self.listed:
+            return False
+        self.listed.add(key)
+        return True
+
+
+def _walk(root: str, walk: _Walk) -> Iterator[SourceItem]:
+    recursive, archive_depth = walk.recursive, walk.archive_depth
     try:
         st = os.stat(root)
     except OSError as exc:
         yield SourceItem(text_name(root), f"cannot open folder: {exc.strerror or exc}")
         return
     key = (st.st_dev, st.st_ino)
-    if key in seen:
-        yield SourceItem(text_name(root), "symlink loop: folder already visited")
-        return
-    seen.add(key)
+    if key in walk.folders:
+        return  # listed already, under the path that reached it first
+    walk.folders.add(key)
     try:
         with os.scandir(root) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -77,20 +111,22 @@ def _walk(root: str, recursive: bool, seen: set[tuple[int, int]], archive_depth:
     for e in entries:
         path = os.path.join(root, e.name)
         try:
-            is_dir = e.is_dir()  # follows symlinks; loops are caught by ``seen``
+            is_dir = e.is_dir()  # follows symlinks; a folder reached again is not walked again (_Walk)
             is_file = not is_dir and e.is_file()
         except OSError as exc:
             yield SourceItem(text_name(path), f"cannot stat: {exc.strerror or exc}")
             continue
         if is_dir:
-            if recursive:
-                yield from _walk(path, recursive, seen, archive_depth)
+            if recursive and not (e.is_symlink() and _inside(os.path.realpath(path), walk.roots)):
+                yield from _walk(path, walk)
         elif is_file:
             if is_archive(path):
-                yield from _file_items(path, archive_depth)
+                if not walk.named or walk.first_time(_key(e)):
+                    yield from _file_items(path, archive_depth)
             elif (os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
                   or _looks_like_image(path)):
-                yield SourceItem(text_name(path))
+                if not walk.named or walk.first_time(_key(e)):
+                    yield SourceItem(text_name(path))
         elif e.is_symlink():
             yield SourceItem(text_name(path), "broken symbolic link")
 
@@ -107,11 +143,19 @@ def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recur
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    for src in sources:
-        path = os.fspath(src)
+    sources = [os.fspath(s) for s in sources]
+    named = set()
+    for p in sources:
+        if os.path.isfile(p):
+            st = os.stat(p)
+            named.add((st.st_dev, st.st_ino))
+    walk = _Walk([os.path.realpath(p) for p in sources if os.path.isdir(p)], named, recursive, archive_depth)
+    for path in sources:
         if os.path.isdir(path):
-            yield from _walk(path, recursive, set(), archive_depth)
+            yield from _walk(path, walk)
         elif os.path.exists(path):
-            yield from _file_items(path, archive_depth)
+            st = os.stat(path)
+            if walk.first_time((st.st_dev, st.st_ino)):  # not named twice, nor listed by a folder named before it
+                yield from _file_items(path, archive_depth)
         else:
             yield SourceItem(text_name(path), "no such file or folder")
