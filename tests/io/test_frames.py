@@ -80,6 +80,7 @@ def test_scan_resume_report_and_cli(tmp_path, pictures):
     assert rep.returncode == 0, rep.stderr
     page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
     assert page.count("class='thumb'") == 3 and "source unreadable" not in page
+    assert "<p>4 file(s) scanned (9 items with the sampled frames of videos and the frames of animated" in page
     assert ", frame 1 at 0.3 s" in page and "pages.tif</code><br><span class='dim'>320x320, frame 1," in page
     est = subprocess.run([sys.executable, "-m", "agescan", "estimate", str(pictures / "pages.tif")],
                          capture_output=True, text=True, timeout=300)

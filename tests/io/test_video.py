@@ -76,6 +76,8 @@ def test_cli_scan_of_a_video_into_the_store(video, tmp_path):
                          capture_output=True, text=True, timeout=300)
     page = (tmp_path / "r" / "index.html").read_text()
     assert rep.returncode == 0 and page.count("class='thumb'") == 1 and "frame 0 at 0.0 s" in page
+    assert "<p>1 file(s) scanned (2 items with the sampled frames" in page  # a video is one file (was "2 file(s)")
+    assert "now holds 1 file(s) (2 items with their frames)" in again.stderr
     js = subprocess.run([sys.executable, "-m", "agescan", "estimate", "--json", str(video)], capture_output=True,
                         text=True, timeout=300)
     recs = [json.loads(line) for line in js.stdout.splitlines()]

@@ -93,7 +93,7 @@ def test_report_page_and_exports(report_dir):
     in_group = [float(rows[i][1]) for i in astro]
     assert in_group == sorted(in_group, reverse=True)
     assert page.count("class='thumb'") == 8 and "revealed" not in page.split("<body>")[1].split("<script")[0]
-    assert "broken.jpg" in page and "DecodeError" in page and "Files without a face (1)" in page
+    assert "broken.jpg" in page and "DecodeError" in page and "Pictures and frames without a face (1)" in page
     assert "http://" not in page and "https://" not in page
     # the provenance table names what produced these results: the model by id and the sha256 of its file, the
     # detector, and the configuration with the triage rule of the scan

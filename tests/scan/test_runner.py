@@ -162,7 +162,7 @@ def test_run_scan_into_a_file_and_a_store(tmp_path, folder):
 
     db = str(tmp_path / "case.sqlite")
     s2 = run_scan(est, [folder], StoreSink(db))
-    assert s2.counts() == s.counts() and s2.held == {"items": 5, "faces": 4, "flagged": s.flagged, "errors": 1}
+    assert s2.counts() == s.counts() and s2.held == {"items": 5, "files": 5, "faces": 4, "flagged": s.flagged, "errors": 1}
     again = run_scan(est, [folder], StoreSink(db))  # a rerun resumes: nothing left to do but the broken file
     assert (again.files, again.skipped, again.errors, again.run_id) == (1, 4, 1, s2.run_id) and again.held == s2.held
     stored = connect(db, readonly=True).execute("SELECT source, flagged FROM faces f JOIN items i "
@@ -334,7 +334,7 @@ def test_a_rerun_tries_errors_again_and_drops_those_no_longer_listed(tmp_path, a
     rows = con.execute("SELECT source, n_faces, error_type FROM items ORDER BY source").fetchall()
     assert [(Path(s).name, n, t) for s, n, t in rows] == [
         ("a.png", 1, ""), ("b.zip::m.png", 1, ""), ("broken.jpg", 0, "DecodeError"), ("copying.png", 1, "")]
-    assert again.held == {"items": 4, "faces": 3, "flagged": again.held["flagged"], "errors": 1}
+    assert again.held == {"items": 4, "files": 4, "faces": 3, "flagged": again.held["flagged"], "errors": 1}
     con.close()
     third = run_scan(est, [case], StoreSink(db))  # only the broken file is tried again; nothing is added
     assert (third.skipped, third.files, third.errors) == (3, 1, 1) and third.held["items"] == 4

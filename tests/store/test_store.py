@@ -37,7 +37,7 @@ def test_items_and_faces_round_trip_and_replays_are_no_ops(store_target, estimat
         assert store.add(run, results) == 3
         assert store.add(run, results) == 0  # the same items again: nothing duplicated (the error is replaced)
         flagged = int(results[0].faces[0].flagged)
-        assert store.counts(run) == {"items": 3, "errors": 1, "faces": 1, "flagged": flagged}
+        assert store.counts(run) == {"items": 3, "files": 3, "errors": 1, "faces": 1, "flagged": flagged}
         # an error is not done: a rerun tries it again
         assert store.done_sources(run) == {(str(astronaut_path), -1), ("<array>", -1)}
         assert store.error_sources(run) == {(str(bad), -1)}

@@ -541,7 +541,8 @@ def cmd_scan(a: argparse.Namespace) -> int:
     rate = f"{s.files / max(s.seconds, 1e-9):.1f} files/s"
     held = s.held
     if a.db:
-        where = f"run {s.run_id} now holds {held['items']} file(s), {held['faces']} face(s), " \
+        frames = f" ({held['items']} items with their frames)" if held["items"] != held["files"] else ""
+        where = f"run {s.run_id} now holds {held['files']} file(s){frames}, {held['faces']} face(s), " \
                 f"{held['errors']} error(s), {held['flagged']} face(s) flagged -> {redact(a.db)}"
         if engine is not None:
             p = s.partitions

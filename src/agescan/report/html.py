@@ -248,9 +248,12 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
     if run["model_sha256"] and rule != LEGACY_RULE:  # the refer interval of a calibrated card (agescan.decisions)
         rule_text += (f", or an interval of level {1 - 2 * rule[0]:.1%} reaching below the minor age if the model's "
                       "card asks")
-    n_items, n_noface = db.execute("SELECT COUNT(*), SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) "
-                                   "FROM items WHERE run_id=?", (rid,)).fetchone()
-    n_noface = int(n_noface or 0)
+    n_items, n_files, n_noface = db.execute(
+        "SELECT COUNT(*), SUM(CASE WHEN frame_index <= 0 THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN n_faces = 0 AND error = '' THEN 1 ELSE 0 END) FROM items WHERE run_id=?", (rid,)).fetchone()
+    n_noface, n_files = int(n_noface or 0), int(n_files or 0)
+    scanned = f"{n_files} file(s) scanned" + (f" ({n_items} items with the sampled frames of videos and the frames "
+                                              "of animated or multi-page pictures)" if n_items != n_files else "")
     video_digests: dict[str, str] = {}
     rows = []
     for i in order:
@@ -301,8 +304,8 @@ def _page(db: Database, run: dict, version: int, rule: tuple[float, float], thre
 <title>agescan report: run {rid}</title><style>{_CSS}</style><script>{_JS}</script></head>
 <body>
 <h1>agescan report: run {rid}</h1>
-<p>{n_items} file(s) scanned: {len(ages)} face(s), <b>{n_flagged} flagged for review</b> ({rule_text}, decided by the scan),
-{n_noface} file(s) without a face, {len(errors)} error(s).
+<p>{scanned}: {len(ages)} face(s), <b>{n_flagged} flagged for review</b> ({rule_text}, decided by the scan),
+{n_noface} picture(s) or frame(s) without a face, {len(errors)} error(s).
 Faces are <b>blurred</b>; click one to reveal it. Ages are estimates with a 90% interval; P(minor) = P(age &lt; {config.get('minor_age', 18)}).
 Every file has its own row; only byte-identical copies share one. Near-duplicates (by PDQ hash: the same picture
 re-encoded, resized, retouched or mirrored) are grouped side by side, never hidden.{grouping}</p>
@@ -315,7 +318,7 @@ re-encoded, resized, retouched or mirrored) are grouped side by side, never hidd
 <table id="items"><thead><tr><th>P(minor)</th><th>file</th><th>faces</th></tr></thead><tbody>
 {''.join(rows)}
 </tbody></table>
-<h2>Files without a face ({n_noface})</h2>
+<h2>Pictures and frames without a face ({n_noface})</h2>
 <details><summary>list{more_noface}: not estimated; a face the detector missed is not flagged</summary>
 <ul id="noface">{noface_rows}</ul></details>
 <h2>Errors ({len(errors)})</h2>

@@ -78,8 +78,8 @@ class FileSink:
     def close(self, summary) -> None:
         self._fh.close()
         os.replace(self.partial, self.path)
-        summary.held = {"items": summary.items, "faces": summary.faces, "flagged": summary.flagged,
-                        "errors": summary.errors}
+        summary.held = {"items": summary.items, "files": summary.files, "faces": summary.faces,
+                        "flagged": summary.flagged, "errors": summary.errors}
 
     def abort(self) -> None:
         if self._fh is not None:

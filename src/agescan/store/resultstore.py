@@ -251,7 +251,10 @@ class ResultStore:
         q = self.db.execute
         faces, flagged = q("SELECT COUNT(*), COALESCE(SUM(flagged), 0) FROM faces JOIN items "
                            "ON faces.item_id = items.id WHERE run_id=?", (run_id,)).fetchone()
-        return {"items": q("SELECT COUNT(*) FROM items WHERE run_id=?", (run_id,)).fetchone()[0],
+        items, files = q("SELECT COUNT(*), COALESCE(SUM(CASE WHEN frame_index <= 0 THEN 1 ELSE 0 END), 0) FROM items "
+                         "WHERE run_id=?", (run_id,)).fetchone()
+        # files: a video (its first sampled frame) or a picture with several frames (its first) counts once
+        return {"items": items, "files": int(files),
                 "errors": q("SELECT COUNT(*) FROM errors WHERE run_id=?", (run_id,)).fetchone()[0],
                 "faces": faces, "flagged": int(flagged)}
 
