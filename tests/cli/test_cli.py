@@ -101,6 +101,21 @@ def test_bad_parameter_is_usage_error(astronaut_path):
     assert out.returncode == 2 and "'minor_age' parameter" in out.stderr
 
 
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(astronaut_path, tmp_path):
+    """Before: FileNotFoundError / sqlite3.DatabaseError tracebacks, exit 1 (which means 'some inputs unreadable')."""
+    not_db = tmp_path / "notes.sqlite"
+    not_db.write_text("not a database")
+    for args, code, said in (
+            (("scan", astronaut_path, "--out", tmp_path / "nodir" / "x.jsonl"), 2, "does not exist; create it"),
+            (("scan", astronaut_path, "--db", tmp_path / "nodir" / "x.sqlite"), 3, "does not exist; create it"),
+            (("scan", astronaut_path, "--db", not_db), 3, "not a SQLite database"),
+            (("scan", astronaut_path, "--db", tmp_path), 3, "is a folder"),
+            (("report", "--db", not_db, "--out", tmp_path / "r"), 3, "not a SQLite database")):
+        out = agescan(*args, "--no-progress" if args[0] == "scan" else "--no-thumbnails")
+        assert out.returncode == code and said in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+    assert not_db.read_text() == "not a database"  # left as it was
+
+
 def test_scan_jsonl_records_errors_and_carries_on(folder, tmp_path):
     dest = tmp_path / "out" / "results.jsonl"
     dest.parent.mkdir()

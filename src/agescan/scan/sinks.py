@@ -64,7 +64,13 @@ class FileSink:
     def open(self, config, resume: bool) -> set[tuple[str, int]]:
         if os.path.exists(self.path) and not self.overwrite:
             raise InputError(f"{self.path} exists; pass --overwrite (overwrite=True) to replace it")
-        self._fh = open(self.partial, "w", newline="", encoding="utf-8")
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise InputError(f"{self.path}: its folder {folder} does not exist; create it first")
+        try:
+            self._fh = open(self.partial, "w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot write {self.partial} ({exc.strerror or exc})") from None
         self._writer = ResultWriter(self._fh, self.fmt, include_distribution=self.include_distribution)
         self._writer.write_header()
         return set()

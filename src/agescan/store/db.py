@@ -86,16 +86,24 @@ class SQLiteDatabase(Database):
 
     def __init__(self, path: str | Path, readonly: bool = False):
         p = Path(path)
-        if readonly:
-            if not p.is_file():
-                raise ConfigError(f"{p}: no such results database; create one with `agescan scan SOURCE --db {p}`.")
-            # Read-only, through a percent-encoded URI so names with spaces, '?' or '#' work.
-            conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        else:
-            conn = sqlite3.connect(p, isolation_level=None)  # explicit transactions below
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed item survives a killed process
-        conn.execute("PRAGMA foreign_keys=ON")
+        if readonly and not p.is_file():
+            raise ConfigError(f"{p}: no such results database; create one with `agescan scan SOURCE --db {p}`.")
+        if not readonly and not p.parent.is_dir():
+            raise ConfigError(f"{p}: its folder {p.parent} does not exist; create it or name a database elsewhere.")
+        if p.is_dir():
+            raise ConfigError(f"{p} is a folder: name a results database file (e.g. {p / 'case.sqlite'}).")
+        try:
+            if readonly:  # through a percent-encoded URI so names with spaces, '?' or '#' work
+                conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            else:
+                conn = sqlite3.connect(p, isolation_level=None)  # explicit transactions below
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed item survives a killed process
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # reads the header: is it SQLite at all?
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{p}: not a SQLite database ({exc}); name an agescan results database, or a new "
+                              f"file to create one.") from None
         super().__init__(conn, str(p))
 
     def has_table(self, name: str) -> bool:
