@@ -130,6 +130,55 @@ def test_the_given_faces_are_estimated_instead_of_detecting(server, estimator, a
     assert abs(b["age"] - expected.age) < 0.01
 
 
+def _given(face: dict, score: str | None = None) -> str:
+    """A 'faces' field as raw JSON text (so that JSON's NaN and Infinity can be written)."""
+    text = json.dumps([face])
+    return text if score is None else text[:-2] + f', "score": {score}}}]'
+
+
+@pytest.mark.parametrize("path", ["/v1/estimate", "/v1/age-check?threshold=18"])
+def test_malformed_given_faces_are_refused_with_422_naming_the_problem(server, estimator, astronaut_path, path):
+    found = estimator.predict(astronaut_path).faces[0]
+    box, lms = list(found.box.as_tuple()), [list(p) for p in found.landmarks.points]
+    good = {"box": box, "landmarks": lms}
+    x1, y1 = box[0], box[1]
+    cases = {  # the faces field -> what the message must say
+        _given(good, "NaN"): "face 1: 'score' must be a finite number in [0, 1]; got NaN",
+        _given(good, "Infinity"): "'score' must be a finite number in [0, 1]; got Infinity",
+        _given(good, "-Infinity"): "'score' must be a finite number in [0, 1]; got -Infinity",
+        _given(good, "1e309"): "'score' must be a finite number in [0, 1]; got Infinity",
+        _given(good, "2.5"): "'score' must be a finite number in [0, 1]; got 2.5",
+        _given(good, "null"): "'score' must be a finite number in [0, 1]; got null",
+        _given(good, "true"): "'score' must be a finite number in [0, 1]; got true",
+        json.dumps([good]).replace(str(box[2]), "1e309"): "'box' must be 4 finite numbers",
+        json.dumps([good]).replace(str(box[2]), "NaN"): "'box' must be 4 finite numbers",
+        json.dumps([good]).replace(str(box[2]), "1" + "0" * 400): "'box' must be 4 finite numbers",
+        json.dumps([good]).replace(str(lms[2][0]), "-Infinity"): "landmark 3 must be 2 finite numbers",
+        json.dumps([good]).replace(str(lms[2][0]), "-1e400"): "landmark 3 must be 2 finite numbers",
+        _given({**good, "box": [x1, y1, x1, y1]}): "has no area",
+        _given({**good, "box": [box[2], y1, x1, box[3]]}): "has no area",
+        _given({**good, "landmarks": [[1e6, 1e6]] * 5}): "landmark 1 [1000000.0, 1000000.0] is far outside the box",
+        _given({**good, "landmarks": lms[:4]}): "list of 5 [x, y] points",
+        _given({**good, "scor": 0.9}): "unknown key 'scor'",
+        _given({"landmarks": lms}): "face 1 has no 'box'",
+        json.dumps([good, "face"]): "face 2 is not an object",
+        '{"box": [1, 2, 3, 4]}': "not a list of faces",
+    }
+    for field, wanted in cases.items():
+        r = httpx.post(server.url + path, files={"image": ("a.png", astronaut_path.read_bytes(), "image/png"),
+                                                 "faces": (None, field)})
+        err = r.json().get("error", {})
+        assert (r.status_code, err.get("code")) == (422, "bad_faces"), (field, r.status_code, r.text)
+        assert wanted in err["message"] and "Send a JSON list" in err["message"], (field, err["message"])
+    # a real detector puts the landmarks of turned and small faces outside its box: within a box side that is a face
+    side = box[3] - box[1]
+    shifted = {"box": [x1, y1 + 0.6 * side, box[2], box[3] + 0.6 * side], "landmarks": lms}
+    assert min(p[1] for p in lms) < shifted["box"][1]
+    r = httpx.post(server.url + path, files={"image": ("a.png", astronaut_path.read_bytes(), "image/png"),
+                                             "faces": (None, _given(shifted, "0.5"))})
+    assert r.status_code == 200, r.text
+
+
 def test_models_health_docs_and_headers(server):
     m = httpx.get(server.url + "/v1/models").json()
     assert m["model"]["id"] and m["detector"]["name"] and m["privacy_ops"] == list_privacy_ops(keyless=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,14 +38,12 @@ from agescan.io import load_image
 from agescan.privacy import list_privacy_ops
 from agescan.results import to_dict
 from agescan.service.config import ENV_CONFIG, ServiceConfig
+from agescan.service.faces import MAX_GIVEN_FACES, parse_faces  # noqa: F401  (MAX_GIVEN_FACES: re-exported)
 from agescan.service.http import (Admission, SecurityHeaders, ServiceError, check_api_key, json_bytes, parse_upload,
                                   read_body)
-from agescan.types import BBox, Detection, Landmarks5
 
 log = logging.getLogger("agescan.service")
 
-#: Most faces a client may say it found (the page sends the faces it covered).
-MAX_GIVEN_FACES = 32
 _STATIC = {"page.js": "text/javascript; charset=utf-8", "page.css": "text/css; charset=utf-8"}
 #: The page runs only its own script and style; it may use the camera and talk to this server only.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -60,9 +57,10 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "format": "binary", "description": "the photo (JPEG, PNG, WebP, ...)"},
         "faces": {"type": "string", "description": "optional JSON list of the faces already found in the photo, "
-                                                   "[{\"box\": [x1, y1, x2, y2], \"landmarks\": [[x, y] x 5]}] "
-                                                   "(eyes, nose, mouth corners, as seen): they are estimated "
-                                                   "instead of detecting again"}}}}}}}
+                                                   "[{\"box\": [x1, y1, x2, y2], \"landmarks\": [[x, y] x 5], "
+                                                   "\"score\": 0..1 (optional)}] (eyes, nose, mouth corners, as "
+                                                   "seen; finite numbers, a box with area, landmarks near their "
+                                                   "box): they are estimated instead of detecting again"}}}}}}}
 _ERRORS = {status: {"description": text, "content": {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "object", "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
                                                "message": {"type": "string"}}}}}}}}
@@ -154,7 +152,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         try:
             body = await read_body(request, config.max_body_bytes, min(config.body_timeout, config.request_timeout))
             upload = parse_upload(request.headers.get("content-type", ""), body)
-            faces = _given_faces(upload.faces_json)
+            faces = parse_faces(upload.faces_json)
             fut = asyncio.get_running_loop().run_in_executor(svc.executor, fn, upload.image, faces)
             fut.add_done_callback(lambda _: svc.admission.leave())
             return await asyncio.wait_for(asyncio.shield(fut), max(deadline - time.monotonic(), 0.001))
@@ -276,22 +274,6 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
 
 def _static(name: str) -> bytes:
     return (resources.files("agescan.service") / "static" / name).read_bytes()
-
-
-def _given_faces(text: str | None) -> tuple[Detection, ...] | None:
-    """The ``faces`` field: None (detect), or the faces the client found, validated."""
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-        if not isinstance(data, list) or len(data) > MAX_GIVEN_FACES:
-            raise ValueError(f"a list of at most {MAX_GIVEN_FACES} faces")
-        return tuple(Detection(BBox(*map(float, f["box"])), Landmarks5(tuple(tuple(map(float, p))
-                                                                             for p in f["landmarks"])),
-                               float(f.get("score", 1.0))) for f in data)
-    except (ValueError, TypeError, KeyError, InputError) as exc:
-        raise ServiceError(422, "bad_faces", f"The 'faces' field must be a JSON list of {{\"box\": [x1, y1, x2, "
-                                             f"y2], \"landmarks\": [[x, y] x 5]}}: {str(exc)[:200]}") from None
 
 
 def _decode(est, data: bytes):
