@@ -191,6 +191,8 @@ def malformed_requests(image: bytes) -> list[tuple[str, str, dict, bytes | None,
             ("image", image, "image/jpeg"),
             ("faces", b'[{"box": [0, 0, 10, 10], "landmarks": [[1,1],[2,2],[3,3],[4,4],[5,5]], "score": NaN}]',
              "application/json")])),
+        ("faces nested deeply", "/v1/age-check?threshold=18", mp, multipart([
+            ("image", image, "image/jpeg"), ("faces", b"[" * 5000 + b"]" * 5000, "application/json")])),
         ("1000 faces", "/v1/age-check?threshold=18", mp, multipart([
             ("image", image, "image/jpeg"),
             ("faces", ("[" + ",".join(['{"box": [0, 0, 10, 10], "landmarks": [[1,1],[2,2],[3,3],[4,4],[5,5]]}']

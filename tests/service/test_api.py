@@ -179,6 +179,22 @@ def test_malformed_given_faces_are_refused_with_422_naming_the_problem(server, e
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.parametrize("path", ["/v1/estimate", "/v1/age-check?threshold=18"])
+def test_a_deeply_nested_faces_field_is_a_422(server, astronaut_jpeg, path):
+    # 10 KB that json.loads gives up on with a RecursionError; a face needs four levels
+    for depth in (5000, 100_000):
+        for field in ("[" * depth + "]" * depth, '[{"box": ' + "[" * depth + "]" * depth + "}]"):
+            r = httpx.post(server.url + path, files={"image": ("a.jpg", astronaut_jpeg, "image/jpeg"),
+                                                     "faces": (None, field)})
+            err = r.json().get("error", {})
+            assert (r.status_code, err.get("code")) == (422, "bad_faces"), (depth, r.status_code, r.text[:300])
+            assert "nested too deeply" in err["message"], err["message"]
+    # nested a little less, so that it parses: still a 422 saying what is wrong
+    field = '[{"box": ' + "[" * 500 + "]" * 500 + ', "landmarks": []}]'
+    r = httpx.post(server.url + path, files={"image": ("a.jpg", astronaut_jpeg, "image/jpeg"), "faces": (None, field)})
+    assert r.status_code == 422 and "'box' must be 4 numbers" in r.json()["error"]["message"], r.text[:300]
+
+
 def test_models_health_docs_and_headers(server):
     m = httpx.get(server.url + "/v1/models").json()
     assert m["model"]["id"] and m["detector"]["name"] and m["privacy_ops"] == list_privacy_ops(keyless=True)

@@ -3,7 +3,8 @@ covered), parsed and checked before anything is estimated.
 
 A face is ``{"box": [x1, y1, x2, y2], "landmarks": [[x, y] x 5], "score": S}`` (``score`` optional, default 1).
 Every number must be finite (JSON's ``NaN`` and ``Infinity``, and numbers too large for a float, are refused), a box
-must have a positive width and height, and each landmark must lie near its box. Every problem is a 422
+must have a positive width and height, each landmark must lie near its box, and the JSON must not be nested deeper
+than Python's parser goes. Every problem is a 422
 ``bad_faces`` that names the face and what is wrong with it.
 """
 
@@ -42,6 +43,9 @@ def parse_faces(text: str | None) -> tuple[Detection, ...] | None:
             data = json.loads(text)  # NaN, Infinity and 1e309 become floats that the checks below refuse
         except ValueError as exc:
             raise _Bad(f"it is not JSON ({str(exc)[:120]})") from None
+        except RecursionError:  # json's parser gives up on deep nesting ('[' * 5000): a 10 KB field can do it
+            raise _Bad("it is nested too deeply (a list of faces has four levels: "
+                       '[{"landmarks": [[x, y], ...]}])') from None
         if not isinstance(data, list):
             raise _Bad(f"it is a JSON {type(data).__name__}, not a list of faces")
         if len(data) > MAX_GIVEN_FACES:
