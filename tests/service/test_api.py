@@ -195,6 +195,41 @@ def test_a_deeply_nested_faces_field_is_a_422(server, astronaut_jpeg, path):
     assert r.status_code == 422 and "'box' must be 4 numbers" in r.json()["error"]["message"], r.text[:300]
 
 
+def test_unknown_and_repeated_query_parameters_are_refused(server, astronaut_jpeg):
+    spec = httpx.get(server.url + "/openapi.json").json()["paths"]
+    accepted = {path: [p["name"] for p in spec[path]["post"]["parameters"]] for path in ("/v1/estimate", "/v1/age-check")}
+    assert accepted["/v1/age-check"] == ["threshold", "challenge_age", "max_error", "anonymise"]
+    img = {"content-type": "image/jpeg"}
+    for query, name, hint in (("/v1/age-check?threshold=18&anonymize=eye-mosaic", "anonymize", "anonymise"),
+                              ("/v1/age-check?threshold=18&transform=eye-mosaic", "transform", "anonymise"),
+                              ("/v1/estimate?anonymize=eye-mosaic", "anonymize", "anonymise"),
+                              ("/v1/estimate?transform=eye-band", "transform", "anonymise"),
+                              ("/v1/age-check?thresold=18", "thresold", "threshold"),
+                              ("/v1/estimate?crop=true", "crop", "crops"),
+                              ("/v1/estimate?api_key=secret", "api_key", None)):
+        r = httpx.post(server.url + query, content=astronaut_jpeg, headers=img)
+        err = r.json().get("error", {})
+        assert (r.status_code, err.get("code")) == (400, "unknown_parameter"), (query, r.status_code, r.text[:300])
+        path = query.split("?")[0]
+        assert f"Unknown query parameter {name!r}" in err["message"], err["message"]
+        assert f"{path} accepts {', '.join(accepted[path])}" in err["message"], err["message"]
+        assert (f"did you mean {hint!r}" in err["message"]) if hint else "did you mean" not in err["message"]
+    for query, name in (("/v1/age-check?threshold=18&threshold=21", "threshold"),
+                        ("/v1/age-check?threshold=18&anonymise=eye-band&anonymise=eye-mosaic", "anonymise"),
+                        ("/v1/estimate?distribution=true&distribution=false", "distribution")):
+        r = httpx.post(server.url + query, content=astronaut_jpeg, headers=img)
+        err = r.json().get("error", {})
+        assert (r.status_code, err.get("code")) == (400, "repeated_parameter"), (query, r.status_code, r.text[:300])
+        assert f"{name!r} is given more than once" in err["message"], err["message"]
+    # the accepted parameters still work, alone and together
+    ok = httpx.post(server.url + "/v1/age-check?threshold=18&challenge_age=0&max_error=0.02&anonymise=eye-band",
+                    content=astronaut_jpeg, headers=img)
+    assert ok.status_code == 200 and ok.json()["anonymised"] == "eye-band", ok.text[:300]
+    ok = httpx.post(server.url + "/v1/estimate?distribution=true&crops=false&hashes=false&anonymise=",
+                    content=astronaut_jpeg, headers=img)
+    assert ok.status_code == 200, ok.text[:300]
+
+
 def test_models_health_docs_and_headers(server):
     m = httpx.get(server.url + "/v1/models").json()
     assert m["model"]["id"] and m["detector"]["name"] and m["privacy_ops"] == list_privacy_ops(keyless=True)
@@ -243,6 +278,7 @@ def test_api_keys():
         assert httpx.post(url, content=b"x", headers=img).json()["error"]["code"] == "api_key_missing"
         # the key is checked before anything else: a request without it learns nothing about its parameters
         assert httpx.post(s.url + "/v1/age-check?threshold=abc", content=b"x", headers=img).status_code == 401
+        assert httpx.post(s.url + "/v1/age-check?threshold=18&nope=1", content=b"x", headers=img).status_code == 401
         bad = httpx.post(url, content=b"x", headers={**img, "x-api-key": "wrong" * 5})
         assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer"
         ok = httpx.post(url, content=b"x", headers={**img, "authorization": f"Bearer {KEY}"})

@@ -41,6 +41,7 @@ from agescan.service.config import ENV_CONFIG, ServiceConfig
 from agescan.service.faces import MAX_GIVEN_FACES, parse_faces  # noqa: F401  (MAX_GIVEN_FACES: re-exported)
 from agescan.service.http import (Admission, SecurityHeaders, ServiceError, check_api_key, json_bytes, parse_upload,
                                   read_body)
+from agescan.service.params import check_query
 
 log = logging.getLogger("agescan.service")
 
@@ -64,7 +65,7 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
 _ERRORS = {status: {"description": text, "content": {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "object", "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
                                                "message": {"type": "string"}}}}}}}}
-    for status, text in ((400, "malformed request"), (401, "API key missing or invalid"), (408, "body too slow"),
+    for status, text in ((400, "malformed request, or an unknown or repeated query parameter"), (401, "API key missing or invalid"), (408, "body too slow"),
                          (413, "body or image too large"), (415, "unsupported content type"),
                          (422, "undecodable image or invalid parameter"), (503, "busy or timed out: retry"))}
 
@@ -167,7 +168,12 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         """A dependency: the API key is checked before anything else about a request (even its parameters)."""
         check_api_key(request, config.api_keys)
 
-    guarded = {"dependencies": [Depends(_key)], "openapi_extra": _IMAGE_BODY, "responses": _ERRORS}
+    async def _query(request: Request) -> None:
+        """A dependency, after the key: the query holds only the endpoint's own parameters, each once."""
+        route = request.scope["route"]
+        check_query(request.query_params.multi_items(), [p.alias for p in route.dependant.query_params], route.path)
+
+    guarded = {"dependencies": [Depends(_key), Depends(_query)], "openapi_extra": _IMAGE_BODY, "responses": _ERRORS}
 
     def _estimator(svc: _Service, anonymise: str | None):
         if not anonymise:
