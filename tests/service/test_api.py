@@ -343,6 +343,40 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
         assert option in help_text
 
 
+def test_an_api_key_file_without_a_key_is_a_startup_error(tmp_path):
+    import subprocess
+    import sys
+
+    for name, text in (("empty", ""), ("comments", "# keys go here\n\n   \n# one per line\n"), ("bom", "\ufeff\n")):
+        keys = tmp_path / name
+        keys.write_text(text, encoding="utf-8")
+        out = subprocess.run([sys.executable, "-m", "agescan", "serve", "--port", str(free_port()),
+                              "--api-key-file", str(keys)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, (name, out.returncode, out.stderr[-2000:])
+        assert f"--api-key-file {keys} holds no API key" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert "serve: http://" not in out.stderr  # it never said it was serving
+
+
+def test_an_api_key_file_saved_with_a_bom_keeps_its_first_key(tmp_path):
+    from tests.service.conftest import serve_subprocess
+
+    keys = tmp_path / "keys.txt"
+    keys.write_bytes("\ufeff".encode() + f"{KEY}\r\n# the second\r\n{KEY[::-1]}\r\n".encode())
+    from agescan.service import read_api_keys
+
+    assert read_api_keys(str(keys)) == (KEY, KEY[::-1])
+    proc, url = serve_subprocess("--api-key-file", str(keys))
+    try:
+        img = {"content-type": "image/jpeg"}
+        for key in (KEY, KEY[::-1]):
+            r = httpx.post(url + "/v1/age-check?threshold=18", content=b"x", headers={**img, "x-api-key": key})
+            assert r.status_code == 422, r.text  # past the key: the body is not an image
+        assert httpx.post(url + "/v1/age-check?threshold=18", content=b"x", headers=img).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_the_browser_runs_every_operator_of_every_yunet_detector():
     onnx = pytest.importorskip("onnx", reason="onnx (train extra) reads the graphs")
     from agescan.detect import YuNetDetector, create_detector, list_detectors

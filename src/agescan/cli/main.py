@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                     help="seconds a request may wait and compute before a 503 (default: 30)")
     sv.add_argument("--api-key-file", metavar="FILE",
-                    help="accepted API keys, one per line (default: the comma-separated AGESCAN_API_KEYS "
+                    help="accepted API keys, one per line, # comments allowed; keys are then required, and a "
+                         "file without a key is an error (default: the comma-separated AGESCAN_API_KEYS "
                          "variable); clients send X-API-Key or Authorization: Bearer")
     sv.add_argument("--require-api-key", choices=["auto", "yes", "no"], default="auto",
                     help="auto: required unless --host is loopback (default); no: only behind a proxy that "
