@@ -377,6 +377,25 @@ def test_an_api_key_file_saved_with_a_bom_keeps_its_first_key(tmp_path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.parametrize("args, code, message", [
+    (["--model", "nope"], 3, "No model named 'nope' is registered"),
+    (["--model", "nope", "--workers", "2"], 3, "No model named 'nope' is registered"),
+    (["--detector", "nope"], 3, "'nope'"),
+    (["--min-face-size", "2"], 2, "'min_face_size' parameter of AgeEstimator must be an integer in [12, inf]. Got 2"),
+    (["--require-api-key", "yes"], 3, "started with --require-api-key yes needs API keys"),
+])
+def test_serve_startup_errors_are_one_line_before_the_banner(args, code, message):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "agescan", "serve", "--port", str(free_port()), *args],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, (args, out.returncode, out.stderr[-3000:])
+    assert out.stderr.startswith("agescan serve: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
+    assert message in out.stderr and "serve: http://" not in out.stderr, out.stderr
+    assert "not loopback" not in out.stderr and "listen on 127.0.0.1" not in out.stderr  # it listens there already
+
+
 def test_the_browser_runs_every_operator_of_every_yunet_detector():
     onnx = pytest.importorskip("onnx", reason="onnx (train extra) reads the graphs")
     from agescan.detect import YuNetDetector, create_detector, list_detectors

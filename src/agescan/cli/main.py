@@ -731,10 +731,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
                            request_timeout=a.request_timeout, workers=a.workers, page=not a.no_page,
                            access_log=a.access_log)
     shown = f"[{a.host}]" if ":" in a.host else a.host
-    print(f"agescan serve: http://{shown}:{a.port}/ (API at /v1, description at /docs); model {a.model}, detector "
-          f"{a.detector}; API key {'required' if config.keys_required or config.api_keys else 'not required (loopback)'}"
-          f"; {config.workers} process(es) x {config.threads} compute thread(s). Ctrl-C stops it.", file=sys.stderr)
-    serve(config)
+    banner = (f"agescan serve: http://{shown}:{a.port}/ (API at /v1, description at /docs); model {a.model}, detector "
+              f"{a.detector}; API key "
+              f"{'required' if config.keys_required or config.api_keys else 'not required (loopback)'}"
+              f"; {config.workers} process(es) x {config.threads} compute thread(s). Ctrl-C stops it.")
+    serve(config, on_ready=lambda: print(banner, file=sys.stderr))  # once the model is loaded: errors come first
     return EXIT_OK
 
 

@@ -75,12 +75,8 @@ class _Service:
     sharing the loaded model), the compute threads and the admission counter."""
 
     def __init__(self, config: ServiceConfig, estimator=None):
-        from agescan import AgeEstimator
-
         self.config = config
-        base = estimator or AgeEstimator(config.model, config.detector, min_face_size=config.min_face_size,
-                                         minor_age=config.minor_age, max_pixels=config.max_pixels, threads=1)
-        self.estimator = base.load()
+        self.estimator = (estimator or _new_estimator(config)).load()
         self.variants = {op: self.estimator.replace(anonymise=op) for op in list_privacy_ops(keyless=True)}
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="agescan-compute")
         self.admission = Admission(config.max_in_flight)
@@ -96,6 +92,25 @@ class _Service:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def load_estimator(config: ServiceConfig):
+    """The configuration's estimator, loaded (weights read and sha256-checked), and, when the page is served, its
+    detector found: what :func:`agescan.service.serve` does before the server starts, so that an unknown model or a
+    bad value fails with its own error (ModelNotFoundError, InputError, ConfigError), not as a failed start-up."""
+    estimator = _new_estimator(config).load()
+    if config.page:
+        from agescan.service.page import browser_detector
+
+        browser_detector(config.detector)
+    return estimator
+
+
+def _new_estimator(config: ServiceConfig):
+    from agescan import AgeEstimator
+
+    return AgeEstimator(config.model, config.detector, min_face_size=config.min_face_size,
+                        minor_age=config.minor_age, max_pixels=config.max_pixels, threads=1)
 
 
 def _error(exc: ServiceError) -> JSONResponse:

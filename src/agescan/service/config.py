@@ -86,8 +86,14 @@ class ServiceConfig:
             raise ConfigError("API keys must be at least 16 characters without spaces (e.g. `python -c \"import "
                               "secrets; print(secrets.token_urlsafe(32))\"`).")
         if self.keys_required and not self.api_keys:
-            raise ConfigError(f"agescan serve on {self.host} (not loopback) needs API keys: put them in a file "
-                              f"(--api-key-file, one per line) or in {ENV_KEYS}; or listen on 127.0.0.1.")
+            where = f"(--api-key-file, one per line) or in {ENV_KEYS}"
+            if self.require_api_key == "yes":
+                other = "; or, to serve this machine only without keys, leave --require-api-key at auto" \
+                    if is_loopback(self.host) else ""
+                raise ConfigError(f"A server started with --require-api-key yes needs API keys: put them in a file "
+                                  f"{where}{other}.")
+            raise ConfigError(f"A server listening on {self.host}, beyond this machine, needs API keys: put them in a "
+                              f"file {where}; or listen on 127.0.0.1 (this machine only).")
 
     @property
     def keys_required(self) -> bool:
