@@ -150,6 +150,8 @@ def malformed_requests(image: bytes) -> list[tuple[str, str, dict, bytes | None,
         ("challenge age NaN", "/v1/age-check?threshold=18&challenge_age=nan", img, image),
         ("max_error too large", "/v1/age-check?threshold=18&max_error=0.9", img, image),
         ("unknown privacy op", "/v1/age-check?threshold=18&anonymise=blur", img, image),
+        ("unknown query parameter", "/v1/age-check?threshold=18&anonymize=eye-mosaic", img, image),
+        ("threshold twice", "/v1/age-check?threshold=18&threshold=21", img, image),
         ("distribution not a boolean", "/v1/estimate?distribution=maybe", img, image),
         ("no content type", "/v1/estimate", {}, image),
         ("text/plain", "/v1/estimate", {"content-type": "text/plain"}, b"hello"),
@@ -187,6 +189,12 @@ def malformed_requests(image: bytes) -> list[tuple[str, str, dict, bytes | None,
             ("image", image, "image/jpeg"),
             ("faces", b'[{"box": [NaN, 0, 10, 10], "landmarks": [[1,1],[2,2],[3,3],[4,4],[5,5]]}]',
              "application/json")])),
+        ("faces score NaN", "/v1/estimate", mp, multipart([
+            ("image", image, "image/jpeg"),
+            ("faces", b'[{"box": [0, 0, 10, 10], "landmarks": [[1,1],[2,2],[3,3],[4,4],[5,5]], "score": NaN}]',
+             "application/json")])),
+        ("faces nested deeply", "/v1/age-check?threshold=18", mp, multipart([
+            ("image", image, "image/jpeg"), ("faces", b"[" * 5000 + b"]" * 5000, "application/json")])),
         ("1000 faces", "/v1/age-check?threshold=18", mp, multipart([
             ("image", image, "image/jpeg"),
             ("faces", ("[" + ",".join(['{"box": [0, 0, 10, 10], "landmarks": [[1,1],[2,2],[3,3],[4,4],[5,5]]}']

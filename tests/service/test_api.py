@@ -130,6 +130,106 @@ def test_the_given_faces_are_estimated_instead_of_detecting(server, estimator, a
     assert abs(b["age"] - expected.age) < 0.01
 
 
+def _given(face: dict, score: str | None = None) -> str:
+    """A 'faces' field as raw JSON text (so that JSON's NaN and Infinity can be written)."""
+    text = json.dumps([face])
+    return text if score is None else text[:-2] + f', "score": {score}}}]'
+
+
+@pytest.mark.parametrize("path", ["/v1/estimate", "/v1/age-check?threshold=18"])
+def test_malformed_given_faces_are_refused_with_422_naming_the_problem(server, estimator, astronaut_path, path):
+    found = estimator.predict(astronaut_path).faces[0]
+    box, lms = list(found.box.as_tuple()), [list(p) for p in found.landmarks.points]
+    good = {"box": box, "landmarks": lms}
+    x1, y1 = box[0], box[1]
+    cases = {  # the faces field -> what the message must say
+        _given(good, "NaN"): "face 1: 'score' must be a finite number in [0, 1]; got NaN",
+        _given(good, "Infinity"): "'score' must be a finite number in [0, 1]; got Infinity",
+        _given(good, "-Infinity"): "'score' must be a finite number in [0, 1]; got -Infinity",
+        _given(good, "1e309"): "'score' must be a finite number in [0, 1]; got Infinity",
+        _given(good, "2.5"): "'score' must be a finite number in [0, 1]; got 2.5",
+        _given(good, "null"): "'score' must be a finite number in [0, 1]; got null",
+        _given(good, "true"): "'score' must be a finite number in [0, 1]; got true",
+        json.dumps([good]).replace(str(box[2]), "1e309"): "'box' must be 4 finite numbers",
+        json.dumps([good]).replace(str(box[2]), "NaN"): "'box' must be 4 finite numbers",
+        json.dumps([good]).replace(str(box[2]), "1" + "0" * 400): "'box' must be 4 finite numbers",
+        json.dumps([good]).replace(str(lms[2][0]), "-Infinity"): "landmark 3 must be 2 finite numbers",
+        json.dumps([good]).replace(str(lms[2][0]), "-1e400"): "landmark 3 must be 2 finite numbers",
+        _given({**good, "box": [x1, y1, x1, y1]}): "has no area",
+        _given({**good, "box": [box[2], y1, x1, box[3]]}): "has no area",
+        _given({**good, "landmarks": [[1e6, 1e6]] * 5}): "landmark 1 [1000000.0, 1000000.0] is far outside the box",
+        _given({**good, "landmarks": lms[:4]}): "list of 5 [x, y] points",
+        _given({**good, "scor": 0.9}): "unknown key 'scor'",
+        _given({"landmarks": lms}): "face 1 has no 'box'",
+        json.dumps([good, "face"]): "face 2 is not an object",
+        '{"box": [1, 2, 3, 4]}': "not a list of faces",
+    }
+    for field, wanted in cases.items():
+        r = httpx.post(server.url + path, files={"image": ("a.png", astronaut_path.read_bytes(), "image/png"),
+                                                 "faces": (None, field)})
+        err = r.json().get("error", {})
+        assert (r.status_code, err.get("code")) == (422, "bad_faces"), (field, r.status_code, r.text)
+        assert wanted in err["message"] and "Send a JSON list" in err["message"], (field, err["message"])
+    # a real detector puts the landmarks of turned and small faces outside its box: within a box side that is a face
+    side = box[3] - box[1]
+    shifted = {"box": [x1, y1 + 0.6 * side, box[2], box[3] + 0.6 * side], "landmarks": lms}
+    assert min(p[1] for p in lms) < shifted["box"][1]
+    r = httpx.post(server.url + path, files={"image": ("a.png", astronaut_path.read_bytes(), "image/png"),
+                                             "faces": (None, _given(shifted, "0.5"))})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("path", ["/v1/estimate", "/v1/age-check?threshold=18"])
+def test_a_deeply_nested_faces_field_is_a_422(server, astronaut_jpeg, path):
+    # 10 KB that json.loads gives up on with a RecursionError; a face needs four levels
+    for depth in (5000, 100_000):
+        for field in ("[" * depth + "]" * depth, '[{"box": ' + "[" * depth + "]" * depth + "}]"):
+            r = httpx.post(server.url + path, files={"image": ("a.jpg", astronaut_jpeg, "image/jpeg"),
+                                                     "faces": (None, field)})
+            err = r.json().get("error", {})
+            assert (r.status_code, err.get("code")) == (422, "bad_faces"), (depth, r.status_code, r.text[:300])
+            assert "nested too deeply" in err["message"], err["message"]
+    # nested a little less, so that it parses: still a 422 saying what is wrong
+    field = '[{"box": ' + "[" * 500 + "]" * 500 + ', "landmarks": []}]'
+    r = httpx.post(server.url + path, files={"image": ("a.jpg", astronaut_jpeg, "image/jpeg"), "faces": (None, field)})
+    assert r.status_code == 422 and "'box' must be 4 numbers" in r.json()["error"]["message"], r.text[:300]
+
+
+def test_unknown_and_repeated_query_parameters_are_refused(server, astronaut_jpeg):
+    spec = httpx.get(server.url + "/openapi.json").json()["paths"]
+    accepted = {path: [p["name"] for p in spec[path]["post"]["parameters"]] for path in ("/v1/estimate", "/v1/age-check")}
+    assert accepted["/v1/age-check"] == ["threshold", "challenge_age", "max_error", "anonymise"]
+    img = {"content-type": "image/jpeg"}
+    for query, name, hint in (("/v1/age-check?threshold=18&anonymize=eye-mosaic", "anonymize", "anonymise"),
+                              ("/v1/age-check?threshold=18&transform=eye-mosaic", "transform", "anonymise"),
+                              ("/v1/estimate?anonymize=eye-mosaic", "anonymize", "anonymise"),
+                              ("/v1/estimate?transform=eye-band", "transform", "anonymise"),
+                              ("/v1/age-check?thresold=18", "thresold", "threshold"),
+                              ("/v1/estimate?crop=true", "crop", "crops"),
+                              ("/v1/estimate?api_key=secret", "api_key", None)):
+        r = httpx.post(server.url + query, content=astronaut_jpeg, headers=img)
+        err = r.json().get("error", {})
+        assert (r.status_code, err.get("code")) == (400, "unknown_parameter"), (query, r.status_code, r.text[:300])
+        path = query.split("?")[0]
+        assert f"Unknown query parameter {name!r}" in err["message"], err["message"]
+        assert f"{path} accepts {', '.join(accepted[path])}" in err["message"], err["message"]
+        assert (f"did you mean {hint!r}" in err["message"]) if hint else "did you mean" not in err["message"]
+    for query, name in (("/v1/age-check?threshold=18&threshold=21", "threshold"),
+                        ("/v1/age-check?threshold=18&anonymise=eye-band&anonymise=eye-mosaic", "anonymise"),
+                        ("/v1/estimate?distribution=true&distribution=false", "distribution")):
+        r = httpx.post(server.url + query, content=astronaut_jpeg, headers=img)
+        err = r.json().get("error", {})
+        assert (r.status_code, err.get("code")) == (400, "repeated_parameter"), (query, r.status_code, r.text[:300])
+        assert f"{name!r} is given more than once" in err["message"], err["message"]
+    # the accepted parameters still work, alone and together
+    ok = httpx.post(server.url + "/v1/age-check?threshold=18&challenge_age=0&max_error=0.02&anonymise=eye-band",
+                    content=astronaut_jpeg, headers=img)
+    assert ok.status_code == 200 and ok.json()["anonymised"] == "eye-band", ok.text[:300]
+    ok = httpx.post(server.url + "/v1/estimate?distribution=true&crops=false&hashes=false&anonymise=",
+                    content=astronaut_jpeg, headers=img)
+    assert ok.status_code == 200, ok.text[:300]
+
+
 def test_models_health_docs_and_headers(server):
     m = httpx.get(server.url + "/v1/models").json()
     assert m["model"]["id"] and m["detector"]["name"] and m["privacy_ops"] == list_privacy_ops(keyless=True)
@@ -178,6 +278,7 @@ def test_api_keys():
         assert httpx.post(url, content=b"x", headers=img).json()["error"]["code"] == "api_key_missing"
         # the key is checked before anything else: a request without it learns nothing about its parameters
         assert httpx.post(s.url + "/v1/age-check?threshold=abc", content=b"x", headers=img).status_code == 401
+        assert httpx.post(s.url + "/v1/age-check?threshold=18&nope=1", content=b"x", headers=img).status_code == 401
         bad = httpx.post(url, content=b"x", headers={**img, "x-api-key": "wrong" * 5})
         assert bad.status_code == 401 and bad.headers["www-authenticate"] == "Bearer"
         ok = httpx.post(url, content=b"x", headers={**img, "authorization": f"Bearer {KEY}"})
@@ -240,6 +341,59 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "agescan", "serve", "--help"], capture_output=True, text=True).stdout
     for option in ("--api-key-file", "--max-in-flight", "--max-body-mb", "--request-timeout", "--workers", "exit codes"):
         assert option in help_text
+
+
+def test_an_api_key_file_without_a_key_is_a_startup_error(tmp_path):
+    import subprocess
+    import sys
+
+    for name, text in (("empty", ""), ("comments", "# keys go here\n\n   \n# one per line\n"), ("bom", "\ufeff\n")):
+        keys = tmp_path / name
+        keys.write_text(text, encoding="utf-8")
+        out = subprocess.run([sys.executable, "-m", "agescan", "serve", "--port", str(free_port()),
+                              "--api-key-file", str(keys)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, (name, out.returncode, out.stderr[-2000:])
+        assert f"--api-key-file {keys} holds no API key" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert "serve: http://" not in out.stderr  # it never said it was serving
+
+
+def test_an_api_key_file_saved_with_a_bom_keeps_its_first_key(tmp_path):
+    from tests.service.conftest import serve_subprocess
+
+    keys = tmp_path / "keys.txt"
+    keys.write_bytes("\ufeff".encode() + f"{KEY}\r\n# the second\r\n{KEY[::-1]}\r\n".encode())
+    from agescan.service import read_api_keys
+
+    assert read_api_keys(str(keys)) == (KEY, KEY[::-1])
+    proc, url = serve_subprocess("--api-key-file", str(keys))
+    try:
+        img = {"content-type": "image/jpeg"}
+        for key in (KEY, KEY[::-1]):
+            r = httpx.post(url + "/v1/age-check?threshold=18", content=b"x", headers={**img, "x-api-key": key})
+            assert r.status_code == 422, r.text  # past the key: the body is not an image
+        assert httpx.post(url + "/v1/age-check?threshold=18", content=b"x", headers=img).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--model", "nope"], 3, "No model named 'nope' is registered"),
+    (["--model", "nope", "--workers", "2"], 3, "No model named 'nope' is registered"),
+    (["--detector", "nope"], 3, "'nope'"),
+    (["--min-face-size", "2"], 2, "'min_face_size' parameter of AgeEstimator must be an integer in [12, inf]. Got 2"),
+    (["--require-api-key", "yes"], 3, "started with --require-api-key yes needs API keys"),
+])
+def test_serve_startup_errors_are_one_line_before_the_banner(args, code, message):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "agescan", "serve", "--port", str(free_port()), *args],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, (args, out.returncode, out.stderr[-3000:])
+    assert out.stderr.startswith("agescan serve: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
+    assert message in out.stderr and "serve: http://" not in out.stderr, out.stderr
+    assert "not loopback" not in out.stderr and "listen on 127.0.0.1" not in out.stderr  # it listens there already
 
 
 def test_the_browser_runs_every_operator_of_every_yunet_detector():

@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
                     help="seconds a request may wait and compute before a 503 (default: 30)")
     sv.add_argument("--api-key-file", metavar="FILE",
-                    help="accepted API keys, one per line (default: the comma-separated AGESCAN_API_KEYS "
+                    help="accepted API keys, one per line, # comments allowed; keys are then required, and a "
+                         "file without a key is an error (default: the comma-separated AGESCAN_API_KEYS "
                          "variable); clients send X-API-Key or Authorization: Bearer")
     sv.add_argument("--require-api-key", choices=["auto", "yes", "no"], default="auto",
                     help="auto: required unless --host is loopback (default); no: only behind a proxy that "
@@ -733,10 +734,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
                            request_timeout=a.request_timeout, workers=a.workers, page=not a.no_page,
                            access_log=a.access_log)
     shown = f"[{a.host}]" if ":" in a.host else a.host
-    print(f"agescan serve: http://{shown}:{a.port}/ (API at /v1, description at /docs); model {a.model}, detector "
-          f"{a.detector}; API key {'required' if config.keys_required or config.api_keys else 'not required (loopback)'}"
-          f"; {config.workers} process(es) x {config.threads} compute thread(s). Ctrl-C stops it.", file=sys.stderr)
-    serve(config)
+    banner = (f"agescan serve: http://{shown}:{a.port}/ (API at /v1, description at /docs); model {a.model}, detector "
+              f"{a.detector}; API key "
+              f"{'required' if config.keys_required or config.api_keys else 'not required (loopback)'}"
+              f"; {config.workers} process(es) x {config.threads} compute thread(s). Ctrl-C stops it.")
+    serve(config, on_ready=lambda: print(banner, file=sys.stderr))  # once the model is loaded: errors come first
     return EXIT_OK
 
 

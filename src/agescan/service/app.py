@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,14 +38,13 @@ from agescan.io import load_image
 from agescan.privacy import list_privacy_ops
 from agescan.results import to_dict
 from agescan.service.config import ENV_CONFIG, ServiceConfig
+from agescan.service.faces import MAX_GIVEN_FACES, parse_faces  # noqa: F401  (MAX_GIVEN_FACES: re-exported)
 from agescan.service.http import (Admission, SecurityHeaders, ServiceError, check_api_key, json_bytes, parse_upload,
                                   read_body)
-from agescan.types import BBox, Detection, Landmarks5
+from agescan.service.params import check_query
 
 log = logging.getLogger("agescan.service")
 
-#: Most faces a client may say it found (the page sends the faces it covered).
-MAX_GIVEN_FACES = 32
 _STATIC = {"page.js": "text/javascript; charset=utf-8", "page.css": "text/css; charset=utf-8"}
 #: The page runs only its own script and style; it may use the camera and talk to this server only.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -60,13 +58,14 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "string", "format": "binary", "description": "the photo (JPEG, PNG, WebP, ...)"},
         "faces": {"type": "string", "description": "optional JSON list of the faces already found in the photo, "
-                                                   "[{\"box\": [x1, y1, x2, y2], \"landmarks\": [[x, y] x 5]}] "
-                                                   "(eyes, nose, mouth corners, as seen): they are estimated "
-                                                   "instead of detecting again"}}}}}}}
+                                                   "[{\"box\": [x1, y1, x2, y2], \"landmarks\": [[x, y] x 5], "
+                                                   "\"score\": 0..1 (optional)}] (eyes, nose, mouth corners, as "
+                                                   "seen; finite numbers, a box with area, landmarks near their "
+                                                   "box): they are estimated instead of detecting again"}}}}}}}
 _ERRORS = {status: {"description": text, "content": {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "object", "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
                                                "message": {"type": "string"}}}}}}}}
-    for status, text in ((400, "malformed request"), (401, "API key missing or invalid"), (408, "body too slow"),
+    for status, text in ((400, "malformed request, or an unknown or repeated query parameter"), (401, "API key missing or invalid"), (408, "body too slow"),
                          (413, "body or image too large"), (415, "unsupported content type"),
                          (422, "undecodable image or invalid parameter"), (503, "busy or timed out: retry"))}
 
@@ -76,12 +75,8 @@ class _Service:
     sharing the loaded model), the compute threads and the admission counter."""
 
     def __init__(self, config: ServiceConfig, estimator=None):
-        from agescan import AgeEstimator
-
         self.config = config
-        base = estimator or AgeEstimator(config.model, config.detector, min_face_size=config.min_face_size,
-                                         minor_age=config.minor_age, max_pixels=config.max_pixels, threads=1)
-        self.estimator = base.load()
+        self.estimator = (estimator or _new_estimator(config)).load()
         self.variants = {op: self.estimator.replace(anonymise=op) for op in list_privacy_ops(keyless=True)}
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="agescan-compute")
         self.admission = Admission(config.max_in_flight)
@@ -97,6 +92,25 @@ class _Service:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def load_estimator(config: ServiceConfig):
+    """The configuration's estimator, loaded (weights read and sha256-checked), and, when the page is served, its
+    detector found: what :func:`agescan.service.serve` does before the server starts, so that an unknown model or a
+    bad value fails with its own error (ModelNotFoundError, InputError, ConfigError), not as a failed start-up."""
+    estimator = _new_estimator(config).load()
+    if config.page:
+        from agescan.service.page import browser_detector
+
+        browser_detector(config.detector)
+    return estimator
+
+
+def _new_estimator(config: ServiceConfig):
+    from agescan import AgeEstimator
+
+    return AgeEstimator(config.model, config.detector, min_face_size=config.min_face_size,
+                        minor_age=config.minor_age, max_pixels=config.max_pixels, threads=1)
 
 
 def _error(exc: ServiceError) -> JSONResponse:
@@ -154,7 +168,7 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         try:
             body = await read_body(request, config.max_body_bytes, min(config.body_timeout, config.request_timeout))
             upload = parse_upload(request.headers.get("content-type", ""), body)
-            faces = _given_faces(upload.faces_json)
+            faces = parse_faces(upload.faces_json)
             fut = asyncio.get_running_loop().run_in_executor(svc.executor, fn, upload.image, faces)
             fut.add_done_callback(lambda _: svc.admission.leave())
             return await asyncio.wait_for(asyncio.shield(fut), max(deadline - time.monotonic(), 0.001))
@@ -169,7 +183,12 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
         """A dependency: the API key is checked before anything else about a request (even its parameters)."""
         check_api_key(request, config.api_keys)
 
-    guarded = {"dependencies": [Depends(_key)], "openapi_extra": _IMAGE_BODY, "responses": _ERRORS}
+    async def _query(request: Request) -> None:
+        """A dependency, after the key: the query holds only the endpoint's own parameters, each once."""
+        route = request.scope["route"]
+        check_query(request.query_params.multi_items(), [p.alias for p in route.dependant.query_params], route.path)
+
+    guarded = {"dependencies": [Depends(_key), Depends(_query)], "openapi_extra": _IMAGE_BODY, "responses": _ERRORS}
 
     def _estimator(svc: _Service, anonymise: str | None):
         if not anonymise:
@@ -276,22 +295,6 @@ def create_app(config: ServiceConfig | None = None, estimator=None) -> FastAPI:
 
 def _static(name: str) -> bytes:
     return (resources.files("agescan.service") / "static" / name).read_bytes()
-
-
-def _given_faces(text: str | None) -> tuple[Detection, ...] | None:
-    """The ``faces`` field: None (detect), or the faces the client found, validated."""
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-        if not isinstance(data, list) or len(data) > MAX_GIVEN_FACES:
-            raise ValueError(f"a list of at most {MAX_GIVEN_FACES} faces")
-        return tuple(Detection(BBox(*map(float, f["box"])), Landmarks5(tuple(tuple(map(float, p))
-                                                                             for p in f["landmarks"])),
-                               float(f.get("score", 1.0))) for f in data)
-    except (ValueError, TypeError, KeyError, InputError) as exc:
-        raise ServiceError(422, "bad_faces", f"The 'faces' field must be a JSON list of {{\"box\": [x1, y1, x2, "
-                                             f"y2], \"landmarks\": [[x, y] x 5]}}: {str(exc)[:200]}") from None
 
 
 def _decode(est, data: bytes):

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from agescan._validation import check_number
 from agescan.detect import DEFAULT_DETECTOR
-from agescan.errors import ConfigError
+from agescan.errors import ConfigError, InputError
 from agescan.models import DEFAULT_MODEL
 
 #: Where a worker process finds its configuration (uvicorn starts workers by importing the app factory).
@@ -86,8 +86,14 @@ class ServiceConfig:
             raise ConfigError("API keys must be at least 16 characters without spaces (e.g. `python -c \"import "
                               "secrets; print(secrets.token_urlsafe(32))\"`).")
         if self.keys_required and not self.api_keys:
-            raise ConfigError(f"agescan serve on {self.host} (not loopback) needs API keys: put them in a file "
-                              f"(--api-key-file, one per line) or in {ENV_KEYS}; or listen on 127.0.0.1.")
+            where = f"(--api-key-file, one per line) or in {ENV_KEYS}"
+            if self.require_api_key == "yes":
+                other = "; or, to serve this machine only without keys, leave --require-api-key at auto" \
+                    if is_loopback(self.host) else ""
+                raise ConfigError(f"A server started with --require-api-key yes needs API keys: put them in a file "
+                                  f"{where}{other}.")
+            raise ConfigError(f"A server listening on {self.host}, beyond this machine, needs API keys: put them in a "
+                              f"file {where}; or listen on 127.0.0.1 (this machine only).")
 
     @property
     def keys_required(self) -> bool:
@@ -112,11 +118,21 @@ class ServiceConfig:
 
 
 def read_api_keys(path: str | None) -> tuple[str, ...]:
-    """API keys from a file (one per line; blank lines and ``#`` comments ignored), or from :data:`ENV_KEYS`."""
+    """API keys from a file (UTF-8, with or without a byte-order mark; one per line; blank lines and ``#`` comments
+    ignored), or from :data:`ENV_KEYS`. A file that holds no key is an error: naming a key file means keys are
+    wanted, and an empty one must not turn authentication off."""
     if path:
         try:
-            lines = open(path, encoding="utf-8").read().splitlines()
+            with open(path, encoding="utf-8-sig") as fh:  # -sig: an editor's BOM is not part of the first key
+                lines = fh.read().splitlines()
         except OSError as exc:
             raise ConfigError(f"--api-key-file {path}: {exc.strerror or exc}.") from None
-        return tuple(k.strip() for k in lines if k.strip() and not k.strip().startswith("#"))
+        except UnicodeDecodeError:
+            raise InputError(f"--api-key-file {path} is not UTF-8 text: write one key per line.") from None
+        keys = tuple(k.strip() for k in lines if k.strip() and not k.strip().startswith("#"))
+        if not keys:
+            raise InputError(f"--api-key-file {path} holds no API key (only blank lines or # comments): write one "
+                             "key per line (e.g. `python -c \"import secrets; print(secrets.token_urlsafe(32))\" >> "
+                             f"{path}`), or leave --api-key-file out.")
+        return keys
     return tuple(k.strip() for k in os.environ.get(ENV_KEYS, "").split(",") if k.strip())
