@@ -162,7 +162,8 @@ def test_run_scan_into_a_file_and_a_store(tmp_path, folder):
 
     db = str(tmp_path / "case.sqlite")
     s2 = run_scan(est, [folder], StoreSink(db))
-    assert s2.counts() == s.counts() and s2.held == {"items": 5, "files": 5, "faces": 4, "flagged": s.flagged, "errors": 1}
+    assert s2.counts() == s.counts()
+    assert s2.held == {"items": 5, "files": 5, "faces": 4, "flagged": s.flagged, "errors": 1}
     again = run_scan(est, [folder], StoreSink(db))  # a rerun resumes: nothing left to do but the broken file
     assert (again.files, again.skipped, again.errors, again.run_id) == (1, 4, 1, s2.run_id) and again.held == s2.held
     stored = connect(db, readonly=True).execute("SELECT source, flagged FROM faces f JOIN items i "

@@ -197,7 +197,8 @@ def test_a_deeply_nested_faces_field_is_a_422(server, astronaut_jpeg, path):
 
 def test_unknown_and_repeated_query_parameters_are_refused(server, astronaut_jpeg):
     spec = httpx.get(server.url + "/openapi.json").json()["paths"]
-    accepted = {path: [p["name"] for p in spec[path]["post"]["parameters"]] for path in ("/v1/estimate", "/v1/age-check")}
+    accepted = {path: [p["name"] for p in spec[path]["post"]["parameters"]]
+                for path in ("/v1/estimate", "/v1/age-check")}
     assert accepted["/v1/age-check"] == ["threshold", "challenge_age", "max_error", "anonymise"]
     img = {"content-type": "image/jpeg"}
     for query, name, hint in (("/v1/age-check?threshold=18&anonymize=eye-mosaic", "anonymize", "anonymise"),

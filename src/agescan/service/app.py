@@ -65,7 +65,8 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
 _ERRORS = {status: {"description": text, "content": {"application/json": {"schema": {"type": "object", "properties": {
     "error": {"type": "object", "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
                                                "message": {"type": "string"}}}}}}}}
-    for status, text in ((400, "malformed request, or an unknown or repeated query parameter"), (401, "API key missing or invalid"), (408, "body too slow"),
+    for status, text in ((400, "malformed request, or an unknown or repeated query parameter"),
+                         (401, "API key missing or invalid"), (408, "body too slow"),
                          (413, "body or image too large"), (415, "unsupported content type"),
                          (422, "undecodable image or invalid parameter"), (503, "busy or timed out: retry"))}
 
