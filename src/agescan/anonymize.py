@@ -56,8 +56,12 @@ def new_key_file(path: str | os.PathLike) -> Path:
     if path.exists():
         raise InputError(f"{path}: exists; a key file is never overwritten (its pictures would be lost). "
                          "Choose another name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise InputError(f"--new-key {path}: cannot create it ({exc.strerror or exc}). Name a file in a folder you "
+                         "can write.") from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(secrets.token_bytes(32))
     return path
@@ -88,6 +92,8 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     Raises InputError for a missing input or an output folder inside an input folder.
     """
     out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out_dir} is a file, not a folder: name a folder for the anonymised copies.")
     roots = []
     for given in inputs:
         p = Path(given)
@@ -134,12 +140,16 @@ def _write(image: np.ndarray, dst: Path, overwrite: bool) -> None:
 
     if dst.exists() and not overwrite:
         raise InputError(f"{dst}: exists (add --overwrite to replace outputs).")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     fmt = KEPT_FORMATS.get(dst.suffix.lower(), "PNG")
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     tmp = dst.with_name(dst.name + ".partial")
-    Image.fromarray(image).save(tmp, format=fmt, **options)  # a new image object: no metadata travels with it
-    os.replace(tmp, dst)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp, format=fmt, **options)  # a new image object: no metadata travels with it
+        os.replace(tmp, dst)
+    except OSError as exc:
+        raise InputError(f"{dst}: cannot write it ({exc.strerror or exc}); choose an --out folder you can write "
+                         "to.") from None
 
 
 def anonymize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, method: str, *,
@@ -174,6 +184,10 @@ def anonymize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathL
                           "restored).")
     lossless = transform.reversible
     plan = plan_outputs(inputs, out_dir, png=lossless)
+    try:  # before any picture is read: an --out that cannot be made fails first, not after the first picture
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc}).") from None
     summary = AnonymizeSummary(method=transform.name, decrypt=decrypt)
     needs_faces = transform.scope != "image" and not decrypt
     if needs_faces and estimator is None:

@@ -104,6 +104,15 @@ def test_refuses_an_output_inside_the_input_and_writing_over_an_input(tmp_path, 
     assert _digest(evidence) == before and not (evidence / "sub" / "anon").exists()
     r = agescan("anonymize", evidence, "--method", "sunglasses", "--out", tmp_path / "o")
     assert r.returncode == 2 and "eye-mask" in r.stderr
+    # an --out or a key file that cannot be written: one line, exit 2, before any picture is read (was a
+    # FileExistsError / FileNotFoundError traceback with exit 1, after the first picture)
+    (tmp_path / "afile").write_text("x")
+    for args, said in ((("--out", tmp_path / "afile"), "is a file, not a folder"),
+                       (("--out", tmp_path / "afile" / "o"), "cannot create the folder"),
+                       (("--new-key", tmp_path / "afile" / "k"), "cannot create it")):
+        r = agescan("anonymize", evidence, "--method", "eye-mask", *args)
+        assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert _digest(evidence) == before and (tmp_path / "afile").read_text() == "x"
 
 
 def test_estimate_with_a_transform_sees_what_a_platform_sees(astronaut_path):
