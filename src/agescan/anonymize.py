@@ -15,6 +15,7 @@ output folder inside an input folder is refused (a second run would otherwise ta
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from agescan.errors import ConfigError, DecodeError, InputError
 from agescan.io import IMAGE_EXTENSIONS, load_image
 from agescan.io.video import VIDEO_EXTENSIONS
 from agescan.privacy import get_transform
-from agescan.privacy.permutation import MIN_KEY_BYTES
+from agescan.privacy.permutation import MIN_KEY_BYTES, TAG_CHUNK, permutation_tag
 
 #: Formats written as the input's (by suffix); every other input is written as PNG.
 KEPT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
@@ -47,6 +48,10 @@ class AnonymizeSummary:
     errors: int = 0
     outputs: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: --decrypt: pictures whose tag shows another key (or changed pixels): not restored
+    mismatched: int = 0
+    #: --decrypt: pictures restored without a check (no tag: permuted before tags, or their metadata stripped)
+    unchecked: list[str] = field(default_factory=list)
 
 
 def new_key_file(path: str | os.PathLike) -> Path:
@@ -135,13 +140,28 @@ def plan_outputs(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike
     return checked
 
 
-def _write(image: np.ndarray, dst: Path, overwrite: bool) -> None:
+def _tag(path: Path) -> str | None:
+    """The permutation tag a PNG written by :func:`anonymize_files` carries (None: no tag)."""
     from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "text", {}).get(TAG_CHUNK)
+    except Exception:  # noqa: BLE001 - unreadable: load_image has already said why, or will
+        return None
+
+
+def _write(image: np.ndarray, dst: Path, overwrite: bool, tag: str | None = None) -> None:
+    from PIL import Image, PngImagePlugin
 
     if dst.exists() and not overwrite:
         raise InputError(f"{dst}: exists (add --overwrite to replace outputs).")
     fmt = KEPT_FORMATS.get(dst.suffix.lower(), "PNG")
-    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    options: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if tag is not None:  # a permuted picture (always PNG): its tag, for --decrypt to check the key
+        info = PngImagePlugin.PngInfo()
+        info.add_text(TAG_CHUNK, tag)
+        options["pnginfo"] = info
     tmp = dst.with_name(dst.name + ".partial")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +203,7 @@ def anonymize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathL
                           "`agescan anonymize --new-key FILE`, and keep it: without it the pictures cannot be "
                           "restored).")
     lossless = transform.reversible
+    tagged = transform.reversible and transform.needs_key  # the keyed permutation: a tag checks the key on restore
     plan = plan_outputs(inputs, out_dir, png=lossless)
     try:  # before any picture is read: an --out that cannot be made fails first, not after the first picture
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -207,6 +228,14 @@ def anonymize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathL
             summary.skipped.append(f"{src}: cannot read it ({str(exc).removeprefix(f'{src}: ')})")
             continue
         if decrypt:
+            tag = _tag(src) if tagged else None
+            if tag is not None and not hmac.compare_digest(tag, permutation_tag(image, key)):
+                summary.mismatched += 1
+                summary.skipped.append(f"{src}: not restored: it was permuted with another key, or its pixels "
+                                       "changed since (its agescan tag does not match this key)")
+                continue
+            if tagged and tag is None:
+                summary.unchecked.append(str(src))
             result = transform.invert(image, key=key)
         elif needs_faces:
             faces = estimator.detect(image)
@@ -219,7 +248,7 @@ def anonymize_files(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathL
             result = transform.apply(image, faces, seed=seed, key=key)
         else:
             result = transform.apply(image, [], seed=seed, key=key)
-        _write(result, dst, overwrite)
+        _write(result, dst, overwrite, permutation_tag(result, key) if tagged and not decrypt else None)
         summary.written += 1
         summary.outputs.append(str(dst))
     return summary

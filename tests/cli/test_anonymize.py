@@ -85,10 +85,33 @@ def test_keyed_permutation_round_trip_and_wrong_key(tmp_path, evidence, astronau
                  "--out", tmp_path / "dec")
     assert ok.returncode == 0, ok.stderr
     assert np.array_equal(read_image(tmp_path / "dec" / "astronaut.png"), astronaut)  # exact
+    # the wrong key is caught by the picture's tag (before: noise written, "restored: 1 of 1", exit 0)
     bad = agescan("anonymize", enc, "--method", "keyed-permutation", "--decrypt", "--key-file", other,
                   "--out", tmp_path / "bad")
-    assert bad.returncode == 0
-    assert (read_image(tmp_path / "bad" / "astronaut.png") != astronaut).any(2).mean() > 0.9
+    assert bad.returncode == 1 and "permuted with another key" in bad.stderr and "1 not restored" in bad.stderr
+    assert not (tmp_path / "bad" / "astronaut.png").exists()
+    # so is a pixel changed since (the tag covers every pixel); a picture without a tag (an older agescan's, or
+    # stripped of its metadata) is restored, and said to be unchecked
+    from PIL import Image
+
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    with Image.open(enc) as im:
+        pixels = np.array(im)
+        info = __import__("PIL.PngImagePlugin", fromlist=["PngInfo"]).PngInfo()
+        info.add_text("agescan-keyed-permutation", im.text["agescan-keyed-permutation"])
+    pixels[0, 0] ^= 1
+    Image.fromarray(pixels).save(changed / "astronaut.png", pnginfo=info)
+    r = agescan("anonymize", changed, "--method", "keyed-permutation", "--decrypt", "--key-file", key,
+                "--out", tmp_path / "dec2")
+    assert r.returncode == 1 and "its pixels changed since" in r.stderr
+    stripped = tmp_path / "stripped"
+    stripped.mkdir()
+    Image.fromarray(read_image(enc)).save(stripped / "astronaut.png")
+    r = agescan("anonymize", stripped, "--method", "keyed-permutation", "--decrypt", "--key-file", other,
+                "--out", tmp_path / "dec3")
+    assert r.returncode == 0 and "restored without a check of the key" in r.stderr
+    assert (read_image(tmp_path / "dec3" / "stripped" / "astronaut.png") != astronaut).any(2).mean() > 0.9
     nokey = agescan("anonymize", src, "--method", "keyed-permutation", "--out", tmp_path / "x")
     assert nokey.returncode == 3 and "--key-file" in nokey.stderr
     nope = agescan("anonymize", enc, "--method", "eye-mask", "--decrypt", "--out", tmp_path / "y")

@@ -710,9 +710,14 @@ def cmd_anonymize(a: argparse.Namespace) -> int:
     verb = "restored" if a.decrypt else f"anonymised with {s.method}"
     faces = "" if a.decrypt or get_transform(a.method).scope == "image" else \
         f" ({s.faces} face(s); {s.no_face} picture(s) with no face found)"
-    print(f"{verb}: {s.written} of {s.files} file(s) written to {a.out}{faces}; {s.errors} unreadable",
+    if s.unchecked:
+        print(f"agescan anonymize: {len(s.unchecked)} picture(s) restored without a check of the key (no agescan tag: "
+              f"permuted by an older agescan, or their metadata was stripped), e.g. {s.unchecked[0]}; look at them",
+              file=sys.stderr)
+    mismatched = f", {s.mismatched} not restored (another key)" if a.decrypt else ""
+    print(f"{verb}: {s.written} of {s.files} file(s) written to {a.out}{faces}; {s.errors} unreadable{mismatched}",
           file=sys.stderr)
-    return EXIT_INPUT if s.errors else EXIT_OK
+    return EXIT_INPUT if s.errors or s.mismatched else EXIT_OK
 
 
 def cmd_report(a: argparse.Namespace) -> int:

@@ -76,3 +76,20 @@ def unpermute_pixels(image: np.ndarray, key: bytes) -> np.ndarray:
     out = np.empty_like(flat)
     out[perm] = flat
     return out.reshape(image.shape)
+
+
+#: The PNG text chunk that carries :func:`permutation_tag` in pictures ``agescan anonymize`` permutes.
+TAG_CHUNK = "agescan-keyed-permutation"
+_TAG_CONTEXT = b"agescan keyed-permutation tag v1"
+
+
+def permutation_tag(image: np.ndarray, key: bytes) -> str:
+    """HMAC-SHA256 under ``key`` of a permuted picture's size and pixels (hex): written beside the picture, it lets
+    the holder of the key check, before restoring, that the key is the one that permuted it and that no pixel changed
+    since; without the key it tells nothing about the picture."""
+    image = _pixels(image, "permutation_tag")
+    shape = "x".join(str(int(d)) for d in image.shape)
+    mac = hmac.new(_check_key(key, "permutation_tag"), _TAG_CONTEXT + f" {shape} {image.dtype.str} ".encode(),
+                   hashlib.sha256)
+    mac.update(np.ascontiguousarray(image).tobytes())
+    return mac.hexdigest()
