@@ -283,8 +283,8 @@ def test_names_that_are_not_utf8_and_folders_named_with_the_archive_separator(tm
     (root / "z.jpg").write_bytes(picture(350))
     assert text_name(latin) == "caf\\xe9" and os_name(str(root / "caf\\xe9.jpg")) == str(root / f"{latin}.jpg")
 
-    expected = sorted(str(root) + "/" + s for s in (
-        "a/first.jpg", "caf\\xe9.jpg", "caf\\xe9.tar::member caf\\xe9.jpg", "case::2/b.zip::m.jpg",
+    expected = sorted(str(root) + "/" + s for s in (  # a name's "::" is escaped: "::" only separates a member
+        "a/first.jpg", "caf\\xe9.jpg", "caf\\xe9.tar::member caf\\xe9.jpg", "case\\x3a\\x3a2/b.zip::m.jpg",
         "dir caf\\xe9/inside.jpg", "z.jpg"))
     est = AgeEstimator()
     for out in ("out.jsonl", "out.csv"):
@@ -339,3 +339,30 @@ def test_a_rerun_tries_errors_again_and_drops_those_no_longer_listed(tmp_path, a
     con.close()
     third = run_scan(est, [case], StoreSink(db))  # only the broken file is tried again; nothing is added
     assert (third.skipped, third.files, third.errors) == (3, 1, 1) and third.held["items"] == 4
+
+
+def test_one_id_names_one_file(tmp_path, astronaut_path):
+    """Ids that two different pictures used to share (one was then silently dropped, or read for the other): a
+    file literally named caf\\xe9.jpg beside a Latin-1 caf<E9>.jpg; a file named a.zip::k.jpg beside a.zip holding
+    k.jpg; a zip member named in.zip::k.jpg beside a nested in.zip holding k.jpg. Each picture is its own item, read
+    back by its id, and the scan holds all of them."""
+    def picture(size: int) -> bytes:
+        buf = io.BytesIO()
+        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    root = tmp_path / "case"
+    root.mkdir()
+    (root / "caf\\xe9.jpg").write_bytes(picture(300))
+    (root / os.fsdecode(b"caf\xe9.jpg")).write_bytes(picture(310))
+    (root / "a.zip").write_bytes(_zip({"k.jpg": picture(320)}))
+    (root / "a.zip::k.jpg").write_bytes(picture(330))
+    (root / "b.zip").write_bytes(_zip({"in.zip": _zip({"k.jpg": picture(340)}), "in.zip::k.jpg": picture(350)}))
+    items = list(iter_sources(root))
+    ids = [i.path.replace(str(root) + "/", "") for i in items]
+    assert len(set(ids)) == len(ids) == 6, ids
+    sizes = sorted(load_source(i.path).image.shape[0] for i in items)
+    assert sizes == [300, 310, 320, 330, 340, 350]  # each id reads back its own picture
+    db = str(tmp_path / "case.sqlite")
+    s = run_scan(AgeEstimator(), [root], StoreSink(db))
+    assert (s.files, s.faces, s.errors) == (6, 6, 0) and s.held["items"] == 6

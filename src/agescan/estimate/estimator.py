@@ -26,8 +26,8 @@ from agescan.io import DEFAULT_MAX_PIXELS, SourceItem, iter_sources, load_image
 from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH, read_member
 from agescan.io.image import decode_bytes
 from agescan.io.phash import pdq
-from agescan.io.frames import FrameError, frame_count, later_frames, may_have_frames
-from agescan.io.names import os_name, text_name
+from agescan.io.frames import HEAD_BYTES, FrameError, later_frames, may_have_frames
+from agescan.io.names import os_name, printable, text_name
 from agescan.io.video import VideoFrame, is_video, iter_frames
 from agescan.models import DEFAULT_MODEL, create_model
 from agescan.privacy import anonymise, canonical_op, get_transform
@@ -38,12 +38,13 @@ _OWNER = "AgeEstimator"
 
 
 def _item_key(item: Any) -> tuple[str, int]:
-    """(source id, frame index) of an input as results and the store name it (a name as text:
-    :func:`agescan.io.names.text_name`)."""
+    """(source id, frame index) of an input as results and the store name it: a listed item's own id, a path's id
+    (:func:`agescan.io.names.text_name`)."""
     if isinstance(item, (VideoFrame, FrameError)):
-        return text_name(item.source), item.frame_index
-    path = getattr(item, "path", item)
-    return (text_name(os.fspath(path)), -1) if isinstance(path, (str, os.PathLike)) else ("", -1)
+        return item.source, item.frame_index  # made from a listed item: its id
+    if isinstance(item, SourceItem):
+        return item.path, -1
+    return (text_name(os.fspath(item)), -1) if isinstance(item, (str, os.PathLike)) else ("", -1)
 
 
 @dataclass
@@ -385,7 +386,7 @@ class AgeEstimator:
                     yield from self._frames(os.fspath(path))
                 else:
                     yield item
-                    if isinstance(item, SourceItem) and not item.error and may_have_frames(item.path):
+                    if isinstance(item, SourceItem) and not item.error:
                         yield from self._later_frames(item)
 
     def _later_frames(self, item: SourceItem) -> Iterator[Any]:
@@ -394,14 +395,17 @@ class AgeEstimator:
         item records why)."""
         try:
             if item.member:
+                if not may_have_frames(read_member(item.archive, item.member, limit=HEAD_BYTES)):
+                    return
                 data = read_member(item.archive, item.member)
-                if frame_count(data) < 2:
-                    return
             else:
-                # a regular file only: a named pipe or device read here would lose its data to this check
-                if not os.path.isfile(os_name(item.path)) or frame_count(os_name(item.path)) < 2:
+                path = os_name(item.path)
+                if not os.path.isfile(path):  # a named pipe or a device read here would lose its data
                     return
-                with open(os_name(item.path), "rb") as fh:
+                with open(path, "rb") as fh:
+                    if not may_have_frames(fh.read(HEAD_BYTES)):
+                        return
+                    fh.seek(0)
                     data = fh.read()
         except (OSError, DecodeError):
             return
@@ -410,13 +414,13 @@ class AgeEstimator:
     def _frames(self, path: str) -> Iterator[Any]:
         """A video's sampled frames; a video that cannot be read becomes one error item."""
         try:
-            yield from iter_frames(os_name(path), self.video_every, self.max_pixels, self.video_scene)
+            yield from iter_frames(os_name(path), self.video_every, self.max_pixels, self.video_scene, label=path)
         except DecodeError as exc:
-            yield SourceItem(path, str(exc).removeprefix(f"{os_name(path)}: "))
+            yield SourceItem(path, printable(str(exc).removeprefix(f"{os_name(path)}: ")))
 
     # -- stages ----------------------------------------------------------------------------
     def _provenance(self, source: str, sha256: str, frame_index: int = -1, timestamp: float = -1.0) -> Provenance:
-        return Provenance(source=text_name(source), sha256=sha256, frame_index=frame_index, timestamp=timestamp,
+        return Provenance(source=source, sha256=sha256, frame_index=frame_index, timestamp=timestamp,
                           agescan_version=__version__, model_id=self.model.id, model_sha256=self.model.sha256,
                           detector_id=self.detector_name, flag_threshold=self.flag_threshold,
                           challenge_age=self.challenge_age)
@@ -433,10 +437,13 @@ class AgeEstimator:
             if source.member:  # read in place from a zip/tar archive
                 data = read_member(source.archive, source.member)
                 loaded = decode_bytes(data, source.path, max_pixels=self.max_pixels)
-            else:
-                loaded = load_image(os_name(source.path), max_pixels=self.max_pixels)
+            else:  # opened by its file system name, recorded by its id
+                loaded = dataclasses.replace(load_image(os_name(source.path), max_pixels=self.max_pixels),
+                                             source=source.path)
         else:
             loaded = load_image(source, max_pixels=self.max_pixels)
+            if isinstance(source, (str, os.PathLike)):  # a path given directly: recorded by its id
+                loaded = dataclasses.replace(loaded, source=text_name(loaded.source))
         return self._analyse(loaded.image, self._provenance(loaded.source, loaded.sha256), faces)
 
     def _analyse(self, image: np.ndarray, provenance: Provenance,
@@ -493,7 +500,7 @@ class AgeEstimator:
                 prov = self._provenance(source.source, "", source.frame_index, source.timestamp)
             else:
                 prov = self._provenance(_item_key(source)[0] or "<input>", "")
-            return _Pending(prov, 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=text_name(str(exc)),
+            return _Pending(prov, 0, 0, (), np.zeros((0, 1, 1, 3), np.uint8), error=printable(str(exc)),
                             error_type=type(exc).__name__)
 
     def _finish(self, batch: list[_Pending]) -> list[ImageResult]:

@@ -27,7 +27,7 @@ from typing import Iterator
 
 from agescan.errors import DecodeError
 from agescan.io.image import DEFAULT_MAX_PIXELS, LoadedImage, decode_bytes, has_image_signature, load_image
-from agescan.io.names import os_name, text_name
+from agescan.io.names import os_name, printable, text_name
 
 SEP = "::"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -168,8 +168,10 @@ class _Handles(threading.local):
 _HANDLES = _Handles()
 
 
-def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> bytes:
-    """The bytes of one archive member, or :class:`DecodeError` saying why not.
+def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_BYTES, *,
+                limit: int | None = None) -> bytes:
+    """The bytes of one archive member (its first ``limit`` bytes when given), or :class:`DecodeError` saying why
+    not.
 
     ``member`` may name a member of a nested archive, ``INNER::MEMBER`` (any depth): each nested archive on the way
     is read from its parent into memory (with the same size guard) and kept open for the next member.
@@ -178,7 +180,8 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
     key, rest = archive, member
     try:
         arc = _HANDLES.get(key, lambda: _Archive(os_name(archive)))
-        # A member name may itself contain "::": the longest name the archive holds wins.
+        # An id's "::" separates an archive from its member (agescan.io.names escapes a "::" inside a name); an id
+        # written before that escape may hold a name with "::": the longest name the archive holds wins.
         while rest not in arc:
             inner, sep, after = rest.partition(SEP)
             if not sep or inner not in arc:
@@ -186,7 +189,7 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
             parent, key = arc, key + SEP + inner
             arc = _HANDLES.get(key, lambda: _Archive(parent.name(inner), parent.read(inner, key, max_bytes)))
             rest = after
-        return arc.read(rest, label, max_bytes)
+        return arc.read(rest, label, max_bytes, limit=limit)
     except DecodeError:
         raise
     except _ERRORS as exc:
@@ -196,8 +199,9 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
 
 def split_source(source_id: str) -> tuple[str, str]:
     """(archive, member) of an archive member's source id, or (``source_id``, "") for a file. The archive is the
-    shortest prefix before a ``::`` that is an archive file, so a folder or file name holding ``::`` is read right."""
-    if SEP not in source_id or os.path.isfile(os_name(source_id)):
+    shortest prefix before a ``::`` that is an archive file (an id escapes the ``::`` of a name, so its first
+    ``::`` is the one; an id written before that escape may hold a folder named with ``::``)."""
+    if SEP not in source_id:
         return source_id, ""
     start = 0
     while (i := source_id.find(SEP, start)) >= 0:
@@ -225,7 +229,7 @@ def iter_archive(path: str, max_depth: int = DEFAULT_ARCHIVE_DEPTH,
     try:
         arc = _Archive(path)
     except _ERRORS as exc:
-        yield sid, "", text_name(f"cannot read archive: {exc}")
+        yield sid, "", printable(f"cannot read archive: {exc}")
         return
     try:
         yield from _walk_archive(arc, sid, "", 1, max_depth, max_bytes)
@@ -272,4 +276,4 @@ def _walk_archive(arc: _Archive, sid: str, chain: str, depth: int, max_depth: in
             if has_image_signature(head):
                 yield member_sid, member, ""
     if arc.damage:  # what could not be listed is recorded, never a silent gap
-        yield sid, "", text_name(arc.damage)
+        yield sid, "", printable(arc.damage)
