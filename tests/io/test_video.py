@@ -82,3 +82,26 @@ def test_cli_scan_of_a_video_into_the_store(video, tmp_path):
                         text=True, timeout=300)
     recs = [json.loads(line) for line in js.stdout.splitlines()]
     assert [(r["frame_index"], r["timestamp"]) for r in recs] == [(0, 0.0), (10, 1.0), (20, 2.0), (30, 3.0)]
+
+
+def test_a_video_whose_name_is_not_utf8_is_scanned(video, tmp_path, astronaut_path):
+    """OpenCV crashed the whole process (a segmentation fault, exit 139, every file lost) on a video whose name is not
+    UTF-8; it now opens it by its descriptor, and the frames are recorded under the escaped id."""
+    import os
+    import shutil
+
+    case = tmp_path / "case"
+    case.mkdir()
+    shutil.copy(astronaut_path, case / "a.png")
+    shutil.copy(video, case / os.fsdecode(b"m\xe9.mp4"))
+    db = tmp_path / "case.sqlite"
+    out = subprocess.run([sys.executable, "-m", "agescan", "scan", str(case), "--db", str(db), "--no-progress",
+                          "--video-every", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = sqlite3.connect(db).execute("SELECT source, frame_index, n_faces FROM items ORDER BY source, frame_index")
+    assert rows.fetchall() == [(str(case / "a.png"), -1, 1), (str(case / "m\\xe9.mp4"), 0, 1),
+                               (str(case / "m\\xe9.mp4"), 20, 0)]
+    rep = subprocess.run([sys.executable, "-m", "agescan", "report", "--db", str(db), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert rep.returncode == 0 and page.count("class='thumb'") == 2 and "source unreadable" not in page

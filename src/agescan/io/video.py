@@ -11,6 +11,8 @@ skips the rest). A file OpenCV cannot open, or that yields no frame, raises :cla
 from __future__ import annotations
 
 import hashlib
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -52,18 +54,43 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def _capture(path: str):
+    """An OpenCV capture of the video file ``path``. OpenCV takes a path as UTF-8 text and crashes the process
+    (a segmentation fault) on a name that is not: such a file is opened here and given to OpenCV by its descriptor's
+    path (``/proc/self/fd/N``), which is."""
+    import cv2
+
+    try:
+        path.encode("utf-8")
+        fd = None
+    except UnicodeEncodeError:
+        fd = os.open(path, os.O_RDONLY)  # raises FileNotFoundError, PermissionError, ... as reading would
+    proc = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    cap = cv2.VideoCapture(path if fd is None else f"{proc}/{fd}", cv2.CAP_FFMPEG)
+    try:
+        yield cap
+    finally:
+        cap.release()
+        if fd is not None:
+            os.close(fd)
+
+
 def iter_frames(path: str, every_seconds: float = 1.0, max_pixels: int = DEFAULT_MAX_PIXELS,
-                scene_change: float = 0.0) -> Iterator[VideoFrame]:
-    """Yield sampled frames of a video lazily, in order (``every_seconds`` <= 0: the first frame and cuts only)."""
+                scene_change: float = 0.0, label: str | None = None) -> Iterator[VideoFrame]:
+    """Yield sampled frames of a video lazily, in order (``every_seconds`` <= 0: the first frame and cuts only).
+    Each frame's ``source`` is ``label`` (the item's id), or ``path``."""
     import cv2
 
     if every_seconds <= 0 and scene_change <= 0:
         raise ValueError("Sample videos by time (every_seconds > 0), by scene change (scene_change > 0), or both.")
     sha = file_sha256(path)
     try:
-        yield from _sampled(path, sha, every_seconds, max_pixels, scene_change)
+        yield from _sampled(path, sha, every_seconds, max_pixels, scene_change, label or path)
     except cv2.error as exc:  # OpenCV's own failures on hostile containers
         raise DecodeError(f"{path}: video decoding failed ({exc}).") from exc
+    except OSError as exc:
+        raise DecodeError(f"{path}: cannot open the video ({exc.strerror or exc}).") from exc
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
@@ -72,11 +99,11 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _sampled(path: str, sha: str, every_seconds: float, max_pixels: int, scene_change: float) -> Iterator[VideoFrame]:
+def _sampled(path: str, sha: str, every_seconds: float, max_pixels: int, scene_change: float,
+             label: str) -> Iterator[VideoFrame]:
     import cv2
 
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    try:
+    with _capture(path) as cap:
         if not cap.isOpened():
             raise DecodeError(f"{path}: not a readable video (OpenCV could not open it).")
         fps = cap.get(cv2.CAP_PROP_FPS)
@@ -101,20 +128,17 @@ def _sampled(path: str, sha: str, every_seconds: float, max_pixels: int, scene_c
                         last = thumb
                     if timed or cut:
                         found += 1
-                        yield VideoFrame(path, index, index / fps, np.ascontiguousarray(frame[:, :, ::-1]), sha)
+                        yield VideoFrame(label, index, index / fps, np.ascontiguousarray(frame[:, :, ::-1]), sha)
             index += 1
         if not found:
             raise DecodeError(f"{path}: no decodable frame (broken or empty video).")
-    finally:
-        cap.release()
 
 
 def read_frame(path: str, frame_index: int) -> np.ndarray:
     """One frame of a video as RGB uint8 (for thumbnails of a scanned frame)."""
     import cv2
 
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    try:
+    with _capture(path) as cap:
         if not cap.isOpened():
             raise DecodeError(f"{path}: not a readable video (OpenCV could not open it).")
         cap.set(cv2.CAP_PROP_POS_FRAMES, frame_index)
@@ -122,5 +146,3 @@ def read_frame(path: str, frame_index: int) -> np.ndarray:
         if not ok or frame is None:
             raise DecodeError(f"{path}: frame {frame_index} cannot be decoded.")
         return np.ascontiguousarray(frame[:, :, ::-1])
-    finally:
-        cap.release()
