@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from agescan import AgeEstimator
-from agescan.io.frames import MAX_FRAMES, frame_count, later_frames
+from agescan.io.frames import HEAD_BYTES, MAX_FRAMES, later_frames, may_have_frames
 from agescan.scan import StoreSink, run_scan
 from agescan.store import connect
 
@@ -33,7 +33,9 @@ def pictures(tmp_path, astronaut_path):
 
 
 def test_every_frame_is_read_with_its_index_and_time(pictures):
-    assert frame_count(str(pictures / "pages.tif")) == 3 and frame_count(str(pictures / "still.png")) == 1
+    head = {p.name: p.read_bytes()[:HEAD_BYTES] for p in pictures.iterdir()}
+    assert may_have_frames(head["pages.tif"]) and may_have_frames(head["anim.gif"])
+    assert not may_have_frames(head["still.png"]) and not may_have_frames(head["c.zip"])
     out = list(AgeEstimator().stream(pictures))
     got = [(r.source.replace(str(pictures) + "/", ""), r.provenance.frame_index, round(r.provenance.timestamp, 2),
             len(r.faces), r.error) for r in out]
@@ -56,13 +58,13 @@ def test_a_broken_later_frame_is_recorded(tmp_path, astronaut_path):
                                                        append_images=[face, ImageOps.mirror(face)])
     cut = buf.getvalue()[: int(len(buf.getvalue()) * 0.8)]  # inside the third frame
     got = [(getattr(f, "frame_index", None), type(f).__name__) for f in later_frames(cut, "x.gif", "", 10**8)]
-    assert got[-1][1] == "FrameError" and got[:-1] == [(1, "VideoFrame")]
+    assert got == [(1, "VideoFrame"), (2, "FrameError"), (3, "FrameError")]  # frame 2 broken; nothing past it
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "cut.gif").write_bytes(cut)
     out = list(AgeEstimator().stream(tmp_path / "cut"))
     assert [(r.provenance.frame_index, len(r.faces), r.error_type) for r in out] == [
-        (-1, 0, ""), (1, 1, ""), (2, 0, "DecodeError")]
-    assert "frame 2 of 3 cannot be decoded" in out[-1].error and "were not read" in out[-1].error
+        (-1, 0, ""), (1, 1, ""), (2, 0, "DecodeError"), (3, 0, "DecodeError")]
+    assert "frame 2 cannot be decoded" in out[2].error and "cannot be read past frame 2" in out[3].error
     assert MAX_FRAMES >= 1000
 
 
@@ -85,3 +87,42 @@ def test_scan_resume_report_and_cli(tmp_path, pictures):
     est = subprocess.run([sys.executable, "-m", "agescan", "estimate", str(pictures / "pages.tif")],
                          capture_output=True, text=True, timeout=300)
     assert est.returncode == 0 and "pages.tif#1" in est.stdout and "no face found" in est.stdout
+
+
+def test_frames_are_found_by_content_in_renamed_and_repeated_files(tmp_path, astronaut_path):
+    """A GIF renamed .jpg or without an extension, a TIFF named .jpg, a camera MPO .jpg, and the second of two
+    archive entries named anim.gif (its id 'anim.gif [2]' hides the extension): each has its later frames read.
+    (They used to be chosen by extension: a face on frame 2 was missed, exit 0.)"""
+    import warnings
+
+    face = Image.open(astronaut_path).convert("RGB").resize((320, 320))
+    blank = Image.new("RGB", (320, 320), (120, 120, 120))
+    case = tmp_path / "case"
+    case.mkdir()
+    gif, tif = io.BytesIO(), io.BytesIO()
+    blank.save(gif, format="GIF", save_all=True, append_images=[face], duration=[300, 300], loop=0)
+    blank.save(tif, format="TIFF", save_all=True, append_images=[face])
+    (case / "gif.jpg").write_bytes(gif.getvalue())
+    (case / "gif").write_bytes(gif.getvalue())
+    (case / "tif.jpg").write_bytes(tif.getvalue())
+    blank.save(case / "camera.jpg", format="MPO", save_all=True, append_images=[face])
+    with warnings.catch_warnings(), zipfile.ZipFile(case / "d.zip", "w") as zf:
+        warnings.simplefilter("ignore")
+        zf.writestr("anim.gif", gif.getvalue())
+        zf.writestr("anim.gif", gif.getvalue()[::-1])  # not an image: the first entry's frames are its own
+        zf.writestr("anim.gif", gif.getvalue())
+    found = {(r.source.replace(str(case) + "/", ""), r.provenance.frame_index): len(r.faces)
+             for r in AgeEstimator().stream(case)}
+    for name in ("gif.jpg", "gif", "tif.jpg", "camera.jpg", "d.zip::anim.gif", "d.zip::anim.gif [3]"):
+        assert found.get((name, -1)) == 0 and found.get((name, 1)) == 1, (name, found)
+
+
+def test_a_frame_bomb_is_cut_at_the_picture_budget(astronaut_path):
+    """Every frame under the per-picture limit, but many of them: the frames past FRAME_BUDGET x max_pixels are
+    recorded as not read (a 43 KB GIF of 20 frames of 6000x6000 took 25 s and 1.9 GB)."""
+    frames = [Image.new("RGB", (300, 300), (10 * k, 0, 0)) for k in range(12)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    got = list(later_frames(buf.getvalue(), "x.gif", "", 100_000))  # 90,000 pixels a frame; budget 400,000
+    assert [f.frame_index for f in got] == [1, 2, 3, 4] and type(got[-1]).__name__ == "FrameError"
+    assert "past the 400,000 pixels" in got[-1].error
