@@ -105,12 +105,18 @@ def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(astronaut_
     """Before: FileNotFoundError / sqlite3.DatabaseError tracebacks, exit 1 (which means 'some inputs unreadable')."""
     not_db = tmp_path / "notes.sqlite"
     not_db.write_text("not a database")
+    (tmp_path / "d.jsonl").mkdir()  # a folder named like a results file: the scan ran, then failed to rename
     for args, code, said in (
             (("scan", astronaut_path, "--out", tmp_path / "nodir" / "x.jsonl"), 2, "does not exist; create it"),
             (("scan", astronaut_path, "--db", tmp_path / "nodir" / "x.sqlite"), 3, "does not exist; create it"),
             (("scan", astronaut_path, "--db", not_db), 3, "not a SQLite database"),
             (("scan", astronaut_path, "--db", tmp_path), 3, "is a folder"),
-            (("report", "--db", not_db, "--out", tmp_path / "r"), 3, "not a SQLite database")):
+            (("report", "--db", not_db, "--out", tmp_path / "r"), 3, "not a SQLite database"),
+            (("report", "--db", tmp_path, "--out", tmp_path / "r"), 3, "is a folder"),
+            (("report", "--db", not_db, "--out", not_db), 2, "is a file; name a folder"),
+            (("report", "--db", not_db, "--out", not_db / "r"), 2, "is a file; name a folder"),
+            (("scan", astronaut_path, "--out", tmp_path / "d.jsonl", "--overwrite"), 2, "is a folder"),
+            (("scan", astronaut_path, "--out", not_db / "x.jsonl"), 2, "is not a folder")):
         out = agescan(*args, "--no-progress" if args[0] == "scan" else "--no-thumbnails")
         assert out.returncode == code and said in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
     assert not_db.read_text() == "not a database"  # left as it was

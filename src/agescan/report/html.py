@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from agescan._validation import check_number
-from agescan.errors import AgescanError, ConfigError
+from agescan.errors import AgescanError, ConfigError, InputError
 from agescan.io.archives import load_source
 from agescan.io.frames import read_picture_frame
 from agescan.io.names import os_name
@@ -137,6 +137,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     """
     if threshold is not None:
         check_number(threshold, "threshold", "write_report", lo=0.0, hi=1.0)
+    _check_out(Path(out_dir))
     db = connect(db_path, readonly=True)
     try:
         version = check_schema(db)
@@ -169,6 +170,21 @@ def write_report(db_path: str | Path, out_dir: str | Path, *, run_id: int | None
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _check_out(out: Path) -> None:
+    """Refuse a report folder that cannot be one (a file, a path under a file, an index.html that is a folder)
+    before anything is read, with what to do (InputError)."""
+    up = next((p for p in (out, *out.parents) if p.exists()), None)
+    if up is not None and not up.is_dir():
+        raise InputError(f"--out {out}: {up} is a file; name a folder for the report.")
+    for name in ("index.html", "items.csv", "faces.csv", "items.jsonl", "faces.jsonl"):
+        if (out / name).is_dir():
+            raise InputError(f"--out {out}: {out / name} is a folder; name another folder for the report.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the folder ({exc.strerror or exc}).") from None
 
 
 class _Flags:

@@ -62,11 +62,15 @@ class FileSink:
         return self.path + ".partial"
 
     def open(self, config, resume: bool) -> set[tuple[str, int]]:
+        if os.path.isdir(self.path) or os.path.isdir(self.partial):
+            raise InputError(f"{self.path} is a folder: name the results file (e.g. "
+                             f"{os.path.join(self.path, 'results.jsonl')})")
         if os.path.exists(self.path) and not self.overwrite:
             raise InputError(f"{self.path} exists; pass --overwrite (overwrite=True) to replace it")
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
-            raise InputError(f"{self.path}: its folder {folder} does not exist; create it first")
+            raise InputError(f"{self.path}: {folder} is not a folder" if os.path.exists(folder) else
+                             f"{self.path}: its folder {folder} does not exist; create it first")
         try:
             self._fh = open(self.partial, "w", newline="", encoding="utf-8")
         except OSError as exc:

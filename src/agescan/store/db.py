@@ -86,12 +86,13 @@ class SQLiteDatabase(Database):
 
     def __init__(self, path: str | Path, readonly: bool = False):
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"{p} is a folder: name a results database file (e.g. {p / 'case.sqlite'}).")
         if readonly and not p.is_file():
             raise ConfigError(f"{p}: no such results database; create one with `agescan scan SOURCE --db {p}`.")
         if not readonly and not p.parent.is_dir():
-            raise ConfigError(f"{p}: its folder {p.parent} does not exist; create it or name a database elsewhere.")
-        if p.is_dir():
-            raise ConfigError(f"{p} is a folder: name a results database file (e.g. {p / 'case.sqlite'}).")
+            raise ConfigError(f"{p}: {p.parent} is not a folder" if p.parent.exists() else
+                              f"{p}: its folder {p.parent} does not exist; create it or name a database elsewhere.")
         try:
             if readonly:  # through a percent-encoded URI so names with spaces, '?' or '#' work
                 conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
