@@ -149,6 +149,21 @@ def test_decompression_bomb_refused_from_header(tmp_path):
         read_image(p)
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_max_pixels_above_pillows_own_limit_is_honoured(tmp_path, monkeypatch):
+    """Pillow refuses on its own anything over 2 x Image.MAX_IMAGE_PIXELS (179 Mpx): a --max-pixels above that had
+    no effect, and the message told the user to raise --max-pixels. The header-only 200 Mpx PNG now gets past the
+    size checks to the decoder, which finds its data missing."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    p = tmp_path / "big.png"
+    p.write_bytes(_png_header(20_000, 10_000))
+    with pytest.raises(DecodeError, match="limit of 100,000,000"):
+        read_image(p)
+    with pytest.raises(DecodeError, match="cannot decode image") as err:
+        read_image(p, max_pixels=300_000_000)
+    assert "limit" not in str(err.value) and "bomb" not in str(err.value)
+
+
 def test_max_pixels_is_configurable(tmp_path, rgb):
     p = tmp_path / "small.png"
     Image.fromarray(rgb).save(p)

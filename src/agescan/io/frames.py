@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
-from agescan.io.image import _to_rgb_array
+from agescan.io.image import _to_rgb_array, allow_pillow
 from agescan.io.video import VideoFrame
 
 #: Frames read from one picture; a file holding more is read to this many and the rest recorded as not read.
@@ -73,6 +73,7 @@ def later_frames(data: bytes, source: str, sha256: str, max_pixels: int) -> Iter
     frame before it, read until the picture ends (not to the count it declares: a damaged last frame must not hide
     the ones before it); see the module's docstring. A frame over ``max_pixels`` is recorded and skipped; one that
     cannot be decoded is recorded, and so is the end when the frames after it cannot be reached."""
+    allow_pillow(max_pixels)
     try:
         im = Image.open(io.BytesIO(data))
         im.seek(1)  # a picture with one frame ends here, before anything is decoded

@@ -65,12 +65,22 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.array(im, dtype=np.uint8)
 
 
+def allow_pillow(max_pixels: int) -> None:
+    """Let Pillow open pictures up to ``max_pixels``: it refuses, on its own, anything over twice its
+    ``Image.MAX_IMAGE_PIXELS`` (179 Mpx), so a larger ``--max-pixels`` had no effect. agescan checks the declared
+    size against ``max_pixels`` itself before decoding; Pillow's limit is only ever raised here, never lowered."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and max_pixels > limit:
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+
+
 def _decode_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     if not data:
         raise DecodeError(f"{name}: empty file (0 bytes).")
     # No warnings.catch_warnings() here: it swaps the process-wide filters and is not thread-safe, and
     # decoding runs in worker threads. Pillow's warnings (bomb-sized images, corrupt metadata) go through
     # the caller's filters; the agescan CLI, an application, silences them.
+    allow_pillow(max_pixels)
     try:
         im = Image.open(io.BytesIO(data))
         w, h = im.size
