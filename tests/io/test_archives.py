@@ -160,3 +160,21 @@ def test_a_tar_cut_short_keeps_what_it_holds_and_says_what_is_missing(tmp_path, 
         read = [k for k, r in out.items() if k.startswith(name + "::") and not r.error]
         assert len(read) >= 2 and all(len(out[k].faces) == 1 for k in read)
         assert out[name].error_type == "DecodeError"
+
+
+def test_tars_concatenated_are_read_whole(tmp_path, astronaut_path):
+    """`cat a.tar b.tar`: the second archive's members lie after the first one's end marker; they were never
+    listed (nothing recorded, exit 0). Read whole, as `tar -i` reads it."""
+    parts = []
+    for name in ("first.png", "second.png"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            data = astronaut_path.read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        parts.append(buf.getvalue())
+    (tmp_path / "both.tar").write_bytes(b"".join(parts))
+    items = [(i.path.replace(str(tmp_path) + "/", ""), i.error) for i in iter_sources(tmp_path)]
+    assert items == [("both.tar::first.png", ""), ("both.tar::second.png", "")]
+    assert load_source(str(tmp_path / "both.tar") + "::second.png").image.shape == (512, 512, 3)

@@ -55,7 +55,9 @@ class _Archive:
             self.arc = zipfile.ZipFile(src)
             entries = [(i.filename, i) for i in self.arc.infolist() if not i.is_dir()]
         else:
-            self.arc = tarfile.open(name, "r:*") if data is None else tarfile.open(fileobj=src, mode="r:*")
+            # ignore_zeros: archives concatenated one after the other (cat a.tar b.tar) are read whole, as `tar -i`
+            self.arc = (tarfile.open(name, "r:*", ignore_zeros=True) if data is None
+                        else tarfile.open(fileobj=src, mode="r:*", ignore_zeros=True))
             entries = [(m.name, m) for m in self._tar_members() if m.isfile()]
         self._info, self._names = {}, {}  # member id -> entry, member id -> the name the archive gives it
         for member_id, (name_, info) in zip(member_ids([text_name(n) for n, _ in entries]), entries):
@@ -77,7 +79,8 @@ class _Archive:
             return members
         raw = self.arc.fileobj
         if members and isinstance(raw, (io.BufferedReader, io.BytesIO)):  # not compressed: look for the end marker
-            raw.seek(self.arc.offset)
+            last = members[-1]
+            raw.seek(last.offset_data + -(-last.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
             tail = raw.read(tarfile.BLOCKSIZE)
             if len(tail) < tarfile.BLOCKSIZE or any(tail):
                 self.damage = (f"archive ends without tar's end-of-archive marker after its member "
