@@ -29,7 +29,8 @@ def test_scan_of_10000_adversarial_inputs_records_every_one(tmp_path, astronaut)
     assert kinds.get("DecodeError", 0) > 5000 and kinds.get("", 0) > 500  # both paths exercised
     # TooManyPixelsError is the DecodeError of an image larger than --max-pixels (a bomb)
     assert set(kinds) <= {"", "DecodeError", "TooManyPixelsError"}, f"unexpected failure types: {kinds}"
-    bombs = db.execute("SELECT COUNT(*) FROM items WHERE error LIKE '%more than the limit%zip-bomb guard%'").fetchone()[0]
+    bombs = db.execute("SELECT COUNT(*) FROM items WHERE error LIKE '%more than the limit%zip-bomb guard%'"
+                       ).fetchone()[0]
     assert bombs == 2  # the two zip bombs (pictures declaring too many pixels are TooManyPixelsError items)
     assert db.execute("SELECT finished IS NOT NULL FROM runs").fetchone()[0]
     stored = db.execute("SELECT source, frame_index, error_type FROM items ORDER BY source, frame_index").fetchall()
