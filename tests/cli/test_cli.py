@@ -86,6 +86,19 @@ def test_estimate_reports_bad_files_with_exit_1(folder):
     assert "ERROR DecodeError" in out.stdout
 
 
+def test_estimate_lists_sources_given_together_once(folder, astronaut_path):
+    """`estimate s s/x.png s` printed a picture once per mention (5 results for 2 files); a scan listed it once."""
+    out = agescan("estimate", "--json", folder, folder / "astronaut.png", folder)
+    sources = [json.loads(line)["source"] for line in out.stdout.splitlines()]
+    assert sorted(sources) == sorted(set(sources)) and str(folder / "astronaut.png") in sources
+    from agescan import AgeEstimator
+
+    same = folder / "astronaut.png"
+    out = list(AgeEstimator().stream([same, astronaut_path, same, b"not an image", b"nor this"]))
+    assert len(out) == 4 and [r.source for r in out[:2]] == [str(same), str(astronaut_path)]
+    assert [r.error_type for r in out] == ["", "", "DecodeError", "DecodeError"]  # both bytes inputs kept
+
+
 def test_estimate_missing_file_is_usage_error(tmp_path):
     out = agescan("estimate", tmp_path / "nope.jpg")
     assert out.returncode == 2 and "no such file" in out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -374,8 +375,18 @@ class AgeEstimator:
             sources = [sources]
         elif isinstance(sources, (bytes, bytearray, np.ndarray)) or hasattr(sources, "getdata"):
             sources = [sources]
+        if isinstance(sources, (list, tuple)):
+            # paths given together are listed together, as a scan lists them: a file or folder named twice, or
+            # inside another one named, is listed once
+            grouped: list[Any] = []
+            for paths, run in itertools.groupby(sources, key=lambda s: isinstance(s, (str, os.PathLike))):
+                if paths:
+                    grouped.append(list(run))
+                else:
+                    grouped.extend(run)
+            sources = grouped
         for s in sources:
-            if isinstance(s, (str, os.PathLike)):  # a file, a folder or an archive: listed as a scan lists it
+            if isinstance(s, (str, os.PathLike, list)):  # files, folders, archives: listed as a scan lists them
                 items: Iterable[Any] = iter_sources(s, recursive=recursive, archive_depth=archive_depth)
             else:
                 items = (s,)
