@@ -38,7 +38,7 @@ from agescan.io import load_image
 from agescan.privacy import list_privacy_ops
 from agescan.results import to_dict
 from agescan.service.config import ENV_CONFIG, ServiceConfig
-from agescan.service.faces import MAX_GIVEN_FACES, parse_faces  # noqa: F401  (MAX_GIVEN_FACES: re-exported)
+from agescan.service.faces import parse_faces
 from agescan.service.http import (Admission, SecurityHeaders, ServiceError, check_api_key, json_bytes, parse_upload,
                                   read_body)
 from agescan.service.params import check_query
