@@ -133,6 +133,9 @@ def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(astronaut_
         out = agescan(*args, "--no-progress" if args[0] == "scan" else "--no-thumbnails")
         assert out.returncode == code and said in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
     assert not_db.read_text() == "not a database"  # left as it was
+    # a missing option is a usage error (exit 2), not a configuration error (it was 3)
+    out = agescan("scan", astronaut_path, "--db", "postgresql://nobody@127.0.0.1:9/none", "--engine", "ray")
+    assert out.returncode == 2 and "needs --work-dir" in out.stderr
 
 
 def test_scan_jsonl_records_errors_and_carries_on(folder, tmp_path):

@@ -513,7 +513,6 @@ def _flag_rule(a: argparse.Namespace, est) -> str:
 
 
 def cmd_scan(a: argparse.Namespace) -> int:
-    from agescan.errors import ConfigError
     from agescan.scan import FileSink, RayEngine, StoreSink, run_scan
     from agescan.store import is_postgres, redact
 
@@ -528,7 +527,9 @@ def cmd_scan(a: argparse.Namespace) -> int:
     engine = None
     if a.engine == "ray":
         if not a.work_dir and is_postgres(a.db):
-            raise ConfigError("--engine ray with a PostgreSQL --db needs --work-dir DIR on storage every node sees.")
+            print("agescan scan: --engine ray with a PostgreSQL --db needs --work-dir DIR on storage every node sees",
+                  file=sys.stderr)
+            return EXIT_USAGE
         work = Path(a.work_dir or a.db + ".parts")
         engine = RayEngine(work, partition_size=a.partition_size, address=a.address, actors=a.ray_actors)
         print(f"ray: partitions of up to {a.partition_size} item(s); partition files in {work}", file=sys.stderr)
