@@ -17,14 +17,17 @@ configurable; FairFace's layout, bounds inclusive, e.g. 3 and 9 for "3-9"), each
 (:func:`agescan.eval.metrics.binned_metrics`) instead of errors in years.
 
 Presets name the columns of the sets agescan knows (:data:`PRESETS`: ``utkface``, ``morph``); a column a
-preset or an option names that the CSV lacks is an error naming it. A row whose age is not a number is an
-error naming the file and row; a row with an empty age, and in a folder without a CSV a file with no age in its
+preset or an option names that the CSV lacks is an error naming it. A row whose age (or bin bound) is not a
+number, is not finite (``nan``, ``inf``) or is negative is an error naming the file and row, raised while the CSV is
+read (before any image is opened), as is a bin that ends before it starts; a row with an empty age (or both bin
+bounds empty), and in a folder without a CSV a file with no age in its
 path, is counted (``unlabelled``) and left out, never silently.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,11 +149,18 @@ def _age_from_path(path: Path, root: Path) -> float | None:
 
 
 def _number(labels: Path, line: int, r: dict, column: str, path_column: str) -> float:
+    """The age (or bin bound) in ``column`` of CSV row ``r``: a finite number of years, 0 or more; ConfigError naming
+    the file, the line and the value otherwise (``nan``, ``inf`` and ``-5`` parse as floats but are no age)."""
     try:
-        return float(r[column])
+        value = float(r[column])
     except (TypeError, ValueError):
         raise ConfigError(f"{labels}, line {line}: {column} {r[column]!r} of {r[path_column]!r} is not a number. "
                           "Fix or remove the row.") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{labels}, line {line}: {column} {r[column]!r} of {r[path_column]!r} is not an age (a "
+                          "finite number of years, 0 or more). Fix the row, or leave it empty to leave the row "
+                          "out.")
+    return value
 
 
 def _read_csv(labels: Path, root: Path, path_column: str, age_column: str, skipped: list[str],
@@ -172,6 +182,9 @@ def _read_csv(labels: Path, root: Path, path_column: str, age_column: str, skipp
                 p = Path(r[path_column])
                 row = {**r, "path": r[path_column], "file": p if p.is_absolute() else root / p}
                 if binned:
+                    if not (r.get(low_column) or "").strip() and not (r.get(high_column) or "").strip():
+                        skipped.append(f"line {line}: {r.get(path_column)!r}")  # no bin: counted, reported, left out
+                        continue
                     lo = _number(labels, line, r, low_column, path_column)
                     hi = _number(labels, line, r, high_column, path_column)
                     if hi < lo:
