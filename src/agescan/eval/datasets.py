@@ -53,6 +53,8 @@ class Dataset:
     unlabelled_examples: list[str] = field(default_factory=list)
     #: rows carry ``age_low`` and ``age_high`` (inclusive bin bounds, floats) rather than exact ages
     binned: bool = False
+    #: the folder relative paths are read from (the data folder, or the CSV's folder when DATA is the CSV)
+    root: str = ""
 
     def subjects(self) -> list[str]:
         """Each row's subject id ('' without a subject column)."""
@@ -278,4 +280,41 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
     if not rows:
         raise ConfigError(f"{source}: no labelled rows.")
     return Dataset(rows=rows, source=source, split=used, unlabelled=unlabelled, columns=columns,
-                   subject_column=subject_column, unlabelled_examples=skipped[:5], binned=binned)
+                   subject_column=subject_column, unlabelled_examples=skipped[:5], binned=binned, root=str(root))
+
+
+def unreadable_files(rows: list[dict]) -> dict[str, list[str]]:
+    """The rows' ``path`` of each file that cannot be read, by reason: ``missing`` (no such file), ``folder``, and
+    ``not a picture`` (its header is no image format Pillow reads: an empty file, a CSV, ...). Only headers are
+    read; a picture damaged further in fails when it is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    out: dict[str, list[str]] = {"missing": [], "folder": [], "not a picture": []}
+    for r in rows:
+        f = Path(r["file"])
+        if not f.exists():
+            out["missing"].append(r["path"])
+        elif not f.is_file():
+            out["folder"].append(r["path"])
+        else:
+            try:
+                with Image.open(f):
+                    pass
+            except Image.DecompressionBombError:
+                pass  # a picture, refused or not by the reader's own pixel limit
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+                out["not a picture"].append(r["path"])
+    return {k: v for k, v in out.items() if v}
+
+
+def check_files(ds: Dataset) -> None:
+    """ConfigError when any listed image is missing, a folder or not a picture (:func:`unreadable_files`), with the
+    count and the first few of each kind: raised before any image is processed, never after a long run."""
+    bad = unreadable_files(ds.rows)
+    if not bad:
+        return
+    said = {"missing": "do not exist", "folder": "are folders", "not a picture": "are not pictures"}
+    parts = "; ".join(f"{len(v)} {said[k]} (first: {', '.join(map(repr, v[:3]))})" for k, v in bad.items())
+    n = sum(map(len, bad.values()))
+    raise ConfigError(f"{ds.source}: {n} of {len(ds.rows)} listed images cannot be read: {parts}. Fix the paths "
+                      f"(relative to {ds.root or '.'}) or remove those rows.")

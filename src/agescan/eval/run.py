@@ -7,6 +7,10 @@ model's crop, which real photos never have), then given to ``AgeEstimator.stream
 detection, alignment, model. The labelled face is the detected face nearest the centre, at least 0.3 of the chip wide
 (or, when none is, at least 0.15 wide with its box over the centre: a turned face; :func:`central_index`).
 
+**Every listed image must be there.** A row whose file does not exist, is a folder or is not a picture is an error
+before any image is processed (:func:`agescan.eval.datasets.check_files`: the count and the first few of each kind),
+not a miss: a file that is not there says nothing about the detector.
+
 **Misses count as misses.** A face the detector does not find gets no estimate from the pipeline. The headline
 metrics score it as :func:`miss_age`: a point mass at the set's median age, or at 18 if that is lower (a miss is
 no better than a constant guess, and it is never flagged as a minor); ``faces_found`` says how many were found.
@@ -44,7 +48,7 @@ import numpy as np
 
 from agescan.align import PROFILE_YAW, UTKFACE_TEMPLATE
 from agescan.errors import ConfigError, ModelNotFoundError
-from agescan.eval.datasets import read_dataset
+from agescan.eval.datasets import check_files, read_dataset
 from agescan.eval.metrics import age_metrics, calibration_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
 from agescan.io import read_image
@@ -309,6 +313,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     condition = canonical_condition(condition)
     ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
                       age_column=age_column, split_column=split_column)
+    check_files(ds)  # every listed image, before the first is processed
     rows = ds.rows
     if ds.binned and protocol != "split":
         raise ConfigError(f"{ds.source} has age bins (age_low/age_high), not ages: --protocol {protocol} needs exact "
