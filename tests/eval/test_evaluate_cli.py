@@ -62,3 +62,46 @@ def test_listed_images_that_cannot_be_read_are_refused_before_any_is_processed(p
     with pytest.raises(ConfigError, match="7 of 10 listed images"):  # before the (unknown) model is even loaded
         evaluate_folder("no-such-model", photos)
     assert time.time() - start < 120
+
+
+def test_impv_over_a_zero_or_unmeasured_baseline_is_null_with_a_note():
+    """Before: ZeroDivisionError after the whole evaluation (a metric of 0 is common under keyed-permutation)."""
+    from agescan.eval.report import markdown
+    from agescan.eval.run import compare
+
+    base = {"model": "a", "rows_sha256": "f", "condition": "clean", "n": 3, "mae": 5.0, "mae_0_25": float("nan"),
+            "group_accuracy_0_25": 0.0, "cs5": 0.5, "challenge25_teens_under_25": None}
+    c = compare(base, {**base, "mae": 4.0, "group_accuracy_0_25": 0.4})
+    m = c["metrics"]
+    assert m["mae"]["impv"] == pytest.approx(20.0) and "note" not in m["mae"]
+    assert m["group_accuracy_0_25"]["impv"] is None and "baseline is 0" in m["group_accuracy_0_25"]["note"]
+    assert m["mae_0_25"]["impv"] is None and m["challenge25_teens_under_25"]["impv"] is None
+    assert json.loads(json.dumps(c))["metrics"]["group_accuracy_0_25"]["impv"] is None  # null in the JSON report
+
+
+@pytest.mark.parametrize("text,said", [("[]", "a JSON list, not an object"), ('{"model": "a"}', "no 'rows_sha256'"),
+                                       ('{"model": "a", "rows_sha256": "f", "condition": "clean", "n": 3, "mae": "5", '
+                                        '"mae_0_25": 1, "group_accuracy_0_25": 1, "cs5": 1, '
+                                        '"challenge25_teens_under_25": 1}', "mae '5': not a number")])
+def test_a_baseline_that_is_not_a_report_is_refused_before_the_evaluation(photos, tmp_path, text, said):
+    """Before: AttributeError ('list' object has no attribute 'get') or KeyError after the whole evaluation."""
+    (tmp_path / "base.json").write_text(text)
+    out = evaluate(MODEL, photos, "--compare", tmp_path / "base.json", "--out", tmp_path / "r.json")
+    line = one_line(out)
+    assert out.returncode == 2 and said in line and str(tmp_path / "base.json") in line, out.stderr
+    assert not (tmp_path / "r.json").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_compare_with_a_zero_baseline_metric_keeps_the_report(photos, tmp_path):
+    out = evaluate(MODEL, photos, "--out", tmp_path / "a.json")
+    assert out.returncode == 0, out.stderr
+    a = json.loads((tmp_path / "a.json").read_text())
+    a["cs5"] = 0.0  # as a run under keyed-permutation, where no face is found, may have it
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    out = evaluate(MODEL, photos, "--compare", tmp_path / "a.json", "--out", tmp_path / "b.json",
+                   "--markdown", tmp_path / "b.md")
+    assert out.returncode == 0, out.stderr
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["impv"]["metrics"]["cs5"]["impv"] is None and b["impv"]["metrics"]["mae"]["impv"] == pytest.approx(0.0)
+    assert "| cs5 | 0.000 |" in (tmp_path / "b.md").read_text() and "n/a: the baseline is 0" in (tmp_path / "b.md").read_text()

@@ -388,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--group-column", default="", help="column of groups for --protocol logo (e.g. race)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
     ev.add_argument("--compare", metavar="BASELINE.json",
-                    help="an earlier --out report on the same set: add the paper's Impv of this run over it")
+                    help="an earlier --out report on the same set: add the paper's Impv of this run over it (a "
+                         "file that is not a report is refused before the run; Impv over a baseline value of 0 or "
+                         "NaN is null, with a note)")
     ev.add_argument("--condition", default="clean", type=_condition, metavar="CONDITION",
                     help="clean, or a privacy transform applied before the pipeline runs (" + ", ".join(
                         list_privacy_ops()) + "), placed where MTCNN finds the clean face (the UTKFace template "
@@ -623,12 +625,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"agescan evaluate: {a.data}: no such file or folder", file=sys.stderr)
         return EXIT_USAGE
     baseline = None
-    if a.compare:
+    if a.compare:  # read and checked before the evaluation runs
+        from agescan.eval.run import check_baseline
+
         try:
             baseline = json.loads(Path(a.compare).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             print(f"agescan evaluate: --compare {a.compare}: cannot read a report ({exc})", file=sys.stderr)
             return EXIT_USAGE
+        check_baseline(baseline, f"--compare {a.compare}")
     from agescan.eval.datasets import DatasetSpec
 
     spec = DatasetSpec(data=a.data, path_column=a.path_column, age_column=a.age_column, split_column=a.split_column,

@@ -48,13 +48,24 @@ def markdown(report: dict) -> str:
             + f"\n\nMAE by band: {bands}\n")
     if "protocol" in report:
         text += _protocol_table(report["protocol"])
-    if "impv" in report:
-        c = report["impv"]
-        text += (f"\nImpv over {c['baseline_model']} (paper's Eq. 2; MAE: positive = better, accuracy: negative = "
-                 "better)\n\n| metric | baseline | this | Impv % |\n|---|---|---|---|\n"
-                 + "".join(f"| {k} | {v['baseline']:.3f} | {v['this']:.3f} | {v['impv']:.2f} |\n"
-                           for k, v in c["metrics"].items()))
-    return text
+    return text + _impv_table(report)
+
+
+def _num(v, spec: str) -> str:
+    """A metric in a table: formatted, or 'n/a' where it was not measured (None)."""
+    return "n/a" if v is None else format(v, spec)
+
+
+def _impv_table(report: dict) -> str:
+    """The ``--compare`` table of a report ('' without one); an undefined Impv is 'n/a' with its note."""
+    if "impv" not in report:
+        return ""
+    c = report["impv"]
+    return (f"\nImpv over {c['baseline_model']} (paper's Eq. 2; MAE: positive = better, accuracy: negative = "
+            "better)\n\n| metric | baseline | this | Impv % |\n|---|---|---|---|\n"
+            + "".join(f"| {k} | {_num(v['baseline'], '.3f')} | {_num(v['this'], '.3f')} | "
+                      f"{_num(v['impv'], '.2f') if v['impv'] is not None else 'n/a: ' + v['note']} |\n"
+                      for k, v in c["metrics"].items()))
 
 
 def binned_markdown(report: dict) -> str:
@@ -85,7 +96,8 @@ def binned_markdown(report: dict) -> str:
         f"{v['flagged']:.1%} |\n" for k, v in report["per_bin"].items())
     return (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']}, "
             f"detector {report['detector']}; age bins, end to end, misses counted)\n\n"
-            "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n\n" + per)
+            "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n\n" + per
+            + _impv_table(report))
 
 
 #: Columns of a per-fold table: (key in :data:`agescan.eval.protocols.FOLD_KEYS`, heading).

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import platform
 import time
 from datetime import datetime, timezone
@@ -47,7 +48,7 @@ import cv2
 import numpy as np
 
 from agescan.align import PROFILE_YAW, UTKFACE_TEMPLATE
-from agescan.errors import ConfigError, ModelNotFoundError
+from agescan.errors import ConfigError, InputError, ModelNotFoundError
 from agescan.eval.datasets import check_files, read_dataset
 from agescan.eval.metrics import age_metrics, calibration_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
@@ -441,14 +442,39 @@ COMPARED = ("mae", "mae_0_25", "group_accuracy_0_25", "cs5", "challenge25_teens_
 COMPARED_BINNED = ("bin_accuracy", "bin_1off", "mae_to_bin")
 
 
+def _measured(v) -> bool:
+    """A metric value a report may hold: a number, NaN or None (not measured: no face of that kind)."""
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def check_baseline(baseline, source: str = "baseline") -> dict:
+    """``baseline`` (the parsed ``--compare`` file) if it is an evaluation report :func:`compare` can read: a JSON
+    object with ``model``, ``rows_sha256``, ``condition``, ``n`` and the compared metrics as numbers (NaN or null
+    allowed); InputError naming ``source`` otherwise. Checked before the evaluation runs."""
+    again = "Give the --out file of an earlier `agescan evaluate` of the same set."
+    if not isinstance(baseline, dict):
+        raise InputError(f"{source}: not an agescan evaluate report (a JSON {type(baseline).__name__}, not an "
+                         f"object). {again}")
+    metrics = COMPARED_BINNED if "bin_accuracy" in baseline else COMPARED
+    missing = [k for k in ("model", "rows_sha256", "condition", "n", *metrics) if k not in baseline]
+    if missing:
+        raise InputError(f"{source}: not an agescan evaluate report: no {', '.join(map(repr, missing))}. {again}")
+    bad = [k for k in metrics if not _measured(baseline[k])]
+    if bad:
+        raise InputError(f"{source}: {', '.join(f'{k} {baseline[k]!r}' for k in bad)}: not a number. {again}")
+    return baseline
+
+
 def compare(baseline: dict, report: dict) -> dict:
     """The paper's Impv (Eq. 2, :func:`agescan.eval.metrics.impv`) of ``report`` over ``baseline``, per metric.
 
     For MAE a positive Impv means the new run is better; for accuracies a negative one does (the paper's sign).
-    Refuses reports of other rows (paths and ages, however the set was named) or another condition: an Impv
-    between different test sets means nothing.
+    Impv is a change relative to the baseline: where the baseline is 0 or was not measured (NaN, null), or this
+    run's value was not, it is None (JSON null) with a ``note`` saying why. Refuses a ``baseline`` that is no report
+    (:func:`check_baseline`, InputError), and reports of other rows (paths and ages, however the set was named) or
+    another condition (ConfigError): an Impv between different test sets means nothing.
     """
-    from agescan.eval.metrics import impv
+    check_baseline(baseline)
 
     def same(key: str) -> tuple:
         a, b = baseline.get(key), report.get(key)
@@ -462,5 +488,19 @@ def compare(baseline: dict, report: dict) -> dict:
             raise ConfigError(f"cannot compare: baseline {key} {baseline.get(key)!r} but this run has "
                               f"{report.get(key)!r}. Evaluate both on the same set, split and condition.")
     return {"baseline_model": baseline["model"], "baseline_sha256": baseline.get("model_sha256", ""),
-            "metrics": {k: {"baseline": baseline[k], "this": report[k], "impv": impv(baseline[k], report[k])}
+            "metrics": {k: _impv_entry(baseline[k], report[k])
                         for k in (COMPARED_BINNED if "bin_accuracy" in report else COMPARED)}}
+
+
+def _impv_entry(a, b) -> dict:
+    """One metric of :func:`compare`: baseline, this run, Impv (None with a note where it is undefined)."""
+    from agescan.eval.metrics import impv
+
+    finite = lambda v: v is not None and math.isfinite(v)  # noqa: E731
+    if not finite(a) or not finite(b):
+        return {"baseline": a, "this": b, "impv": None,
+                "note": f"{'the baseline' if not finite(a) else 'this run'} has no value (no face of that kind)"}
+    if a == 0:
+        return {"baseline": a, "this": b, "impv": None,
+                "note": "the baseline is 0: Impv, a change relative to it, is undefined; compare the values"}
+    return {"baseline": a, "this": b, "impv": impv(a, b)}
