@@ -105,3 +105,29 @@ def test_compare_with_a_zero_baseline_metric_keeps_the_report(photos, tmp_path):
     b = json.loads((tmp_path / "b.json").read_text())
     assert b["impv"]["metrics"]["cs5"]["impv"] is None and b["impv"]["metrics"]["mae"]["impv"] == pytest.approx(0.0)
     assert "| cs5 | 0.000 |" in (tmp_path / "b.md").read_text() and "n/a: the baseline is 0" in (tmp_path / "b.md").read_text()
+
+
+def test_outputs_never_replace_an_input_and_an_existing_one_needs_overwrite(photos, tmp_path):
+    """Before: `evaluate DIR --predictions DIR/labels.csv` replaced the labels with predictions, and --out,
+    --markdown and --plots overwrote whatever was there."""
+    labels = photos / "labels.csv"
+    kept = labels.read_text()
+    image = (photos / "a.png").read_bytes()
+    for extra in ((), ("--overwrite",)):  # an input is never written over, --overwrite or not
+        for args in (("--predictions", labels), ("--markdown", photos / "a.png"), ("--out", labels)):
+            out = evaluate(MODEL, photos, *args, *extra)
+            assert out.returncode == 2 and "an input of this evaluation" in one_line(out), (args, out.stderr)
+    assert labels.read_text() == kept and (photos / "a.png").read_bytes() == image
+    out = evaluate(MODEL, photos, "--out", tmp_path / "x.json", "--markdown", tmp_path / "x.json")
+    assert out.returncode == 2 and "names the same file" in one_line(out)
+    (tmp_path / "old.json").write_text("earlier work")
+    out = evaluate(MODEL, photos, "--out", tmp_path / "old.json")
+    assert out.returncode == 2 and "exists; add --overwrite" in one_line(out)
+    assert (tmp_path / "old.json").read_text() == "earlier work"
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "mae_by_band.png").write_text("earlier plot")
+    out = evaluate(MODEL, photos, "--plots", tmp_path / "plots")
+    assert out.returncode == 2 and "mae_by_band.png exists" in one_line(out)
+    out = evaluate(MODEL, photos, "--out", tmp_path / "old.json", "--overwrite")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "old.json").read_text())["n"] == 3

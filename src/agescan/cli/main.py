@@ -398,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "key the pipeline never sees (default: clean; eyeband = eye-band)")
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="replace output files (--out, --predictions, --markdown, --plots' PNGs) that exist; without "
+                         "it an existing one is refused before the run. An input (the labels file, a listed image, "
+                         "the --compare baseline, the model) is never written over")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
     ev.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary table here")
     ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
@@ -635,15 +639,24 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             return EXIT_USAGE
         check_baseline(baseline, f"--compare {a.compare}")
     from agescan.eval.datasets import DatasetSpec
+    from agescan.eval.outputs import check_outputs
+    from agescan.eval.run import evaluation_inputs, plot_files, read_evaluation_set
 
     spec = DatasetSpec(data=a.data, path_column=a.path_column, age_column=a.age_column, split_column=a.split_column,
                        group_column=a.group_column, preset=a.preset).resolved()
-    report = evaluate_folder(a.model, a.data, split=a.split, condition=a.condition, limit=a.limit,
-                             predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold,
-                             plots_dir=a.plots, labels=a.labels, path_column=spec.path_column,
+    group_column = spec.group_column if a.protocol == "logo" else a.group_column
+    # everything that can be refused is refused before any image is processed: the set, its files, the outputs
+    ds = read_evaluation_set(a.data, labels=a.labels, split=a.split, limit=a.limit, path_column=spec.path_column,
                              age_column=spec.age_column, split_column=spec.split_column, protocol=a.protocol,
-                             folds=a.folds, group_column=spec.group_column if a.protocol == "logo" else a.group_column,
-                             seed=a.seed, detector=a.detector, profile_yaw=a.profile_yaw)
+                             group_column=group_column)
+    outputs = {f"--{k}": getattr(a, k) for k in ("out", "predictions", "markdown") if getattr(a, k)}
+    if a.plots and not ds.binned:
+        outputs.update({f"--plots {p.name}": p for p in plot_files(a.plots)})
+    check_outputs(outputs, evaluation_inputs(ds, a.model, a.compare), overwrite=a.overwrite)
+    report = evaluate_folder(a.model, a.data, condition=a.condition, predictions=a.predictions, threads=a.threads,
+                             minor_threshold=a.minor_threshold, plots_dir=a.plots, protocol=a.protocol,
+                             folds=a.folds, group_column=group_column, seed=a.seed, detector=a.detector,
+                             profile_yaw=a.profile_yaw, dataset=ds, overwrite=a.overwrite)
     refused = ""
     if baseline is not None:
         from agescan.errors import ConfigError

@@ -121,8 +121,13 @@ def _protocol_table(p: dict) -> str:
     return f"\n{title}\n\n" + fold_table(label, [(r["fold"], r["n"], r) for r in p["folds"]], p["mean"], p["sd"])
 
 
+#: The files :func:`plots` writes.
+PLOT_FILES = ("predicted_vs_true.png", "mae_by_band.png", "confusion_5groups.png")
+
+
 def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = "") -> list[Path]:
-    """predicted_vs_true.png, mae_by_band.png and confusion_5groups.png; returns their paths."""
+    """predicted_vs_true.png, mae_by_band.png and confusion_5groups.png (:data:`PLOT_FILES`); returns their
+    paths."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; only this module's figures, set before pyplot is imported
@@ -137,7 +142,7 @@ def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = 
     top = max(float(true.max()), float(pred.max())) + 2
     ax.plot([0, top], [0, top], "k--", lw=1)
     ax.set(xlabel="true age", ylabel="estimated age", title=f"{title}\npredicted vs true", xlim=(0, top), ylim=(0, top))
-    paths.append(out / "predicted_vs_true.png")
+    paths.append(out / PLOT_FILES[0])
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -151,7 +156,7 @@ def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(labels, maes, color="#4a78b0")
     ax.set(ylabel="MAE (years)", title=f"{title}\nMAE by age band")
-    paths.append(out / "mae_by_band.png")
+    paths.append(out / PLOT_FILES[1])
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -169,7 +174,7 @@ def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = 
     for i in range(5):
         for j in range(6):
             ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black")
-    paths.append(out / "confusion_5groups.png")
+    paths.append(out / PLOT_FILES[2])
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths

@@ -49,7 +49,7 @@ import numpy as np
 
 from agescan.align import PROFILE_YAW, UTKFACE_TEMPLATE
 from agescan.errors import ConfigError, InputError, ModelNotFoundError
-from agescan.eval.datasets import check_files, read_dataset
+from agescan.eval.datasets import Dataset, check_files, read_dataset
 from agescan.eval.metrics import age_metrics, calibration_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
 from agescan.io import read_image
@@ -289,38 +289,78 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
     return Labelled(probs, found, point, flagged, with_fallback, fallback_point, boxed)
 
 
-def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
-                    predictions: str | None = None, threads: int = 0, detector: str | None = None,
-                    minor_threshold: float | None = None, plots_dir: str | None = None,
-                    labels: str | None = None, path_column: str = "path", age_column: str = "age",
-                    split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
-                    seed: int = 0, profile_yaw: float | None = None) -> dict:
-    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
-
-    ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
-    labelled set (see :func:`agescan.eval.datasets.read_dataset`). ``protocol``: ``split`` (metrics of the chosen
-    split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo`` (also per
-    value of ``group_column``, leave-one-group-out). ``profile_yaw``: the pipeline's pose-aware framing threshold
-    (None: its default, :data:`agescan.align.PROFILE_YAW`; 90: never frame from the box). Misses are scored as the
-    module docstring says.
-    """
-    from agescan import AgeEstimator
-    from agescan.detect import DEFAULT_DETECTOR
-
+def read_evaluation_set(data: str | Path, *, labels: str | None = None, split: str = "test", limit: int = 0,
+                        path_column: str = "path", age_column: str = "age", split_column: str = "split",
+                        protocol: str = "split", group_column: str = "") -> Dataset:
+    """The labelled set :func:`evaluate_folder` evaluates, checked against the protocol and on disk before any
+    image is processed: ConfigError for a set the protocol cannot use or a listed image that cannot be read
+    (:func:`agescan.eval.datasets.check_files`)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
     if protocol == "logo" and not group_column:
         raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
-    condition = canonical_condition(condition)
     ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
                       age_column=age_column, split_column=split_column)
-    check_files(ds)  # every listed image, before the first is processed
-    rows = ds.rows
     if ds.binned and protocol != "split":
         raise ConfigError(f"{ds.source} has age bins (age_low/age_high), not ages: --protocol {protocol} needs exact "
                           "ages. Use --protocol split.")
     if group_column and group_column not in ds.columns:
         raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
+    check_files(ds)  # every listed image, before the first is processed
+    return ds
+
+
+def evaluation_inputs(ds: Dataset, model: str = "", baseline: str | None = None) -> list[tuple[str, str]]:
+    """(what it is, file) of each input of an evaluation of ``ds``: the labels file, every listed image, the
+    ``--compare`` baseline and the model file, where they are files (:func:`agescan.eval.outputs.check_outputs`
+    never writes over them)."""
+    inputs = [("the labels file", ds.source)] if Path(ds.source).is_file() else []
+    inputs += [("a listed image", str(r["file"])) for r in ds.rows]
+    if baseline:
+        inputs.append(("the --compare baseline", baseline))
+    if model and Path(model).is_file():
+        inputs.append(("the model file", model))
+    return inputs
+
+
+def plot_files(plots_dir: str | Path) -> list[Path]:
+    """The files ``plots_dir`` receives (:func:`agescan.eval.report.plots`)."""
+    from agescan.eval.report import PLOT_FILES
+
+    return [Path(plots_dir) / name for name in PLOT_FILES]
+
+
+def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
+                    predictions: str | None = None, threads: int = 0, detector: str | None = None,
+                    minor_threshold: float | None = None, plots_dir: str | None = None,
+                    labels: str | None = None, path_column: str = "path", age_column: str = "age",
+                    split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
+                    seed: int = 0, profile_yaw: float | None = None, dataset: Dataset | None = None,
+                    overwrite: bool = True) -> dict:
+    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
+
+    ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
+    labelled set (see :func:`agescan.eval.datasets.read_dataset`), read and checked by :func:`read_evaluation_set`
+    before any image is processed (``dataset``: one it returned, not read again). ``protocol``: ``split`` (metrics
+    of the chosen split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo``
+    (also per value of ``group_column``, leave-one-group-out). ``profile_yaw``: the pipeline's pose-aware framing
+    threshold (None: its default, :data:`agescan.align.PROFILE_YAW`; 90: never frame from the box). ``predictions``
+    and ``plots_dir`` are written never over an input (InputError before any work) and over an existing file only
+    with ``overwrite``. Misses are scored as the module docstring says.
+    """
+    from agescan import AgeEstimator
+    from agescan.detect import DEFAULT_DETECTOR
+    from agescan.eval.outputs import check_outputs
+
+    condition = canonical_condition(condition)
+    ds = dataset or read_evaluation_set(data, labels=labels, split=split, limit=limit, path_column=path_column,
+                                        age_column=age_column, split_column=split_column, protocol=protocol,
+                                        group_column=group_column)
+    written = {"predictions": predictions} if predictions else {}
+    if plots_dir and not ds.binned:
+        written.update({f"plots {p.name}": p for p in plot_files(plots_dir)})
+    check_outputs(written, evaluation_inputs(ds, model), overwrite=overwrite)
+    rows = ds.rows
     detector = detector or DEFAULT_DETECTOR
     profile_yaw = PROFILE_YAW if profile_yaw is None else float(profile_yaw)
     # the pipeline a platform receiving pictures in this condition runs: the card's thresholds for it, if any
@@ -392,7 +432,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     if plots_dir:
         from agescan.eval.report import plots
 
-        report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {split}, {condition}")]
+        report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {ds.split}, {condition}")]
     if predictions:
         _write_predictions(predictions, rows, found, pred, p_minor, ("gender", "race"))
     return report
