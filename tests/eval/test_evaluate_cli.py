@@ -131,3 +131,24 @@ def test_outputs_never_replace_an_input_and_an_existing_one_needs_overwrite(phot
     out = evaluate(MODEL, photos, "--out", tmp_path / "old.json", "--overwrite")
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "old.json").read_text())["n"] == 3
+
+
+def test_protocol_options_the_set_cannot_meet_are_usage_errors_before_any_work(photos, tmp_path):
+    """Before: `--protocol kfold` with more folds than rows, `--folds 1` and a logo column of one group ran the
+    whole pipeline, then stopped with a ValueError traceback (exit 1) and no report."""
+    (photos / "labels.csv").write_text("path,age,race,subject\na.png,30,1,p1\nb.png,31,1,p1\nc.png,32,1,p2\n")
+    for args, said in ((("--protocol", "kfold", "--folds", "3"), "has only 2 subject(s) to deal into folds"),
+                       (("--protocol", "logo", "--group-column", "race"), "has 1 group(s) ('1')")):
+        out = evaluate(MODEL, photos, *args, "--out", tmp_path / "r.json")
+        line = one_line(out)
+        assert out.returncode == 2 and said in line, out.stderr
+        assert not (tmp_path / "r.json").exists()
+    (photos / "labels.csv").write_text("path,age\na.png,30\nb.png,31\nc.png,32\n")
+    out = evaluate(MODEL, photos, "--protocol", "kfold", "--folds", "5")
+    assert out.returncode == 2 and "has only 3 row(s)" in one_line(out) and "--folds 3 or fewer" in out.stderr
+    for args, said in ((("--folds", "1"), "argument --folds: 1 is less than 2"),
+                       (("--folds", "two"), "argument --folds: 'two' is not an integer"),
+                       (("--minor-threshold", "5"), "argument --minor-threshold: 5 is not a probability"),
+                       (("--threads", "-1"), "argument --threads: -1 is less than 0")):
+        out = evaluate(MODEL, photos, "--protocol", "kfold", *args)
+        assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)

@@ -384,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "kfold: also per fold of a seeded --folds partition (by subject when the set has a subject "
                          "column), with mean and sd; logo: also per value of --group-column (default: split). To "
                          "train one model per fold and score each held-out fold, run `agescan train cv`")
-    ev.add_argument("--folds", type=int, default=5, help="k of --protocol kfold (default: 5)")
+    ev.add_argument("--folds", type=_at_least(2), default=5,
+                    help="k of --protocol kfold, at least 2 and at most the number of subjects (rows, without "
+                         "subject ids) (default: 5)")
     ev.add_argument("--group-column", default="", help="column of groups for --protocol logo (e.g. race)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
     ev.add_argument("--compare", metavar="BASELINE.json",
@@ -406,13 +408,38 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary table here")
     ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
                                                    "here (needs matplotlib, in the train extra)")
-    ev.add_argument("--minor-threshold", type=float, metavar="P",
+    ev.add_argument("--minor-threshold", type=_probability, metavar="P",
                     help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val); for "
                          "age bins, the threshold of the children's recall (default there: the flag threshold)")
     ev.add_argument("--detector", default=DEFAULT_DETECTOR,
                     help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
-    ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
+    ev.add_argument("--threads", type=_at_least(0), default=0, help="onnxruntime threads (default: 0 = automatic)")
     _profile_option(ev)
+    return p
+
+
+def _at_least(lo: int):
+    """argparse type of an evaluate option: an integer >= ``lo`` (a usage error, exit 2, before any work)."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"{value} is less than {lo}")
+        return n
+
+    return parse
+
+
+def _probability(value: str) -> float:
+    """argparse type of --minor-threshold: a number in [0, 1]."""
+    try:
+        p = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
     return p
 
 
@@ -648,7 +675,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     # everything that can be refused is refused before any image is processed: the set, its files, the outputs
     ds = read_evaluation_set(a.data, labels=a.labels, split=a.split, limit=a.limit, path_column=spec.path_column,
                              age_column=spec.age_column, split_column=spec.split_column, protocol=a.protocol,
-                             group_column=group_column)
+                             group_column=group_column, folds=a.folds)
     outputs = {f"--{k}": getattr(a, k) for k in ("out", "predictions", "markdown") if getattr(a, k)}
     if a.plots and not ds.binned:
         outputs.update({f"--plots {p.name}": p for p in plot_files(a.plots)})

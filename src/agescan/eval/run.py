@@ -291,10 +291,11 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
 
 def read_evaluation_set(data: str | Path, *, labels: str | None = None, split: str = "test", limit: int = 0,
                         path_column: str = "path", age_column: str = "age", split_column: str = "split",
-                        protocol: str = "split", group_column: str = "") -> Dataset:
+                        protocol: str = "split", group_column: str = "", folds: int = 5) -> Dataset:
     """The labelled set :func:`evaluate_folder` evaluates, checked against the protocol and on disk before any
     image is processed: ConfigError for a set the protocol cannot use or a listed image that cannot be read
-    (:func:`agescan.eval.datasets.check_files`)."""
+    (:func:`agescan.eval.datasets.check_files`), InputError for protocol options the set cannot meet (``folds``
+    under 2 or over the number of subjects or rows, fewer than two groups)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
     if protocol == "logo" and not group_column:
@@ -306,8 +307,29 @@ def read_evaluation_set(data: str | Path, *, labels: str | None = None, split: s
                           "ages. Use --protocol split.")
     if group_column and group_column not in ds.columns:
         raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
+    _check_protocol(ds, protocol, group_column, folds)
     check_files(ds)  # every listed image, before the first is processed
     return ds
+
+
+def _check_protocol(ds: Dataset, protocol: str, group_column: str, folds: int) -> None:
+    """InputError when the rows of ``ds`` cannot be sliced as ``protocol`` asks (see :func:`read_evaluation_set`)."""
+    which = f"{ds.source} ({len(ds.rows)} row(s) of split {ds.split})"
+    if protocol == "kfold":
+        if folds < 2:
+            raise InputError(f"--folds {folds}: k-fold needs at least 2 folds.")
+        subjects = ds.subjects()
+        units = (len(set(subjects)), "subject(s)") if all(subjects) else (len(ds.rows), "row(s)")
+        if folds > units[0]:
+            raise InputError(f"--folds {folds}: {which} has only {units[0]} {units[1]} to deal into folds. Use "
+                             f"--folds {units[0]} or fewer" + (" (at least 2)" if units[0] < 2 else "")
+                             + ", or more rows (--split, --limit).")
+    elif protocol == "logo":
+        groups = sorted({r.get(group_column, "") for r in ds.rows} - {""})
+        if len(groups) < 2:
+            raise InputError(f"--protocol logo --group-column {group_column}: {which} has {len(groups)} group(s) "
+                             f"({', '.join(map(repr, groups)) or 'none'}); leave-one-group-out needs at least two. "
+                             "Choose another column or more rows.")
 
 
 def evaluation_inputs(ds: Dataset, model: str = "", baseline: str | None = None) -> list[tuple[str, str]]:
@@ -355,7 +377,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     condition = canonical_condition(condition)
     ds = dataset or read_evaluation_set(data, labels=labels, split=split, limit=limit, path_column=path_column,
                                         age_column=age_column, split_column=split_column, protocol=protocol,
-                                        group_column=group_column)
+                                        group_column=group_column, folds=folds)
     written = {"predictions": predictions} if predictions else {}
     if plots_dir and not ds.binned:
         written.update({f"plots {p.name}": p for p in plot_files(plots_dir)})
