@@ -152,3 +152,43 @@ def test_protocol_options_the_set_cannot_meet_are_usage_errors_before_any_work(p
                        (("--threads", "-1"), "argument --threads: -1 is less than 0")):
         out = evaluate(MODEL, photos, "--protocol", "kfold", *args)
         assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_logo_needs_a_group_column_as_the_help_says(photos):
+    """Before: --help said logo's --group-column defaulted to 'split', and leaving it out was an error (exit 3)."""
+    helptext = " ".join(subprocess.run([sys.executable, "-m", "agescan", "evaluate", "--help"], capture_output=True,
+                                       text=True).stdout.split())
+    assert "--group-column (default: split)" not in helptext and "--group-column (required; --preset utkface names race)" in helptext
+    assert "--subject-column" in helptext and "--gender-column" in helptext
+    out = evaluate(MODEL, photos, "--protocol", "logo")
+    assert out.returncode == 2 and "--protocol logo needs --group-column COLUMN" in one_line(out)
+
+
+def test_kfold_refuses_a_set_where_only_some_rows_have_a_subject_id(photos, tmp_path):
+    """Before: one row without a subject id silently turned the subject-disjoint k-fold into a row k-fold (on
+    morph_small, 24 of 71 people then sat in several folds)."""
+    (photos / "labels.csv").write_text("path,age,subject\na.png,30,p1\nb.png,31,\nc.png,32,p2\n")
+    out = evaluate(MODEL, photos, "--protocol", "kfold", "--folds", "2", "--out", tmp_path / "r.json")
+    line = one_line(out)
+    assert out.returncode == 2 and "1 of 3 row(s)" in line and "no subject id in column 'subject'" in line
+    assert "(first: 'b.png')" in line and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_kfold_by_a_named_subject_column_and_a_loud_row_kfold_without_one(photos, tmp_path):
+    """`--subject-column` (listed in the README) was rejected by evaluate; a set without subject ids is dealt by
+    row, which is now said on stderr, in the JSON and in the Markdown."""
+    (photos / "labels.csv").write_text("path,age,person\na.png,30,p1\nb.png,31,p1\nc.png,32,p2\n")
+    out = evaluate(MODEL, photos, "--protocol", "kfold", "--folds", "2", "--subject-column", "person",
+                   "--out", tmp_path / "s.json")
+    assert out.returncode == 0, out.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["protocol"]["by_subject"] and sorted(f["n"] for f in s["protocol"]["folds"]) == [1, 2]  # p1's 2 together
+    assert s["warnings"] == [] and "warning" not in out.stderr
+    out = evaluate(MODEL, photos, "--protocol", "kfold", "--folds", "2", "--out", tmp_path / "r.json",
+                   "--markdown", tmp_path / "r.md")
+    assert out.returncode == 0, out.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert not r["protocol"]["by_subject"] and "has no subject ids, so rows were dealt into folds" in r["warnings"][0]
+    assert "agescan evaluate: warning: --protocol kfold:" in out.stderr
+    assert "**Warnings**" in (tmp_path / "r.md").read_text()

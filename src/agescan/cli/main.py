@@ -381,13 +381,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_preset_argument(ev)
     ev.add_argument("--protocol", "--slices", dest="protocol", default="split", choices=["split", "kfold", "logo"],
                     help="slices of THIS model's predictions, not held-out training: split: metrics of --split only; "
-                         "kfold: also per fold of a seeded --folds partition (by subject when the set has a subject "
-                         "column), with mean and sd; logo: also per value of --group-column (default: split). To "
-                         "train one model per fold and score each held-out fold, run `agescan train cv`")
+                         "kfold: also per fold of a seeded --folds partition, by subject (--subject-column; every "
+                         "row needs an id: a set where only some rows have one is refused; a set without any is "
+                         "dealt by row, with a warning), with mean and sd; logo: also per value of --group-column "
+                         "(required; --preset utkface names race). To train one model per fold and score each "
+                         "held-out fold, run `agescan train cv`")
     ev.add_argument("--folds", type=_at_least(2), default=5,
                     help="k of --protocol kfold, at least 2 and at most the number of subjects (rows, without "
                          "subject ids) (default: 5)")
-    ev.add_argument("--group-column", default="", help="column of groups for --protocol logo (e.g. race)")
+    ev.add_argument("--group-column", default="",
+                    help="column of groups for --protocol logo (e.g. race; required there, unless --preset names it)")
+    ev.add_argument("--subject-column", default="",
+                    help="column of subject (person) ids: --protocol kfold deals whole subjects into folds "
+                         "(default: 'subject' when present)")
+    ev.add_argument("--gender-column", default="",
+                    help="column of gender, reported as slices (default: 'gender' when present)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
     ev.add_argument("--compare", metavar="BASELINE.json",
                     help="an earlier --out report on the same set: add the paper's Impv of this run over it (a "
@@ -670,12 +678,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from agescan.eval.run import evaluation_inputs, plot_files, read_evaluation_set
 
     spec = DatasetSpec(data=a.data, path_column=a.path_column, age_column=a.age_column, split_column=a.split_column,
-                       group_column=a.group_column, preset=a.preset).resolved()
+                       subject_column=a.subject_column, gender_column=a.gender_column, group_column=a.group_column,
+                       preset=a.preset).resolved()
     group_column = spec.group_column if a.protocol == "logo" else a.group_column
     # everything that can be refused is refused before any image is processed: the set, its files, the outputs
     ds = read_evaluation_set(a.data, labels=a.labels, split=a.split, limit=a.limit, path_column=spec.path_column,
                              age_column=spec.age_column, split_column=spec.split_column, protocol=a.protocol,
-                             group_column=group_column, folds=a.folds)
+                             group_column=group_column, folds=a.folds, subject_column=spec.subject_column,
+                             gender_column=spec.gender_column)
     outputs = {f"--{k}": getattr(a, k) for k in ("out", "predictions", "markdown") if getattr(a, k)}
     if a.plots and not ds.binned:
         outputs.update({f"--plots {p.name}": p for p in plot_files(a.plots)})
@@ -698,6 +708,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
         Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(a.markdown).write_text(markdown(report), encoding="utf-8")
+    for warning in report.get("warnings", []):
+        print(f"agescan evaluate: warning: {warning}", file=sys.stderr)
     text = json.dumps(report, indent=2)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

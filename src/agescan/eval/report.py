@@ -48,12 +48,18 @@ def markdown(report: dict) -> str:
             + f"\n\nMAE by band: {bands}\n")
     if "protocol" in report:
         text += _protocol_table(report["protocol"])
-    return text + _impv_table(report)
+    return text + _impv_table(report) + _warnings(report)
 
 
 def _num(v, spec: str) -> str:
     """A metric in a table: formatted, or 'n/a' where it was not measured (None)."""
     return "n/a" if v is None else format(v, spec)
+
+
+def _warnings(report: dict) -> str:
+    """The report's warnings as a Markdown list ('' without any)."""
+    w = report.get("warnings") or []
+    return ("\n**Warnings**\n\n" + "".join(f"- {x}\n" for x in w)) if w else ""
 
 
 def _impv_table(report: dict) -> str:
@@ -97,7 +103,7 @@ def binned_markdown(report: dict) -> str:
     return (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']}, "
             f"detector {report['detector']}; age bins, end to end, misses counted)\n\n"
             "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n\n" + per
-            + _impv_table(report))
+            + _impv_table(report) + _warnings(report))
 
 
 #: Columns of a per-fold table: (key in :data:`agescan.eval.protocols.FOLD_KEYS`, heading).

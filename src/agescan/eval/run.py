@@ -291,17 +291,22 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
 
 def read_evaluation_set(data: str | Path, *, labels: str | None = None, split: str = "test", limit: int = 0,
                         path_column: str = "path", age_column: str = "age", split_column: str = "split",
-                        protocol: str = "split", group_column: str = "", folds: int = 5) -> Dataset:
+                        protocol: str = "split", group_column: str = "", folds: int = 5,
+                        subject_column: str = "", gender_column: str = "") -> Dataset:
     """The labelled set :func:`evaluate_folder` evaluates, checked against the protocol and on disk before any
     image is processed: ConfigError for a set the protocol cannot use or a listed image that cannot be read
     (:func:`agescan.eval.datasets.check_files`), InputError for protocol options the set cannot meet (``folds``
-    under 2 or over the number of subjects or rows, fewer than two groups)."""
+    under 2 or over the number of subjects or rows, fewer than two groups, a k-fold over a set where only some rows
+    have a subject id). ``subject_column``/``gender_column``: as :func:`agescan.eval.datasets.read_dataset`
+    (default: ``subject`` and ``gender`` when present)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
     if protocol == "logo" and not group_column:
-        raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
+        raise InputError("--protocol logo needs --group-column COLUMN, the column whose values are left out one at a "
+                         "time (e.g. race; --preset utkface names it).")
     ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
-                      age_column=age_column, split_column=split_column)
+                      age_column=age_column, split_column=split_column, subject_column=subject_column,
+                      gender_column=gender_column)
     if ds.binned and protocol != "split":
         raise ConfigError(f"{ds.source} has age bins (age_low/age_high), not ages: --protocol {protocol} needs exact "
                           "ages. Use --protocol split.")
@@ -319,6 +324,12 @@ def _check_protocol(ds: Dataset, protocol: str, group_column: str, folds: int) -
         if folds < 2:
             raise InputError(f"--folds {folds}: k-fold needs at least 2 folds.")
         subjects = ds.subjects()
+        without = [r["path"] for r, sub in zip(ds.rows, subjects) if not sub]
+        if without and len(without) < len(subjects):  # a row k-fold would put people on both sides of a fold
+            raise InputError(f"--protocol kfold: {len(without)} of {len(subjects)} row(s) of {ds.source} have no "
+                             f"subject id in column {ds.subject_column!r} (first: {', '.join(map(repr, without[:3]))})"
+                             "; folds are dealt by subject, so every row needs one. Fill them in (a person with one "
+                             "image may take any id of its own), or leave those rows out.")
         units = (len(set(subjects)), "subject(s)") if all(subjects) else (len(ds.rows), "row(s)")
         if folds > units[0]:
             raise InputError(f"--folds {folds}: {which} has only {units[0]} {units[1]} to deal into folds. Use "
@@ -358,7 +369,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
                     labels: str | None = None, path_column: str = "path", age_column: str = "age",
                     split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
                     seed: int = 0, profile_yaw: float | None = None, dataset: Dataset | None = None,
-                    overwrite: bool = True) -> dict:
+                    overwrite: bool = True, subject_column: str = "", gender_column: str = "") -> dict:
     """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
 
     ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
@@ -377,7 +388,8 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     condition = canonical_condition(condition)
     ds = dataset or read_evaluation_set(data, labels=labels, split=split, limit=limit, path_column=path_column,
                                         age_column=age_column, split_column=split_column, protocol=protocol,
-                                        group_column=group_column, folds=folds)
+                                        group_column=group_column, folds=folds, subject_column=subject_column,
+                                        gender_column=gender_column)
     written = {"predictions": predictions} if predictions else {}
     if plots_dir and not ds.binned:
         written.update({f"plots {p.name}": p for p in plot_files(plots_dir)})
@@ -405,6 +417,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
         "unlabelled_files": ds.unlabelled,
+        "warnings": [],  # what the reader of these numbers must know (also on stderr and in the Markdown)
         "condition": condition, "detector": detector,
         "band_reference": BAND_REFERENCE if condition != "clean" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
@@ -440,8 +453,13 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     }
     if protocol == "kfold":  # slices of this model's predictions; by subject when the set has subject ids
         subjects = [r.get("subject", "") for r in rows]
-        by_subject = all(subjects)
+        by_subject = all(subjects)  # every row or none (read_evaluation_set refuses a set in between)
         assign = grouped_kfold_assign(subjects, folds, seed) if by_subject else kfold_assign(len(rows), folds, seed)
+        if not by_subject:
+            report["warnings"].append(
+                f"--protocol kfold: {ds.source} has no subject ids, so rows were dealt into folds: one person's "
+                "images may sit in several folds. Give a subject column (--subject-column) for subject-disjoint "
+                "folds.")
         report["protocol"] = {"name": "kfold", "k": folds, "seed": seed, "by_subject": by_subject,
                               "note": "slices of one model's predictions; no fold was held out of its training "
                                       "(agescan train cv trains per fold)",
