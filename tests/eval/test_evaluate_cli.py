@@ -192,3 +192,44 @@ def test_kfold_by_a_named_subject_column_and_a_loud_row_kfold_without_one(photos
     assert not r["protocol"]["by_subject"] and "has no subject ids, so rows were dealt into folds" in r["warnings"][0]
     assert "agescan evaluate: warning: --protocol kfold:" in out.stderr
     assert "**Warnings**" in (tmp_path / "r.md").read_text()
+
+
+def test_a_limit_that_is_not_positive_is_refused(photos):
+    """Before: --limit -5 evaluated all rows but the last 5 (a Python slice)."""
+    from agescan import InputError
+    from agescan.eval.datasets import read_dataset
+
+    for value in ("-5", "0"):
+        out = evaluate(MODEL, photos, "--limit", value)
+        assert out.returncode == 2 and f"argument --limit: {value} is less than 1" in out.stderr, out.stderr
+    with pytest.raises(InputError, match="'limit' parameter"):
+        read_dataset(photos, limit=-1)
+    assert len(read_dataset(photos, limit=2).rows) == 2
+
+
+@pytest.mark.slow
+def test_rows_without_an_age_are_said_on_stderr_and_in_the_markdown(photos, tmp_path):
+    """Before: they were counted only in the JSON's unlabelled_files."""
+    (photos / "labels.csv").write_text("path,age\na.png,30\nb.png,\nc.png,32\n")
+    out = evaluate(MODEL, photos, "--out", tmp_path / "r.json", "--markdown", tmp_path / "r.md")
+    assert out.returncode == 0, out.stderr
+    assert "agescan evaluate: warning: 1 row(s) or file(s) of" in out.stderr and "have no age" in out.stderr
+    assert "line 3: 'b.png'" in out.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["n"] == 2 and r["unlabelled_files"] == 1 and "have no age" in r["warnings"][0]
+    md = (tmp_path / "r.md").read_text()
+    assert "| rows or files without an age (left out) | 1 |" in md and "**Warnings**" in md
+
+
+@pytest.mark.slow
+def test_plots_of_a_set_with_age_bins(photos, tmp_path):
+    """Before: --plots on a set with age bins wrote nothing and said nothing."""
+    (photos / "labels.csv").write_text("path,age_low,age_high\na.png,30,39\nb.png,30,39\nc.png,20,29\n")
+    out = evaluate(MODEL, photos, "--plots", tmp_path / "plots", "--out", tmp_path / "r.json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["bin_confusion.png", "point_age_by_bin.png"] and len(r["plots"]) == 2
+    assert all((tmp_path / "plots" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    again = evaluate(MODEL, photos, "--plots", tmp_path / "plots")  # the binned plots are outputs like the others
+    assert again.returncode == 2 and "point_age_by_bin.png exists" in again.stderr

@@ -412,10 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace output files (--out, --predictions, --markdown, --plots' PNGs) that exist; without "
                          "it an existing one is refused before the run. An input (the labels file, a listed image, "
                          "the --compare baseline, the model) is never written over")
-    ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
+    ev.add_argument("--limit", type=_at_least(1), default=0, metavar="N",
+                    help="evaluate only the first N rows of the split (N >= 1; for smoke tests)")
     ev.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary table here")
     ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
-                                                   "here (needs matplotlib, in the train extra)")
+                                                   "here; for age bins, point age by true bin and the bin confusion "
+                                                   "(needs matplotlib, in the train extra)")
     ev.add_argument("--minor-threshold", type=_probability, metavar="P",
                     help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val); for "
                          "age bins, the threshold of the children's recall (default there: the flag threshold)")
@@ -687,8 +689,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                              group_column=group_column, folds=a.folds, subject_column=spec.subject_column,
                              gender_column=spec.gender_column)
     outputs = {f"--{k}": getattr(a, k) for k in ("out", "predictions", "markdown") if getattr(a, k)}
-    if a.plots and not ds.binned:
-        outputs.update({f"--plots {p.name}": p for p in plot_files(a.plots)})
+    if a.plots:
+        outputs.update({f"--plots {p.name}": p for p in plot_files(a.plots, ds.binned)})
     check_outputs(outputs, evaluation_inputs(ds, a.model, a.compare), overwrite=a.overwrite)
     report = evaluate_folder(a.model, a.data, condition=a.condition, predictions=a.predictions, threads=a.threads,
                              minor_threshold=a.minor_threshold, plots_dir=a.plots, protocol=a.protocol,

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agescan.errors import ConfigError
+from agescan.errors import ConfigError, InputError
 from agescan.io import IMAGE_EXTENSIONS
 
 _LEADING_AGE = re.compile(r"^(\d{1,3})(?:[_\-. ]|$)")
@@ -215,7 +215,10 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
     left empty, ``subject`` and ``gender`` are used when present. Each row gets ``subject``, ``gender`` and
     ``group`` keys ('' when the set has no such column). ``require``: roles among 'subject', 'gender', 'group'
     and 'split' whose column must exist (the protocol needs them). ``bin_columns``: the inclusive bounds of age
-    bins, read when the CSV has no ``age_column``."""
+    bins, read when the CSV has no ``age_column``. ``limit``: the first ``limit`` rows of the split (0: all; a
+    negative one is an InputError)."""
+    if limit < 0:
+        raise InputError(f"The 'limit' parameter must be 0 (every row) or a positive number of rows. Got {limit}.")
     data = Path(data)
     if labels is None and data.is_file() and data.suffix.lower() == ".csv":
         labels = data  # DATA given as the CSV itself

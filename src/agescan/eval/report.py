@@ -35,6 +35,7 @@ def markdown(report: dict) -> str:
         ("faces framed from their box (turned past the profile yaw)",
          f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
         ("misses", report["miss_rule"]),
+        ("rows or files without an age (left out)", report.get("unlabelled_files", 0)),
     ]
     for key, label in (("found_only", "found faces only"), ("template_fallback", "misses aligned by template")):
         sec = report.get(key) or {}
@@ -92,6 +93,7 @@ def binned_markdown(report: dict) -> str:
         ("faces framed from their box (turned past the profile yaw)",
          f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
         ("misses", report["miss_rule"]),
+        ("rows or files without an age (left out)", report.get("unlabelled_files", 0)),
     ]
     sec = report.get("found_only") or {}
     if sec:
@@ -181,6 +183,56 @@ def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = 
         for j in range(6):
             ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black")
     paths.append(out / PLOT_FILES[2])
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+#: The files :func:`binned_plots` writes (a set with age bins).
+BINNED_PLOT_FILES = ("point_age_by_bin.png", "bin_confusion.png")
+
+
+def binned_plots(low: np.ndarray, high: np.ndarray, pred: np.ndarray, report: dict, out_dir: str | Path,
+                 title: str = "") -> list[Path]:
+    """For a set with age bins (:data:`BINNED_PLOT_FILES`): each face's point age over its true bin (the bin drawn
+    as a band, the minor age as a line) and the row-normalised bin confusion matrix of ``report`` (a
+    :func:`agescan.eval.metrics.binned_point_metrics` report of the same rows); returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = report["bins"]
+    bins = sorted(set(zip(np.asarray(low, float).tolist(), np.asarray(high, float).tolist())))
+    index = {b: i for i, b in enumerate(bins)}
+    x = np.array([index[b] for b in zip(np.asarray(low, float).tolist(), np.asarray(high, float).tolist())])
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(bins) + 2), 4.5))
+    for i, (lo, hi) in enumerate(bins):
+        ax.fill_between([i - 0.4, i + 0.4], lo, min(hi + 1, 100), color="#cfdcec", zorder=0)
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(x))
+    ax.scatter(x + jitter, pred, s=6, alpha=0.5, zorder=2)
+    ax.axhline(report["minor_age"], color="#b04a4a", lw=1, ls="--", zorder=1)
+    ax.set(xticks=range(len(bins)), xticklabels=names, xlabel="true age bin (band)", ylabel="point age",
+           title=f"{title}\npoint age by true bin (dashed: age {report['minor_age']})")
+    paths.append(out / BINNED_PLOT_FILES[0])
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    cm = np.asarray(report["confusion"], dtype=np.float64)
+    cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(bins) + 2), max(4, 0.6 * len(bins) + 1.5)))
+    ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    ax.set(xticks=range(len(bins)), yticks=range(len(bins)), xticklabels=names, yticklabels=names,
+           xlabel="estimated bin", ylabel="true bin", title=f"{title}\nbin confusion (row-normalised)")
+    for i in range(len(bins)):
+        for j in range(len(bins)):
+            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black",
+                    fontsize=8)
+    paths.append(out / BINNED_PLOT_FILES[1])
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths

@@ -356,11 +356,12 @@ def evaluation_inputs(ds: Dataset, model: str = "", baseline: str | None = None)
     return inputs
 
 
-def plot_files(plots_dir: str | Path) -> list[Path]:
-    """The files ``plots_dir`` receives (:func:`agescan.eval.report.plots`)."""
-    from agescan.eval.report import PLOT_FILES
+def plot_files(plots_dir: str | Path, binned: bool = False) -> list[Path]:
+    """The files ``plots_dir`` receives: :func:`agescan.eval.report.plots`', or for a set with age bins
+    :func:`agescan.eval.report.binned_plots`'."""
+    from agescan.eval.report import BINNED_PLOT_FILES, PLOT_FILES
 
-    return [Path(plots_dir) / name for name in PLOT_FILES]
+    return [Path(plots_dir) / name for name in (BINNED_PLOT_FILES if binned else PLOT_FILES)]
 
 
 def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
@@ -391,8 +392,8 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
                                         group_column=group_column, folds=folds, subject_column=subject_column,
                                         gender_column=gender_column)
     written = {"predictions": predictions} if predictions else {}
-    if plots_dir and not ds.binned:
-        written.update({f"plots {p.name}": p for p in plot_files(plots_dir)})
+    if plots_dir:
+        written.update({f"plots {p.name}": p for p in plot_files(plots_dir, ds.binned)})
     check_outputs(written, evaluation_inputs(ds, model), overwrite=overwrite)
     rows = ds.rows
     detector = detector or DEFAULT_DETECTOR
@@ -417,7 +418,9 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
         "unlabelled_files": ds.unlabelled,
-        "warnings": [],  # what the reader of these numbers must know (also on stderr and in the Markdown)
+        # what the reader of these numbers must know (also on stderr and in the Markdown)
+        "warnings": [f"{ds.unlabelled} row(s) or file(s) of {ds.source} have no age and were left out (first: "
+                     f"{', '.join(ds.unlabelled_examples)})"] if ds.unlabelled else [],
         "condition": condition, "detector": detector,
         "band_reference": BAND_REFERENCE if condition != "clean" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
@@ -437,6 +440,12 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     p_minor = p_below(e2e, est.minor_age, min_age)
     if ds.binned:
         report = _binned_report(head, rows, p_minor, found, est, minor_threshold, pred, lab.flagged)
+        if plots_dir:
+            from agescan.eval.report import binned_plots
+
+            low, high = (np.array([r[k] for r in rows]) for k in ("age_low", "age_high"))
+            report["plots"] = [str(p) for p in binned_plots(low, high, pred, report, plots_dir,
+                                                            f"{est.model.id}, {ds.split}, {condition}")]
         if predictions:
             _write_predictions(predictions, rows, found, pred, p_minor, ("age_low", "age_high"))
         return report
