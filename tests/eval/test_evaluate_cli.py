@@ -47,19 +47,19 @@ def test_listed_images_that_cannot_be_read_are_refused_before_any_is_processed(p
     (photos / "notes.png").write_text("not a picture")
     (photos / "empty.jpg").write_bytes(b"")
     rows = ["a.png,30", "gone1.png,5", "b.png,31", "folder.png,7", "gone2.png,9", "notes.png,40", "gone3.png,3",
-            "gone4.png,2", "empty.jpg,8", "c.png,32"]
+            "gone4.png,2", "empty.jpg,8", ",12", "c.png,32"]
     (photos / "labels.csv").write_text("path,age\n" + "\n".join(rows) + "\n")
     start = time.time()
     out = evaluate(MODEL, photos, "--out", tmp_path / "r.json")
     line = one_line(out)
     assert out.returncode == 3, out.stderr
-    assert "7 of 10 listed images cannot be read" in line
+    assert "8 of 11 listed images cannot be read: 1 has an empty path; " in line
     assert "4 do not exist (first: 'gone1.png', 'gone2.png', 'gone3.png')" in line
-    assert "1 are folders (first: 'folder.png')" in line and "2 are not pictures (first: 'notes.png', 'empty.jpg')" in line
+    assert "1 is a folder (first: 'folder.png')" in line and "2 are not pictures (first: 'notes.png', 'empty.jpg')" in line
     assert str(photos / "labels.csv") in line and not (tmp_path / "r.json").exists()
     from agescan.eval.run import evaluate_folder
 
-    with pytest.raises(ConfigError, match="7 of 10 listed images"):  # before the (unknown) model is even loaded
+    with pytest.raises(ConfigError, match="8 of 11 listed images"):  # before the (unknown) model is even loaded
         evaluate_folder("no-such-model", photos)
     assert time.time() - start < 120
 

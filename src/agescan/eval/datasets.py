@@ -287,15 +287,17 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
 
 
 def unreadable_files(rows: list[dict]) -> dict[str, list[str]]:
-    """The rows' ``path`` of each file that cannot be read, by reason: ``missing`` (no such file), ``folder``, and
-    ``not a picture`` (its header is no image format Pillow reads: an empty file, a CSV, ...). Only headers are
-    read; a picture damaged further in fails when it is decoded."""
+    """The rows' ``path`` of each file that cannot be read, by reason: ``empty`` (no path at all),
+    ``missing`` (no such file), ``folder``, and ``not a picture`` (its header is no image format Pillow reads: an
+    empty file, a CSV, ...). Only headers are read; a picture damaged further in fails when it is decoded."""
     from PIL import Image, UnidentifiedImageError
 
-    out: dict[str, list[str]] = {"missing": [], "folder": [], "not a picture": []}
+    out: dict[str, list[str]] = {"empty": [], "missing": [], "folder": [], "not a picture": []}
     for r in rows:
         f = Path(r["file"])
-        if not f.exists():
+        if not str(r["path"]).strip():
+            out["empty"].append(r["path"])
+        elif not f.exists():
             out["missing"].append(r["path"])
         elif not f.is_file():
             out["folder"].append(r["path"])
@@ -316,8 +318,11 @@ def check_files(ds: Dataset) -> None:
     bad = unreadable_files(ds.rows)
     if not bad:
         return
-    said = {"missing": "do not exist", "folder": "are folders", "not a picture": "are not pictures"}
-    parts = "; ".join(f"{len(v)} {said[k]} (first: {', '.join(map(repr, v[:3]))})" for k, v in bad.items())
+    said = {"empty": ("has an empty path", "have an empty path"), "missing": ("does not exist", "do not exist"),
+            "folder": ("is a folder", "are folders"), "not a picture": ("is not a picture", "are not pictures")}
+    parts = "; ".join(f"{len(v)} {said[k][len(v) > 1]}" + ("" if k == "empty" else
+                                                            f" (first: {', '.join(map(repr, v[:3]))})")
+                      for k, v in bad.items())
     n = sum(map(len, bad.values()))
     raise ConfigError(f"{ds.source}: {n} of {len(ds.rows)} listed images cannot be read: {parts}. Fix the paths "
                       f"(relative to {ds.root or '.'}) or remove those rows.")
