@@ -77,6 +77,10 @@ def test_impv_over_a_zero_or_unmeasured_baseline_is_null_with_a_note():
     assert m["group_accuracy_0_25"]["impv"] is None and "baseline is 0" in m["group_accuracy_0_25"]["note"]
     assert m["mae_0_25"]["impv"] is None and m["challenge25_teens_under_25"]["impv"] is None
     assert json.loads(json.dumps(c))["metrics"]["group_accuracy_0_25"]["impv"] is None  # null in the JSON report
+    binned = {**{k: base[k] for k in ("model", "rows_sha256", "condition", "n")}, "bin_accuracy": 0.5, "bin_1off": 0.7,
+              "mae_to_bin": 3.0}
+    with pytest.raises(ConfigError, match="baseline was scored on exact ages, this run on age bins"):
+        compare(base, binned)  # a KeyError after the whole run before
 
 
 @pytest.mark.parametrize("text,said", [("[]", "a JSON list, not an object"), ('{"model": "a"}', "no 'rows_sha256'"),

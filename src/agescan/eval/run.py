@@ -571,6 +571,10 @@ def compare(baseline: dict, report: dict) -> dict:
             a, b = (canonical_condition(c) if isinstance(c, str) else c for c in (a, b))
         return a, b
 
+    if ("bin_accuracy" in baseline) != ("bin_accuracy" in report):
+        kind = lambda r: "age bins" if "bin_accuracy" in r else "exact ages"  # noqa: E731
+        raise ConfigError(f"cannot compare: the baseline was scored on {kind(baseline)}, this run on "
+                          f"{kind(report)}. Evaluate both on the same set, split and condition.")
     for key in ("rows_sha256", "condition", "n"):
         a, b = same(key)
         if a != b:
