@@ -211,3 +211,23 @@ def test_no_second_box_around_a_real_face_in_the_wild():
             assert x * y <= 0.7 * min(a.box.area, b.box.area), (a, b)
     girl = central_face(dets, image.shape[1], image.shape[0])
     assert girl is not None and girl.box.width < 200  # her face, 156 px wide, not the 274-px box around it
+
+
+def test_a_broken_detector_file_is_one_config_error_not_an_error_per_image(tmp_path, astronaut_path):
+    """Before: a --detector .onnx that is empty or not ONNX was loaded on the first image, so every image became an
+    error record ('[ONNXRuntimeError] ... INVALID_PROTOBUF', exit 1) and evaluate scored every face as a miss."""
+    import subprocess
+    import sys
+
+    from agescan import ConfigError
+
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "random.onnx").write_bytes(np.random.default_rng(0).bytes(4000))
+    for name, said in (("empty.onnx", "empty file"), ("random.onnx", "not a loadable ONNX detector")):
+        path = tmp_path / name
+        with pytest.raises(ConfigError, match=said):
+            create_detector(str(path))
+        out = subprocess.run([sys.executable, "-m", "agescan", "estimate", str(astronaut_path), "--detector", str(path),
+                              "--threads", "1"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 3 and str(path) in out.stderr and said in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

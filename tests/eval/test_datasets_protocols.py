@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from agescan import ConfigError
-from agescan.eval.datasets import read_dataset
+from agescan.eval.datasets import DatasetSpec, read_dataset
 from agescan.eval.metrics import impv
 from agescan.eval.protocols import fold_summary, group_assign, kfold_assign, training_split
 from agescan.eval.run import compare
@@ -148,3 +148,37 @@ def test_evaluate_kfold_logo_and_compare_on_real_faces(tmp_path):
     races = sorted({r["race"] for r in utkface_rows("test")[:40]})
     assert [f["fold"] for f in c["protocol"]["folds"]] == [SLICE_NAMES["race"][r] for r in races]
     assert "leave-one-race-out" in (tmp_path / "c.md").read_text()
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "-5", "-0.5"])
+def test_an_age_that_is_not_finite_or_negative_is_an_error_naming_the_line(tmp_path, value):
+    """Before: 'nan' and 'inf' parsed as floats were used as ages (evaluate crashed after the whole pipeline with
+    'cannot convert float NaN to integer', or reported "mae": Infinity) and -5 was silently scored."""
+    (tmp_path / "labels.csv").write_text(f"path,age,split\na.png,7,test\nb.png,{value},test\n")
+    with pytest.raises(ConfigError, match=rf"labels.csv, line 3: age '{value}' of 'b.png' is not an age"):
+        read_dataset(tmp_path)
+    with pytest.raises(ConfigError, match="line 3"):  # what `agescan train prepare` reads
+        DatasetSpec(data=str(tmp_path)).read()
+
+
+@pytest.mark.parametrize("low,high", [("nan", "nan"), ("3", "nan"), ("inf", "inf"), ("-10", "-1"), ("30", "20")])
+def test_a_bin_that_is_not_finite_negative_or_reversed_is_an_error_naming_the_line(tmp_path, low, high):
+    (tmp_path / "labels.csv").write_text(f"path,age_low,age_high\na.png,3,9\nb.png,{low},{high}\n")
+    with pytest.raises(ConfigError, match=r"labels.csv, line 3: "):
+        read_dataset(tmp_path, split="all")
+
+
+def test_a_row_with_both_bin_bounds_empty_is_counted_as_unlabelled(tmp_path):
+    (tmp_path / "labels.csv").write_text("path,age_low,age_high\na.png,3,9\nb.png,,\n")
+    ds = read_dataset(tmp_path, split="all")
+    assert len(ds.rows) == 1 and ds.unlabelled == 1 and "b.png" in ds.unlabelled_examples[0]
+
+
+def test_evaluate_refuses_a_nan_age_before_any_image_is_read(tmp_path):
+    """The listed images do not even exist: the age is refused while the CSV is read, with exit code 3 and one
+    line naming the file and the line, no traceback."""
+    (tmp_path / "labels.csv").write_text("path,age\nnowhere/a.png,7\nnowhere/b.png,nan\n")
+    out = subprocess.run([sys.executable, "-m", "agescan", "evaluate", "dexnet-m-ocl.utkface", str(tmp_path),
+                          "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3 and "Traceback" not in out.stderr, out.stderr
+    assert f"{tmp_path / 'labels.csv'}, line 3: age 'nan' of 'nowhere/b.png' is not an age" in out.stderr

@@ -84,3 +84,71 @@ def test_card_declares_and_applies_preprocessing():
     assert np.allclose(bgr.preprocess(crops)[0, 2], x[0, 0], atol=1e-6)
     with pytest.raises(ConfigError, match="unknown fields"):
         ModelCard.from_dict({**card.to_dict(), "surprise": 1})
+
+
+def _with_card(tmp_path, name: str, card_text: str):
+    """A copy of a shipped model whose embedded card (ONNX metadata) is replaced by ``card_text``."""
+    onnx = pytest.importorskip("onnx")
+    from agescan.models.card import CARD_KEY
+
+    m = onnx.load(str(create_model("dexnet-m-ocl.utkface").path))
+    for prop in m.metadata_props:
+        if prop.key == CARD_KEY:
+            prop.value = card_text
+    path = tmp_path / name
+    onnx.save(m, str(path))
+    return path
+
+
+def _broken_models(tmp_path) -> dict:
+    """Model files a user may point --model at by mistake, each with the words its error must say."""
+    good = create_model("dexnet-m-ocl.utkface")
+    data = good.path.read_bytes()
+    card = good.card.to_dict()
+    files = {"empty.onnx": (b"", "empty file"), "random.onnx": (np.random.default_rng(0).bytes(4000), "not a loadable"),
+             "text.onnx": (b"hello\n", "not a loadable"), "truncated.onnx": (data[: len(data) // 3], "not a loadable")}
+    out = {}
+    for name, (content, said) in files.items():
+        (tmp_path / name).write_bytes(content)
+        out[tmp_path / name] = said
+    import json
+
+    out[_with_card(tmp_path, "badjson.onnx", good.card.to_json()[:-40])] = "card (metadata key 'agescan.card') is not valid"
+    out[_with_card(tmp_path, "badcrop.onnx", json.dumps({**card, "crop": {**card["crop"], "size": -64}}))] = "'size'"
+    out[_with_card(tmp_path, "list.onnx", "[]")] = "is not valid"
+    out[_with_card(tmp_path, "badstd.onnx", json.dumps({**card, "std": [0, 0, 0]}))] = "std > 0"
+    return out
+
+
+def test_a_broken_model_file_is_a_config_error_naming_it(tmp_path):
+    """Before: onnxruntime's InvalidProtobuf / InvalidArgument, json's JSONDecodeError and an InputError (exit 2)
+    escaped from create_model."""
+    for path, said in _broken_models(tmp_path).items():
+        with pytest.raises(ConfigError) as err:
+            create_model(str(path))
+        assert str(path) in str(err.value) and said in str(err.value), (path, str(err.value))
+    with pytest.raises(ConfigError, match="empty file"):
+        read_card(b"", "x.onnx")
+    with pytest.raises(ModelNotFoundError, match="no such model file"):
+        create_model(str(tmp_path / "absent.onnx"))
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(ModelNotFoundError, match="is a folder"):
+        create_model(str(tmp_path / "folder.onnx"))
+
+
+def test_estimate_and_evaluate_refuse_a_broken_model_with_exit_3_and_one_line(tmp_path, astronaut_path):
+    import subprocess
+    import sys
+
+    faces = tmp_path / "faces" / "30"  # an age-named folder: a labelled set of one
+    faces.mkdir(parents=True)
+    shutil.copy(astronaut_path, faces / "astronaut.png")
+    broken = _broken_models(tmp_path)
+    for path in [p for p in broken if p.name in ("random.onnx", "empty.onnx", "badjson.onnx", "badcrop.onnx")]:
+        for args in (("estimate", astronaut_path), ("evaluate", path, tmp_path / "faces")):
+            cmd = [*args, "--model", path] if args[0] == "estimate" else list(args)
+            out = subprocess.run([sys.executable, "-m", "agescan", *map(str, cmd), "--threads", "1"],
+                                 capture_output=True, text=True, timeout=300)
+            assert out.returncode == 3, (cmd, out.returncode, out.stderr)
+            assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+            assert str(path) in out.stderr, out.stderr

@@ -357,7 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "slices). A face the detector misses counts as a miss: it is scored at the "
                                     "set's median age (at least 18) and never flagged; faces found and two "
                                     "labelled secondary rows (found faces only; misses aligned by template) are "
-                                    "reported beside. Optionally as "
+                                    "reported beside. Every listed image is checked first: one that does not "
+                                    "exist, is a folder or is not a picture stops the run before any work (exit 3, "
+                                    "with the count and the first few), as does an age that is not a finite number "
+                                    "of years, 0 or more (naming the row); a row without an age is left out with a "
+                                    "warning (stderr, the JSON's 'warnings', the Markdown). Optionally as "
                                     "JSON, Markdown, plots and per-image predictions. DATA is a folder with "
                                     "labels.csv (columns path, age, optional split, gender, race; UTKFace's "
                                     "layout; or age bins as age_low and age_high, FairFace's layout, reported as bin "
@@ -379,14 +383,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_preset_argument(ev)
     ev.add_argument("--protocol", "--slices", dest="protocol", default="split", choices=["split", "kfold", "logo"],
                     help="slices of THIS model's predictions, not held-out training: split: metrics of --split only; "
-                         "kfold: also per fold of a seeded --folds partition (by subject when the set has a subject "
-                         "column), with mean and sd; logo: also per value of --group-column (default: split). To "
-                         "train one model per fold and score each held-out fold, run `agescan train cv`")
-    ev.add_argument("--folds", type=int, default=5, help="k of --protocol kfold (default: 5)")
-    ev.add_argument("--group-column", default="", help="column of groups for --protocol logo (e.g. race)")
+                         "kfold: also per fold of a seeded --folds partition, by subject (--subject-column; every "
+                         "row needs an id: a set where only some rows have one is refused; a set without any is "
+                         "dealt by row, with a warning), with mean and sd; logo: also per value of --group-column "
+                         "(required; --preset utkface names race). To train one model per fold and score each "
+                         "held-out fold, run `agescan train cv`")
+    ev.add_argument("--folds", type=_at_least(2), default=5,
+                    help="k of --protocol kfold, at least 2 and at most the number of subjects (rows, without "
+                         "subject ids) (default: 5)")
+    ev.add_argument("--group-column", default="",
+                    help="column of groups for --protocol logo (e.g. race; required there, unless --preset names it)")
+    ev.add_argument("--subject-column", default="",
+                    help="column of subject (person) ids: --protocol kfold deals whole subjects into folds "
+                         "(default: 'subject' when present)")
+    ev.add_argument("--gender-column", default="",
+                    help="column of gender, reported as slices (default: 'gender' when present)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the k-fold partition (default: 0)")
     ev.add_argument("--compare", metavar="BASELINE.json",
-                    help="an earlier --out report on the same set: add the paper's Impv of this run over it")
+                    help="an earlier --out report on the same set: add the paper's Impv of this run over it (a "
+                         "file that is not a report is refused before the run; Impv over a baseline value of 0 or "
+                         "NaN is null, with a note)")
     ev.add_argument("--condition", default="clean", type=_condition, metavar="CONDITION",
                     help="clean, or a privacy transform applied before the pipeline runs (" + ", ".join(
                         list_privacy_ops()) + "), placed where MTCNN finds the clean face (the UTKFace template "
@@ -394,17 +410,48 @@ def build_parser() -> argparse.ArgumentParser:
                         "key the pipeline never sees (default: clean; eyeband = eye-band)")
     ev.add_argument("--out", help="write metrics JSON here")
     ev.add_argument("--predictions", help="write per-image predictions CSV here")
-    ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (for smoke tests)")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="replace output files (--out, --predictions, --markdown, --plots' PNGs) that exist; without "
+                         "it an existing one is refused before the run. An input (the labels file, a listed image, "
+                         "the --compare baseline, the model) is never written over")
+    ev.add_argument("--limit", type=_at_least(1), default=0, metavar="N",
+                    help="evaluate only the first N rows of the split (N >= 1; for smoke tests)")
     ev.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary table here")
     ev.add_argument("--plots", metavar="DIR", help="write predicted-vs-true, MAE-by-band and 5-group confusion PNGs "
-                                                   "here (needs matplotlib, in the train extra)")
-    ev.add_argument("--minor-threshold", type=float, metavar="P",
+                                                   "here; for age bins, point age by true bin and the bin confusion "
+                                                   "(needs matplotlib, in the train extra)")
+    ev.add_argument("--minor-threshold", type=_probability, metavar="P",
                     help="also report recall, precision, F2 and adults flagged at P(minor) >= P (choose P on val); for "
                          "age bins, the threshold of the children's recall (default there: the flag threshold)")
     ev.add_argument("--detector", default=DEFAULT_DETECTOR,
                     help=f"registered face detector (default: {DEFAULT_DETECTOR}; `agescan models` lists them)")
-    ev.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: automatic)")
+    ev.add_argument("--threads", type=_at_least(0), default=0, help="onnxruntime threads (default: 0 = automatic)")
     _profile_option(ev)
+    return p
+
+
+def _at_least(lo: int):
+    """argparse type of an evaluate option: an integer >= ``lo`` (a usage error, exit 2, before any work)."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"{value} is less than {lo}")
+        return n
+
+    return parse
+
+
+def _probability(value: str) -> float:
+    """argparse type of --minor-threshold: a number in [0, 1]."""
+    try:
+        p = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not a probability in [0, 1]")
     return p
 
 
@@ -622,22 +669,36 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"agescan evaluate: {a.data}: no such file or folder", file=sys.stderr)
         return EXIT_USAGE
     baseline = None
-    if a.compare:
+    if a.compare:  # read and checked before the evaluation runs
+        from agescan.eval.run import check_baseline
+
         try:
             baseline = json.loads(Path(a.compare).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             print(f"agescan evaluate: --compare {a.compare}: cannot read a report ({exc})", file=sys.stderr)
             return EXIT_USAGE
+        check_baseline(baseline, f"--compare {a.compare}")
     from agescan.eval.datasets import DatasetSpec
+    from agescan.eval.outputs import check_outputs
+    from agescan.eval.run import evaluation_inputs, plot_files, read_evaluation_set
 
     spec = DatasetSpec(data=a.data, path_column=a.path_column, age_column=a.age_column, split_column=a.split_column,
-                       group_column=a.group_column, preset=a.preset).resolved()
-    report = evaluate_folder(a.model, a.data, split=a.split, condition=a.condition, limit=a.limit,
-                             predictions=a.predictions, threads=a.threads, minor_threshold=a.minor_threshold,
-                             plots_dir=a.plots, labels=a.labels, path_column=spec.path_column,
+                       subject_column=a.subject_column, gender_column=a.gender_column, group_column=a.group_column,
+                       preset=a.preset).resolved()
+    group_column = spec.group_column if a.protocol == "logo" else a.group_column
+    # everything that can be refused is refused before any image is processed: the set, its files, the outputs
+    ds = read_evaluation_set(a.data, labels=a.labels, split=a.split, limit=a.limit, path_column=spec.path_column,
                              age_column=spec.age_column, split_column=spec.split_column, protocol=a.protocol,
-                             folds=a.folds, group_column=spec.group_column if a.protocol == "logo" else a.group_column,
-                             seed=a.seed, detector=a.detector, profile_yaw=a.profile_yaw)
+                             group_column=group_column, folds=a.folds, subject_column=spec.subject_column,
+                             gender_column=spec.gender_column)
+    outputs = {f"--{k}": getattr(a, k) for k in ("out", "predictions", "markdown") if getattr(a, k)}
+    if a.plots:
+        outputs.update({f"--plots {p.name}": p for p in plot_files(a.plots, ds.binned)})
+    check_outputs(outputs, evaluation_inputs(ds, a.model, a.compare), overwrite=a.overwrite)
+    report = evaluate_folder(a.model, a.data, condition=a.condition, predictions=a.predictions, threads=a.threads,
+                             minor_threshold=a.minor_threshold, plots_dir=a.plots, protocol=a.protocol,
+                             folds=a.folds, group_column=group_column, seed=a.seed, detector=a.detector,
+                             profile_yaw=a.profile_yaw, dataset=ds, overwrite=a.overwrite)
     refused = ""
     if baseline is not None:
         from agescan.errors import ConfigError
@@ -652,6 +713,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
         Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(a.markdown).write_text(markdown(report), encoding="utf-8")
+    for warning in report.get("warnings", []):
+        print(f"agescan evaluate: warning: {warning}", file=sys.stderr)
     text = json.dumps(report, indent=2)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

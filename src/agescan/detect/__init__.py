@@ -19,9 +19,10 @@ DEFAULT_DETECTOR = "yunet-s-ocl+wider"
 
 def create_detector(name: str = DEFAULT_DETECTOR, **kwargs) -> FaceDetector:
     """Create a registered face detector by name (see :func:`list_detectors`), or a YuNet-family detector from an
-    exported ``.onnx`` file carrying a detector card (``agescan train detector`` writes them)."""
+    exported ``.onnx`` file carrying a detector card (``agescan train detector`` writes them), loaded at once so that a
+    file that is not one is a ConfigError naming it here, not an error recorded against every image."""
     if name not in detectors and name.lower().endswith(".onnx") and os.path.isfile(name):
-        return YuNetDetector(name, **kwargs)
+        return YuNetDetector(name, **kwargs).load()
     return detectors.create(name, **kwargs)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from agescan._validation import check_number
 from agescan.detect.base import Detections, nms, onnx_session
 from agescan.detect.card import DETECTOR_CARD_KEY, DetectorCard
-from agescan.errors import ConfigError, DecodeError, InputError, ModelIntegrityError
+from agescan.errors import ConfigError, InputError, ModelIntegrityError
 from agescan.io.resize import downscale
 from agescan.types import LANDMARK_NAMES, BBox, Detection, Landmarks5
 
@@ -39,7 +39,12 @@ def read_detector_card(sess, source: str) -> DetectorCard:
         raise ConfigError(f"{source}: the ONNX file carries no agescan detector card (metadata key "
                           f"{DETECTOR_CARD_KEY!r}); convert or export it with agescan's tools so its input and "
                           "thresholds are declared, not guessed.")
-    return DetectorCard.from_json(meta[DETECTOR_CARD_KEY])
+    try:
+        return DetectorCard.from_json(meta[DETECTOR_CARD_KEY])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON, ConfigError and InputError included
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise ConfigError(f"{source}: its detector card (metadata key {DETECTOR_CARD_KEY!r}) is not valid: {reason}. "
+                          "Fix the card, or publish the detector again (`agescan train publish-detector`).") from None
 
 
 class YuNetDetector:
@@ -82,12 +87,19 @@ class YuNetDetector:
         try:
             data = self.path.read_bytes()
         except OSError as exc:
-            raise DecodeError(f"Cannot read detector file {self.path}: {exc.strerror or exc}.") from exc
+            raise ConfigError(f"{self.path}: cannot read the detector file ({exc.strerror or exc}).") from None
         digest = hashlib.sha256(data).hexdigest()
         if self.expected_sha256 and digest != self.expected_sha256:
             raise ModelIntegrityError(f"{self.path}: sha256 {digest} does not match the registered "
                                       f"{self.expected_sha256}. The file is corrupt or was replaced; reinstall agescan.")
-        sess = onnx_session(data, self.threads)
+        if not data:
+            raise ConfigError(f"{self.path}: empty file (0 bytes), not an ONNX detector.")
+        try:
+            sess = onnx_session(data, self.threads)
+        except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, InvalidArgument, ...)
+            reason = " ".join(str(exc).split()).rstrip(".")
+            raise ConfigError(f"{self.path}: not a loadable ONNX detector (onnxruntime: {reason}). Give a detector "
+                              "published by agescan or a registered name (`agescan models` lists them).") from None
         card = read_detector_card(sess, str(self.path))
         if self.name and card.id != self.name:
             raise ConfigError(f"{self.path}: card id {card.id!r} differs from the registered id {self.name!r}.")

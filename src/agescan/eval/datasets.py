@@ -17,19 +17,22 @@ configurable; FairFace's layout, bounds inclusive, e.g. 3 and 9 for "3-9"), each
 (:func:`agescan.eval.metrics.binned_metrics`) instead of errors in years.
 
 Presets name the columns of the sets agescan knows (:data:`PRESETS`: ``utkface``, ``morph``); a column a
-preset or an option names that the CSV lacks is an error naming it. A row whose age is not a number is an
-error naming the file and row; a row with an empty age, and in a folder without a CSV a file with no age in its
+preset or an option names that the CSV lacks is an error naming it. A row whose age (or bin bound) is not a
+number, is not finite (``nan``, ``inf``) or is negative is an error naming the file and row, raised while the CSV is
+read (before any image is opened), as is a bin that ends before it starts; a row with an empty age (or both bin
+bounds empty), and in a folder without a CSV a file with no age in its
 path, is counted (``unlabelled``) and left out, never silently.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agescan.errors import ConfigError
+from agescan.errors import ConfigError, InputError
 from agescan.io import IMAGE_EXTENSIONS
 
 _LEADING_AGE = re.compile(r"^(\d{1,3})(?:[_\-. ]|$)")
@@ -50,6 +53,8 @@ class Dataset:
     unlabelled_examples: list[str] = field(default_factory=list)
     #: rows carry ``age_low`` and ``age_high`` (inclusive bin bounds, floats) rather than exact ages
     binned: bool = False
+    #: the folder relative paths are read from (the data folder, or the CSV's folder when DATA is the CSV)
+    root: str = ""
 
     def subjects(self) -> list[str]:
         """Each row's subject id ('' without a subject column)."""
@@ -146,11 +151,18 @@ def _age_from_path(path: Path, root: Path) -> float | None:
 
 
 def _number(labels: Path, line: int, r: dict, column: str, path_column: str) -> float:
+    """The age (or bin bound) in ``column`` of CSV row ``r``: a finite number of years, 0 or more; ConfigError naming
+    the file, the line and the value otherwise (``nan``, ``inf`` and ``-5`` parse as floats but are no age)."""
     try:
-        return float(r[column])
+        value = float(r[column])
     except (TypeError, ValueError):
         raise ConfigError(f"{labels}, line {line}: {column} {r[column]!r} of {r[path_column]!r} is not a number. "
                           "Fix or remove the row.") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{labels}, line {line}: {column} {r[column]!r} of {r[path_column]!r} is not an age (a "
+                          "finite number of years, 0 or more). Fix the row, or leave it empty to leave the row "
+                          "out.")
+    return value
 
 
 def _read_csv(labels: Path, root: Path, path_column: str, age_column: str, skipped: list[str],
@@ -172,6 +184,9 @@ def _read_csv(labels: Path, root: Path, path_column: str, age_column: str, skipp
                 p = Path(r[path_column])
                 row = {**r, "path": r[path_column], "file": p if p.is_absolute() else root / p}
                 if binned:
+                    if not (r.get(low_column) or "").strip() and not (r.get(high_column) or "").strip():
+                        skipped.append(f"line {line}: {r.get(path_column)!r}")  # no bin: counted, reported, left out
+                        continue
                     lo = _number(labels, line, r, low_column, path_column)
                     hi = _number(labels, line, r, high_column, path_column)
                     if hi < lo:
@@ -200,7 +215,10 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
     left empty, ``subject`` and ``gender`` are used when present. Each row gets ``subject``, ``gender`` and
     ``group`` keys ('' when the set has no such column). ``require``: roles among 'subject', 'gender', 'group'
     and 'split' whose column must exist (the protocol needs them). ``bin_columns``: the inclusive bounds of age
-    bins, read when the CSV has no ``age_column``."""
+    bins, read when the CSV has no ``age_column``. ``limit``: the first ``limit`` rows of the split (0: all; a
+    negative one is an InputError)."""
+    if limit < 0:
+        raise InputError(f"The 'limit' parameter must be 0 (every row) or a positive number of rows. Got {limit}.")
     data = Path(data)
     if labels is None and data.is_file() and data.suffix.lower() == ".csv":
         labels = data  # DATA given as the CSV itself
@@ -265,4 +283,46 @@ def read_dataset(data: str | Path, *, labels: str | Path | None = None, split: s
     if not rows:
         raise ConfigError(f"{source}: no labelled rows.")
     return Dataset(rows=rows, source=source, split=used, unlabelled=unlabelled, columns=columns,
-                   subject_column=subject_column, unlabelled_examples=skipped[:5], binned=binned)
+                   subject_column=subject_column, unlabelled_examples=skipped[:5], binned=binned, root=str(root))
+
+
+def unreadable_files(rows: list[dict]) -> dict[str, list[str]]:
+    """The rows' ``path`` of each file that cannot be read, by reason: ``empty`` (no path at all),
+    ``missing`` (no such file), ``folder``, and ``not a picture`` (its header is no image format Pillow reads: an
+    empty file, a CSV, ...). Only headers are read; a picture damaged further in fails when it is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    out: dict[str, list[str]] = {"empty": [], "missing": [], "folder": [], "not a picture": []}
+    for r in rows:
+        f = Path(r["file"])
+        if not str(r["path"]).strip():
+            out["empty"].append(r["path"])
+        elif not f.exists():
+            out["missing"].append(r["path"])
+        elif not f.is_file():
+            out["folder"].append(r["path"])
+        else:
+            try:
+                with Image.open(f):
+                    pass
+            except Image.DecompressionBombError:
+                pass  # a picture, refused or not by the reader's own pixel limit
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+                out["not a picture"].append(r["path"])
+    return {k: v for k, v in out.items() if v}
+
+
+def check_files(ds: Dataset) -> None:
+    """ConfigError when any listed image is missing, a folder or not a picture (:func:`unreadable_files`), with the
+    count and the first few of each kind: raised before any image is processed, never after a long run."""
+    bad = unreadable_files(ds.rows)
+    if not bad:
+        return
+    said = {"empty": ("has an empty path", "have an empty path"), "missing": ("does not exist", "do not exist"),
+            "folder": ("is a folder", "are folders"), "not a picture": ("is not a picture", "are not pictures")}
+    parts = "; ".join(f"{len(v)} {said[k][len(v) > 1]}" + ("" if k == "empty" else
+                                                            f" (first: {', '.join(map(repr, v[:3]))})")
+                      for k, v in bad.items())
+    n = sum(map(len, bad.values()))
+    raise ConfigError(f"{ds.source}: {n} of {len(ds.rows)} listed images cannot be read: {parts}. Fix the paths "
+                      f"(relative to {ds.root or '.'}) or remove those rows.")

@@ -35,6 +35,7 @@ def markdown(report: dict) -> str:
         ("faces framed from their box (turned past the profile yaw)",
          f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
         ("misses", report["miss_rule"]),
+        ("rows or files without an age (left out)", report.get("unlabelled_files", 0)),
     ]
     for key, label in (("found_only", "found faces only"), ("template_fallback", "misses aligned by template")):
         sec = report.get(key) or {}
@@ -48,13 +49,30 @@ def markdown(report: dict) -> str:
             + f"\n\nMAE by band: {bands}\n")
     if "protocol" in report:
         text += _protocol_table(report["protocol"])
-    if "impv" in report:
-        c = report["impv"]
-        text += (f"\nImpv over {c['baseline_model']} (paper's Eq. 2; MAE: positive = better, accuracy: negative = "
-                 "better)\n\n| metric | baseline | this | Impv % |\n|---|---|---|---|\n"
-                 + "".join(f"| {k} | {v['baseline']:.3f} | {v['this']:.3f} | {v['impv']:.2f} |\n"
-                           for k, v in c["metrics"].items()))
-    return text
+    return text + _impv_table(report) + _warnings(report)
+
+
+def _num(v, spec: str) -> str:
+    """A metric in a table: formatted, or 'n/a' where it was not measured (None)."""
+    return "n/a" if v is None else format(v, spec)
+
+
+def _warnings(report: dict) -> str:
+    """The report's warnings as a Markdown list ('' without any)."""
+    w = report.get("warnings") or []
+    return ("\n**Warnings**\n\n" + "".join(f"- {x}\n" for x in w)) if w else ""
+
+
+def _impv_table(report: dict) -> str:
+    """The ``--compare`` table of a report ('' without one); an undefined Impv is 'n/a' with its note."""
+    if "impv" not in report:
+        return ""
+    c = report["impv"]
+    return (f"\nImpv over {c['baseline_model']} (paper's Eq. 2; MAE: positive = better, accuracy: negative = "
+            "better)\n\n| metric | baseline | this | Impv % |\n|---|---|---|---|\n"
+            + "".join(f"| {k} | {_num(v['baseline'], '.3f')} | {_num(v['this'], '.3f')} | "
+                      f"{_num(v['impv'], '.2f') if v['impv'] is not None else 'n/a: ' + v['note']} |\n"
+                      for k, v in c["metrics"].items()))
 
 
 def binned_markdown(report: dict) -> str:
@@ -75,6 +93,7 @@ def binned_markdown(report: dict) -> str:
         ("faces framed from their box (turned past the profile yaw)",
          f"{report.get('faces_framed_from_box', 0)} (yaw beyond ±{report.get('profile_yaw', 90):g} degrees)"),
         ("misses", report["miss_rule"]),
+        ("rows or files without an age (left out)", report.get("unlabelled_files", 0)),
     ]
     sec = report.get("found_only") or {}
     if sec:
@@ -85,7 +104,8 @@ def binned_markdown(report: dict) -> str:
         f"{v['flagged']:.1%} |\n" for k, v in report["per_bin"].items())
     return (f"### {report['model']} on {report['data']} ({report['split']}, {report['condition']}, "
             f"detector {report['detector']}; age bins, end to end, misses counted)\n\n"
-            "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n\n" + per)
+            "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n\n" + per
+            + _impv_table(report) + _warnings(report))
 
 
 #: Columns of a per-fold table: (key in :data:`agescan.eval.protocols.FOLD_KEYS`, heading).
@@ -109,8 +129,13 @@ def _protocol_table(p: dict) -> str:
     return f"\n{title}\n\n" + fold_table(label, [(r["fold"], r["n"], r) for r in p["folds"]], p["mean"], p["sd"])
 
 
+#: The files :func:`plots` writes.
+PLOT_FILES = ("predicted_vs_true.png", "mae_by_band.png", "confusion_5groups.png")
+
+
 def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = "") -> list[Path]:
-    """predicted_vs_true.png, mae_by_band.png and confusion_5groups.png; returns their paths."""
+    """predicted_vs_true.png, mae_by_band.png and confusion_5groups.png (:data:`PLOT_FILES`); returns their
+    paths."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; only this module's figures, set before pyplot is imported
@@ -125,7 +150,7 @@ def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = 
     top = max(float(true.max()), float(pred.max())) + 2
     ax.plot([0, top], [0, top], "k--", lw=1)
     ax.set(xlabel="true age", ylabel="estimated age", title=f"{title}\npredicted vs true", xlim=(0, top), ylim=(0, top))
-    paths.append(out / "predicted_vs_true.png")
+    paths.append(out / PLOT_FILES[0])
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -139,7 +164,7 @@ def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(labels, maes, color="#4a78b0")
     ax.set(ylabel="MAE (years)", title=f"{title}\nMAE by age band")
-    paths.append(out / "mae_by_band.png")
+    paths.append(out / PLOT_FILES[1])
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -157,7 +182,57 @@ def plots(true: np.ndarray, pred: np.ndarray, out_dir: str | Path, title: str = 
     for i in range(5):
         for j in range(6):
             ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black")
-    paths.append(out / "confusion_5groups.png")
+    paths.append(out / PLOT_FILES[2])
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+#: The files :func:`binned_plots` writes (a set with age bins).
+BINNED_PLOT_FILES = ("point_age_by_bin.png", "bin_confusion.png")
+
+
+def binned_plots(low: np.ndarray, high: np.ndarray, pred: np.ndarray, report: dict, out_dir: str | Path,
+                 title: str = "") -> list[Path]:
+    """For a set with age bins (:data:`BINNED_PLOT_FILES`): each face's point age over its true bin (the bin drawn
+    as a band, the minor age as a line) and the row-normalised bin confusion matrix of ``report`` (a
+    :func:`agescan.eval.metrics.binned_point_metrics` report of the same rows); returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = report["bins"]
+    bins = sorted(set(zip(np.asarray(low, float).tolist(), np.asarray(high, float).tolist())))
+    index = {b: i for i, b in enumerate(bins)}
+    x = np.array([index[b] for b in zip(np.asarray(low, float).tolist(), np.asarray(high, float).tolist())])
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(bins) + 2), 4.5))
+    for i, (lo, hi) in enumerate(bins):
+        ax.fill_between([i - 0.4, i + 0.4], lo, min(hi + 1, 100), color="#cfdcec", zorder=0)
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(x))
+    ax.scatter(x + jitter, pred, s=6, alpha=0.5, zorder=2)
+    ax.axhline(report["minor_age"], color="#b04a4a", lw=1, ls="--", zorder=1)
+    ax.set(xticks=range(len(bins)), xticklabels=names, xlabel="true age bin (band)", ylabel="point age",
+           title=f"{title}\npoint age by true bin (dashed: age {report['minor_age']})")
+    paths.append(out / BINNED_PLOT_FILES[0])
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    cm = np.asarray(report["confusion"], dtype=np.float64)
+    cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(bins) + 2), max(4, 0.6 * len(bins) + 1.5)))
+    ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    ax.set(xticks=range(len(bins)), yticks=range(len(bins)), xticklabels=names, yticklabels=names,
+           xlabel="estimated bin", ylabel="true bin", title=f"{title}\nbin confusion (row-normalised)")
+    for i in range(len(bins)):
+        for j in range(len(bins)):
+            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black",
+                    fontsize=8)
+    paths.append(out / BINNED_PLOT_FILES[1])
     fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths

@@ -7,6 +7,10 @@ model's crop, which real photos never have), then given to ``AgeEstimator.stream
 detection, alignment, model. The labelled face is the detected face nearest the centre, at least 0.3 of the chip wide
 (or, when none is, at least 0.15 wide with its box over the centre: a turned face; :func:`central_index`).
 
+**Every listed image must be there.** A row whose file does not exist, is a folder or is not a picture is an error
+before any image is processed (:func:`agescan.eval.datasets.check_files`: the count and the first few of each kind),
+not a miss: a file that is not there says nothing about the detector.
+
 **Misses count as misses.** A face the detector does not find gets no estimate from the pipeline. The headline
 metrics score it as :func:`miss_age`: a point mass at the set's median age, or at 18 if that is lower (a miss is
 no better than a constant guess, and it is never flagged as a minor); ``faces_found`` says how many were found.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import platform
 import time
 from datetime import datetime, timezone
@@ -43,8 +48,8 @@ import cv2
 import numpy as np
 
 from agescan.align import PROFILE_YAW, UTKFACE_TEMPLATE
-from agescan.errors import ConfigError, ModelNotFoundError
-from agescan.eval.datasets import read_dataset
+from agescan.errors import ConfigError, InputError, ModelNotFoundError
+from agescan.eval.datasets import Dataset, check_files, read_dataset
 from agescan.eval.metrics import age_metrics, calibration_metrics
 from agescan.eval.protocols import PROTOCOLS, fold_summary, group_assign, grouped_kfold_assign, kfold_assign
 from agescan.io import read_image
@@ -284,37 +289,113 @@ def predict_labelled(est, rows: list[dict], condition: str = "clean", *, threads
     return Labelled(probs, found, point, flagged, with_fallback, fallback_point, boxed)
 
 
-def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
-                    predictions: str | None = None, threads: int = 0, detector: str | None = None,
-                    minor_threshold: float | None = None, plots_dir: str | None = None,
-                    labels: str | None = None, path_column: str = "path", age_column: str = "age",
-                    split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
-                    seed: int = 0, profile_yaw: float | None = None) -> dict:
-    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
-
-    ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
-    labelled set (see :func:`agescan.eval.datasets.read_dataset`). ``protocol``: ``split`` (metrics of the chosen
-    split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo`` (also per
-    value of ``group_column``, leave-one-group-out). ``profile_yaw``: the pipeline's pose-aware framing threshold
-    (None: its default, :data:`agescan.align.PROFILE_YAW`; 90: never frame from the box). Misses are scored as the
-    module docstring says.
-    """
-    from agescan import AgeEstimator
-    from agescan.detect import DEFAULT_DETECTOR
-
+def read_evaluation_set(data: str | Path, *, labels: str | None = None, split: str = "test", limit: int = 0,
+                        path_column: str = "path", age_column: str = "age", split_column: str = "split",
+                        protocol: str = "split", group_column: str = "", folds: int = 5,
+                        subject_column: str = "", gender_column: str = "") -> Dataset:
+    """The labelled set :func:`evaluate_folder` evaluates, checked against the protocol and on disk before any
+    image is processed: ConfigError for a set the protocol cannot use or a listed image that cannot be read
+    (:func:`agescan.eval.datasets.check_files`), InputError for protocol options the set cannot meet (``folds``
+    under 2 or over the number of subjects or rows, fewer than two groups, a k-fold over a set where only some rows
+    have a subject id). ``subject_column``/``gender_column``: as :func:`agescan.eval.datasets.read_dataset`
+    (default: ``subject`` and ``gender`` when present)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}. Got {protocol!r}.")
     if protocol == "logo" and not group_column:
-        raise ConfigError("--protocol logo needs --group-column COLUMN (e.g. race, or a subject id).")
-    condition = canonical_condition(condition)
+        raise InputError("--protocol logo needs --group-column COLUMN, the column whose values are left out one at a "
+                         "time (e.g. race; --preset utkface names it).")
     ds = read_dataset(data, labels=labels, split=split, limit=limit, path_column=path_column,
-                      age_column=age_column, split_column=split_column)
-    rows = ds.rows
+                      age_column=age_column, split_column=split_column, subject_column=subject_column,
+                      gender_column=gender_column)
     if ds.binned and protocol != "split":
         raise ConfigError(f"{ds.source} has age bins (age_low/age_high), not ages: --protocol {protocol} needs exact "
                           "ages. Use --protocol split.")
     if group_column and group_column not in ds.columns:
         raise ConfigError(f"{ds.source}: no column {group_column!r} for --group-column (columns: {ds.columns}).")
+    _check_protocol(ds, protocol, group_column, folds)
+    check_files(ds)  # every listed image, before the first is processed
+    return ds
+
+
+def _check_protocol(ds: Dataset, protocol: str, group_column: str, folds: int) -> None:
+    """InputError when the rows of ``ds`` cannot be sliced as ``protocol`` asks (see :func:`read_evaluation_set`)."""
+    which = f"{ds.source} ({len(ds.rows)} row(s) of split {ds.split})"
+    if protocol == "kfold":
+        if folds < 2:
+            raise InputError(f"--folds {folds}: k-fold needs at least 2 folds.")
+        subjects = ds.subjects()
+        without = [r["path"] for r, sub in zip(ds.rows, subjects) if not sub]
+        if without and len(without) < len(subjects):  # a row k-fold would put people on both sides of a fold
+            raise InputError(f"--protocol kfold: {len(without)} of {len(subjects)} row(s) of {ds.source} have no "
+                             f"subject id in column {ds.subject_column!r} (first: {', '.join(map(repr, without[:3]))})"
+                             "; folds are dealt by subject, so every row needs one. Fill them in (a person with one "
+                             "image may take any id of its own), or leave those rows out.")
+        units = (len(set(subjects)), "subject(s)") if all(subjects) else (len(ds.rows), "row(s)")
+        if folds > units[0]:
+            raise InputError(f"--folds {folds}: {which} has only {units[0]} {units[1]} to deal into folds. Use "
+                             f"--folds {units[0]} or fewer" + (" (at least 2)" if units[0] < 2 else "")
+                             + ", or more rows (--split, --limit).")
+    elif protocol == "logo":
+        groups = sorted({r.get(group_column, "") for r in ds.rows} - {""})
+        if len(groups) < 2:
+            raise InputError(f"--protocol logo --group-column {group_column}: {which} has {len(groups)} group(s) "
+                             f"({', '.join(map(repr, groups)) or 'none'}); leave-one-group-out needs at least two. "
+                             "Choose another column or more rows.")
+
+
+def evaluation_inputs(ds: Dataset, model: str = "", baseline: str | None = None) -> list[tuple[str, str]]:
+    """(what it is, file) of each input of an evaluation of ``ds``: the labels file, every listed image, the
+    ``--compare`` baseline and the model file, where they are files (:func:`agescan.eval.outputs.check_outputs`
+    never writes over them)."""
+    inputs = [("the labels file", ds.source)] if Path(ds.source).is_file() else []
+    inputs += [("a listed image", str(r["file"])) for r in ds.rows]
+    if baseline:
+        inputs.append(("the --compare baseline", baseline))
+    if model and Path(model).is_file():
+        inputs.append(("the model file", model))
+    return inputs
+
+
+def plot_files(plots_dir: str | Path, binned: bool = False) -> list[Path]:
+    """The files ``plots_dir`` receives: :func:`agescan.eval.report.plots`', or for a set with age bins
+    :func:`agescan.eval.report.binned_plots`'."""
+    from agescan.eval.report import BINNED_PLOT_FILES, PLOT_FILES
+
+    return [Path(plots_dir) / name for name in (BINNED_PLOT_FILES if binned else PLOT_FILES)]
+
+
+def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condition: str = "clean", limit: int = 0,
+                    predictions: str | None = None, threads: int = 0, detector: str | None = None,
+                    minor_threshold: float | None = None, plots_dir: str | None = None,
+                    labels: str | None = None, path_column: str = "path", age_column: str = "age",
+                    split_column: str = "split", protocol: str = "split", folds: int = 5, group_column: str = "",
+                    seed: int = 0, profile_yaw: float | None = None, dataset: Dataset | None = None,
+                    overwrite: bool = True, subject_column: str = "", gender_column: str = "") -> dict:
+    """Run the pipeline on every labelled image and return a metrics report (see :func:`age_metrics`).
+
+    ``detector``: a registered detector (None: the pipeline's default). ``data``/``labels``/``*_column``: any
+    labelled set (see :func:`agescan.eval.datasets.read_dataset`), read and checked by :func:`read_evaluation_set`
+    before any image is processed (``dataset``: one it returned, not read again). ``protocol``: ``split`` (metrics
+    of the chosen split), ``kfold`` (also per fold of a seeded ``folds``-way partition, with mean and sd) or ``logo``
+    (also per value of ``group_column``, leave-one-group-out). ``profile_yaw``: the pipeline's pose-aware framing
+    threshold (None: its default, :data:`agescan.align.PROFILE_YAW`; 90: never frame from the box). ``predictions``
+    and ``plots_dir`` are written never over an input (InputError before any work) and over an existing file only
+    with ``overwrite``. Misses are scored as the module docstring says.
+    """
+    from agescan import AgeEstimator
+    from agescan.detect import DEFAULT_DETECTOR
+    from agescan.eval.outputs import check_outputs
+
+    condition = canonical_condition(condition)
+    ds = dataset or read_evaluation_set(data, labels=labels, split=split, limit=limit, path_column=path_column,
+                                        age_column=age_column, split_column=split_column, protocol=protocol,
+                                        group_column=group_column, folds=folds, subject_column=subject_column,
+                                        gender_column=gender_column)
+    written = {"predictions": predictions} if predictions else {}
+    if plots_dir:
+        written.update({f"plots {p.name}": p for p in plot_files(plots_dir, ds.binned)})
+    check_outputs(written, evaluation_inputs(ds, model), overwrite=overwrite)
+    rows = ds.rows
     detector = detector or DEFAULT_DETECTOR
     profile_yaw = PROFILE_YAW if profile_yaw is None else float(profile_yaw)
     # the pipeline a platform receiving pictures in this condition runs: the card's thresholds for it, if any
@@ -337,6 +418,9 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
         "model": est.model.id, "model_sha256": est.model.sha256, "data": ds.source, "split": ds.split,
         "rows_sha256": hashlib.sha256("\n".join(f"{r['path']}\t{r['age']:g}" for r in rows).encode()).hexdigest(),
         "unlabelled_files": ds.unlabelled,
+        # what the reader of these numbers must know (also on stderr and in the Markdown)
+        "warnings": [f"{ds.unlabelled} row(s) or file(s) of {ds.source} have no age and were left out (first: "
+                     f"{', '.join(ds.unlabelled_examples)})"] if ds.unlabelled else [],
         "condition": condition, "detector": detector,
         "band_reference": BAND_REFERENCE if condition != "clean" else "",
         "faces_found": int(found.sum()), "faces_missed": int((~found).sum()),
@@ -356,6 +440,12 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     p_minor = p_below(e2e, est.minor_age, min_age)
     if ds.binned:
         report = _binned_report(head, rows, p_minor, found, est, minor_threshold, pred, lab.flagged)
+        if plots_dir:
+            from agescan.eval.report import binned_plots
+
+            low, high = (np.array([r[k] for r in rows]) for k in ("age_low", "age_high"))
+            report["plots"] = [str(p) for p in binned_plots(low, high, pred, report, plots_dir,
+                                                            f"{est.model.id}, {ds.split}, {condition}")]
         if predictions:
             _write_predictions(predictions, rows, found, pred, p_minor, ("age_low", "age_high"))
         return report
@@ -372,8 +462,13 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     }
     if protocol == "kfold":  # slices of this model's predictions; by subject when the set has subject ids
         subjects = [r.get("subject", "") for r in rows]
-        by_subject = all(subjects)
+        by_subject = all(subjects)  # every row or none (read_evaluation_set refuses a set in between)
         assign = grouped_kfold_assign(subjects, folds, seed) if by_subject else kfold_assign(len(rows), folds, seed)
+        if not by_subject:
+            report["warnings"].append(
+                f"--protocol kfold: {ds.source} has no subject ids, so rows were dealt into folds: one person's "
+                "images may sit in several folds. Give a subject column (--subject-column) for subject-disjoint "
+                "folds.")
         report["protocol"] = {"name": "kfold", "k": folds, "seed": seed, "by_subject": by_subject,
                               "note": "slices of one model's predictions; no fold was held out of its training "
                                       "(agescan train cv trains per fold)",
@@ -386,7 +481,7 @@ def evaluate_folder(model: str, data: str | Path, *, split: str = "test", condit
     if plots_dir:
         from agescan.eval.report import plots
 
-        report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {split}, {condition}")]
+        report["plots"] = [str(p) for p in plots(true, pred, plots_dir, f"{est.model.id}, {ds.split}, {condition}")]
     if predictions:
         _write_predictions(predictions, rows, found, pred, p_minor, ("gender", "race"))
     return report
@@ -436,14 +531,39 @@ COMPARED = ("mae", "mae_0_25", "group_accuracy_0_25", "cs5", "challenge25_teens_
 COMPARED_BINNED = ("bin_accuracy", "bin_1off", "mae_to_bin")
 
 
+def _measured(v) -> bool:
+    """A metric value a report may hold: a number, NaN or None (not measured: no face of that kind)."""
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def check_baseline(baseline, source: str = "baseline") -> dict:
+    """``baseline`` (the parsed ``--compare`` file) if it is an evaluation report :func:`compare` can read: a JSON
+    object with ``model``, ``rows_sha256``, ``condition``, ``n`` and the compared metrics as numbers (NaN or null
+    allowed); InputError naming ``source`` otherwise. Checked before the evaluation runs."""
+    again = "Give the --out file of an earlier `agescan evaluate` of the same set."
+    if not isinstance(baseline, dict):
+        raise InputError(f"{source}: not an agescan evaluate report (a JSON {type(baseline).__name__}, not an "
+                         f"object). {again}")
+    metrics = COMPARED_BINNED if "bin_accuracy" in baseline else COMPARED
+    missing = [k for k in ("model", "rows_sha256", "condition", "n", *metrics) if k not in baseline]
+    if missing:
+        raise InputError(f"{source}: not an agescan evaluate report: no {', '.join(map(repr, missing))}. {again}")
+    bad = [k for k in metrics if not _measured(baseline[k])]
+    if bad:
+        raise InputError(f"{source}: {', '.join(f'{k} {baseline[k]!r}' for k in bad)}: not a number. {again}")
+    return baseline
+
+
 def compare(baseline: dict, report: dict) -> dict:
     """The paper's Impv (Eq. 2, :func:`agescan.eval.metrics.impv`) of ``report`` over ``baseline``, per metric.
 
     For MAE a positive Impv means the new run is better; for accuracies a negative one does (the paper's sign).
-    Refuses reports of other rows (paths and ages, however the set was named) or another condition: an Impv
-    between different test sets means nothing.
+    Impv is a change relative to the baseline: where the baseline is 0 or was not measured (NaN, null), or this
+    run's value was not, it is None (JSON null) with a ``note`` saying why. Refuses a ``baseline`` that is no report
+    (:func:`check_baseline`, InputError), and reports of other rows (paths and ages, however the set was named) or
+    another condition (ConfigError): an Impv between different test sets means nothing.
     """
-    from agescan.eval.metrics import impv
+    check_baseline(baseline)
 
     def same(key: str) -> tuple:
         a, b = baseline.get(key), report.get(key)
@@ -451,11 +571,29 @@ def compare(baseline: dict, report: dict) -> dict:
             a, b = (canonical_condition(c) if isinstance(c, str) else c for c in (a, b))
         return a, b
 
+    if ("bin_accuracy" in baseline) != ("bin_accuracy" in report):
+        kind = lambda r: "age bins" if "bin_accuracy" in r else "exact ages"  # noqa: E731
+        raise ConfigError(f"cannot compare: the baseline was scored on {kind(baseline)}, this run on "
+                          f"{kind(report)}. Evaluate both on the same set, split and condition.")
     for key in ("rows_sha256", "condition", "n"):
         a, b = same(key)
         if a != b:
             raise ConfigError(f"cannot compare: baseline {key} {baseline.get(key)!r} but this run has "
                               f"{report.get(key)!r}. Evaluate both on the same set, split and condition.")
     return {"baseline_model": baseline["model"], "baseline_sha256": baseline.get("model_sha256", ""),
-            "metrics": {k: {"baseline": baseline[k], "this": report[k], "impv": impv(baseline[k], report[k])}
+            "metrics": {k: _impv_entry(baseline[k], report[k])
                         for k in (COMPARED_BINNED if "bin_accuracy" in report else COMPARED)}}
+
+
+def _impv_entry(a, b) -> dict:
+    """One metric of :func:`compare`: baseline, this run, Impv (None with a note where it is undefined)."""
+    from agescan.eval.metrics import impv
+
+    finite = lambda v: v is not None and math.isfinite(v)  # noqa: E731
+    if not finite(a) or not finite(b):
+        return {"baseline": a, "this": b, "impv": None,
+                "note": f"{'the baseline' if not finite(a) else 'this run'} has no value (no face of that kind)"}
+    if a == 0:
+        return {"baseline": a, "this": b, "impv": None,
+                "note": "the baseline is 0: Impv, a change relative to it, is undefined; compare the values"}
+    return {"baseline": a, "this": b, "impv": impv(a, b)}

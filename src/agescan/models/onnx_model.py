@@ -8,27 +8,45 @@ from pathlib import Path
 import numpy as np
 
 from agescan.detect.base import onnx_session
-from agescan.errors import ConfigError, DecodeError, ModelIntegrityError
+from agescan.errors import ConfigError, ModelIntegrityError
 from agescan.models.card import CARD_KEY, ModelCard
 
 
-def read_card(onnx_bytes: bytes, source: str = "<model>") -> ModelCard:
-    """Read the model card embedded in an ONNX file's metadata, without running the model."""
-    import onnxruntime as ort
+#: What to do about a model file agescan cannot use (the end of every such message).
+_REMEDY = ("Give an age model exported by agescan (`agescan train publish` writes one, its card inside) or a "
+           "registered model name (`agescan models` lists them).")
 
+
+def read_card(onnx_bytes: bytes, source: str = "<model>") -> ModelCard:
+    """Read the model card embedded in an ONNX file's metadata, without running the model; ConfigError naming
+    ``source`` when the bytes are not a loadable ONNX model or carry no valid card."""
+    return _card_from_session(_session(onnx_bytes, source), source)
+
+
+def _session(data: bytes, source: str, threads: int = 0):
+    """An onnxruntime session of ``data``; ConfigError naming ``source`` when it is empty, not ONNX or corrupt."""
+    if not data:
+        raise ConfigError(f"{source}: empty file (0 bytes), not an ONNX model. {_REMEDY}")
     try:
-        sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise DecodeError(f"{source}: not a loadable ONNX model ({exc}).") from exc
-    return _card_from_session(sess, source)
+        return onnx_session(data, threads)
+    except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, InvalidArgument, ...)
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise ConfigError(f"{source}: not a loadable ONNX model (onnxruntime: {reason}). {_REMEDY}") from None
 
 
 def _card_from_session(sess, source: str) -> ModelCard:
+    """The card in a session's metadata; ConfigError naming ``source`` when it is absent, is not JSON or holds a
+    field of the wrong type or value (a crop size of -64, a std of 0, ...)."""
     meta = sess.get_modelmeta().custom_metadata_map
     if CARD_KEY not in meta:
-        raise ConfigError(f"{source}: the ONNX file carries no agescan model card (metadata key {CARD_KEY!r}). "
-                          f"Export it with `agescan export` so preprocessing is declared, not guessed.")
-    return ModelCard.from_json(meta[CARD_KEY])
+        raise ConfigError(f"{source}: the ONNX file carries no agescan model card (metadata key {CARD_KEY!r}), so "
+                          f"its preprocessing is unknown and is not guessed. {_REMEDY}")
+    try:
+        return ModelCard.from_json(meta[CARD_KEY])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON, ConfigError and InputError included
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise ConfigError(f"{source}: its model card (metadata key {CARD_KEY!r}) is not valid: {reason}. Fix the "
+                          "card, or export the model again (`agescan train publish` writes the card).") from None
 
 
 class OnnxAgeModel:
@@ -57,13 +75,13 @@ class OnnxAgeModel:
         try:
             data = self.path.read_bytes()
         except OSError as exc:
-            raise DecodeError(f"Cannot read model file {self.path}: {exc.strerror or exc}.") from exc
+            raise ConfigError(f"{self.path}: cannot read the model file ({exc.strerror or exc}).") from None
         digest = hashlib.sha256(data).hexdigest()
         if self.expected_sha256 and digest != self.expected_sha256:
             raise ModelIntegrityError(
                 f"{self.path}: sha256 {digest} does not match the registered {self.expected_sha256}. "
                 f"The file is corrupt or was replaced; reinstall agescan.")
-        sess = onnx_session(data, self.threads)
+        sess = _session(data, str(self.path), self.threads)
         card = _card_from_session(sess, str(self.path))
         if self._model_id and card.id != self._model_id:
             raise ConfigError(f"{self.path}: card id {card.id!r} differs from the registered id {self._model_id!r}.")

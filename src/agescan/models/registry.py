@@ -33,6 +33,10 @@ def packaged(name: str, filename: str, sha256: str) -> None:
 def create_model(name: str = DEFAULT_MODEL, *, threads: int = 0) -> OnnxAgeModel:
     """Load a registered model by name, or an exported ``.onnx`` file by path.
 
+    Raises :class:`ModelNotFoundError` for an unknown name or a missing file, :class:`ConfigError` naming the file
+    for one that is empty, not ONNX, corrupt, or carries no valid model card, :class:`ModelIntegrityError` for
+    packaged weights failing their sha256 check.
+
     Example:
         >>> model = create_model()            # doctest: +SKIP
         >>> model.card.crop.size              # doctest: +SKIP
@@ -41,8 +45,12 @@ def create_model(name: str = DEFAULT_MODEL, *, threads: int = 0) -> OnnxAgeModel
     if name in models:
         return models.create(name, threads=threads).load()
     path = Path(name)
-    if path.suffix.lower() == ".onnx" and path.is_file():
-        return OnnxAgeModel(path, threads=threads).load()
+    if path.suffix.lower() == ".onnx":
+        if path.is_file():
+            return OnnxAgeModel(path, threads=threads).load()
+        said = "is a folder, not a model file" if path.is_dir() else "no such model file"
+        raise ModelNotFoundError(f"{name}: {said}. Give an exported .onnx age model or a registered name "
+                                 f"({', '.join(list_models())}; `agescan models` shows their cards).")
     models.factory(name)  # raises ModelNotFoundError listing the known names
     raise ModelNotFoundError(name)  # pragma: no cover
 
