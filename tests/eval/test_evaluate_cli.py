@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -49,7 +48,6 @@ def test_listed_images_that_cannot_be_read_are_refused_before_any_is_processed(p
     rows = ["a.png,30", "gone1.png,5", "b.png,31", "folder.png,7", "gone2.png,9", "notes.png,40", "gone3.png,3",
             "gone4.png,2", "empty.jpg,8", ",12", "c.png,32"]
     (photos / "labels.csv").write_text("path,age\n" + "\n".join(rows) + "\n")
-    start = time.time()
     out = evaluate(MODEL, photos, "--out", tmp_path / "r.json")
     line = one_line(out)
     assert out.returncode == 3, out.stderr
@@ -61,12 +59,10 @@ def test_listed_images_that_cannot_be_read_are_refused_before_any_is_processed(p
 
     with pytest.raises(ConfigError, match="8 of 11 listed images"):  # before the (unknown) model is even loaded
         evaluate_folder("no-such-model", photos)
-    assert time.time() - start < 120
 
 
 def test_impv_over_a_zero_or_unmeasured_baseline_is_null_with_a_note():
     """Before: ZeroDivisionError after the whole evaluation (a metric of 0 is common under keyed-permutation)."""
-    from agescan.eval.report import markdown
     from agescan.eval.run import compare
 
     base = {"model": "a", "rows_sha256": "f", "condition": "clean", "n": 3, "mae": 5.0, "mae_0_25": float("nan"),
