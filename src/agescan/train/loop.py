@@ -488,8 +488,64 @@ def teacher_probs(teacher: torch.nn.Module, clean: np.ndarray, cfg: TrainConfig,
     return F.softmax(teacher(to_input(clean, replace(cfg, wild=""), True, gen)), 1)
 
 
+#: Settings a resumed run may change: where and how fast it runs, not what it trains.
+RESUME_FREE = ("out", "threads", "stop_after", "extra", "select_on")
+
+
+def _same_setting(name: str, old, new) -> bool:
+    if name == "occlusion":  # older spellings (ocl) name the same transforms
+        try:
+            return parse_occlusion(old) == parse_occlusion(new)
+        except ValueError:
+            return old == new
+    return old == new
+
+
+def check_run_folder(cfg: TrainConfig, resume: bool) -> None:
+    """Refuse, before any work, a run folder that would be written over or a resume that would change the run:
+    without ``resume`` the folder must be new or empty; with it, every setting but :data:`RESUME_FREE` must be the
+    one the run's config.json records (the differences are listed). ``--epochs`` can grow only under the plateau
+    schedule, which does not depend on it; the one-cycle schedule spans the epochs it was set up for."""
+    from agescan.errors import InputError
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a run folder: give a folder for the run.")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not resume:
+        if held:
+            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+            raise InputError(f"{out} is not empty (it holds {shown}): add --resume to continue the run in it (same "
+                             "settings), or give a new run folder.")
+        return
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    defaults = asdict(TrainConfig(data="", out=""))
+    differ = []
+    for name, new in asdict(cfg).items():
+        old = saved.get(name, defaults.get(name))
+        if name in RESUME_FREE or _same_setting(name, old, new):
+            continue
+        if name == "epochs" and cfg.schedule == "plateau" and saved.get("schedule") == "plateau" and new > old:
+            continue  # the plateau schedule does not depend on the number of epochs: a longer run is the same run
+        differ.append(f"--{name.replace('_', '-')} {old!r} (now {new!r})")
+    if differ:
+        hint = (" A one-cycle run's learning rate spans the epochs it was set up for, so --epochs cannot change on "
+                "resume (the plateau schedule can run longer): start a new run from this one's weights with "
+                f"--init {out / 'best.pt'}." if any(d.startswith("--epochs ") for d in differ) else "")
+        raise InputError(f"{out} was trained with other settings: {'; '.join(differ)}. Resume with the run's own "
+                         f"settings (its config.json), or give a new run folder.{hint}")
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
+    if cfg.init and not cfg.freeze and exported_model(cfg.init):
+        # An exported model's BatchNorms are folded into its convolutions: batch statistics would undo them.
+        cfg.freeze = "bn"
+        print(f"--init {cfg.init}: an exported model (BatchNorm folded); training with --freeze bn", file=sys.stderr)
+    check_run_folder(cfg, resume)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -528,10 +584,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     teacher = initial_teacher(trained, cfg)
     if cfg.freeze not in FREEZE:
         raise ValueError(f"--freeze must be one of {FREEZE}. Got {cfg.freeze!r}.")
-    if cfg.init and not cfg.freeze and exported_model(cfg.init):
-        # An exported model's BatchNorms are folded into its convolutions: batch statistics would undo them.
-        cfg.freeze = "bn"
-        print(f"--init {cfg.init}: an exported model (BatchNorm folded); training with --freeze bn", file=sys.stderr)
     if cfg.freeze == "backbone":  # the thesis' mode a): pretrained features, only the head learns
         from agescan.train.nets import head_of
 
@@ -560,7 +612,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
         gen.set_state(ck["gen"]); torch.set_rng_state(ck["torch_rng"]); np.random.set_state(ck["np_rng"])
         start, best = ck["epoch"] + 1, ck["best"]
-        print(f"resumed at epoch {start}", file=sys.stderr)
+        print(f"resumed at epoch {start}" + (" (nothing left to train)" if start >= cfg.epochs else ""),
+              file=sys.stderr)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     bins = torch.arange(n_bins, dtype=torch.float32)
     end = min(cfg.epochs, start + cfg.stop_after) if cfg.stop_after else cfg.epochs
@@ -683,7 +736,10 @@ def build_parser(prog: str = "agescan train fit") -> argparse.ArgumentParser:
                                 "(agescan train prepare). Writes config.json, log.jsonl, best.pt and last.pt.")
     p.add_argument("data", help="prepared crops (.npz from agescan train prepare)")
     p.add_argument("out", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same settings)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its last.pt, with the same settings (checked: a different one "
+                        "is refused and named; only --threads and --stop-after may change, and --epochs may grow "
+                        "with --schedule plateau). Without --resume OUT must be new or empty")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
                    help="stop after N more epochs (time-sliced runs on a shared CPU; --resume later)")
     for f in TrainConfig.__dataclass_fields__.values():
