@@ -56,7 +56,7 @@ def test_ensemble_members_must_share_their_input(tmp_path):
     _fake_dataset(data, n=32)
     a = train(TrainConfig(data=str(data), out=str(tmp_path / "a"), epochs=1, batch_size=16, threads=1, stop_after=1))
     b = train(TrainConfig(data=str(data), out=str(tmp_path / "b"), epochs=1, batch_size=16, threads=1, margin=0.1))
-    with pytest.raises(SystemExit, match="must share input size, margin"):
+    with pytest.raises(ValueError, match="must share input size, margin"):
         load_runs([str(a), str(b)])
 
 

@@ -201,7 +201,7 @@ def load_runs(runs: list[str]) -> tuple[list[TrainConfig], torch.nn.Module, list
         cfgs.append(cfg); nets.append(net.eval()); epochs.append(int(ck["epoch"]) + 1)
     key = lambda c: (c.input_size, c.margin, c.max_age, c.age_range)  # noqa: E731
     if any(key(c) != key(cfgs[0]) for c in cfgs):
-        raise SystemExit("publish: the runs of an ensemble must share input size, margin, max age and age range.")
+        raise InputError("the runs of an ensemble must share input size, margin, max age and age range.")
     return cfgs, (nets[0] if len(nets) == 1 else Ensemble(nets).eval()), epochs
 
 
@@ -228,9 +228,16 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
     metrics, on ``data``'s ``splits``, are named after that set (``utkface-val-clean``).
     ``eval_limit`` evaluates only the first N rows of each split (smoke tests; the card says so)."""
     from agescan.eval.run import evaluate_folder
-    from agescan.train.loop import protocol_split
+    from agescan.train.loop import load_prepared, protocol_split
 
     runs = [run] if isinstance(run, str) else list(run)
+    for r in runs:
+        missing = [f for f in ("config.json", "best.pt") if not (Path(r) / f).is_file()]
+        if missing:
+            raise InputError(f"{r}: not a trained run folder (no {' or '.join(missing)}): give a folder `agescan train "
+                             "fit` trained (to its first epoch at least).")
+    if eval_limit < 0:
+        raise InputError(f"--eval-limit takes N >= 0 (0 = every row). Got {eval_limit}.")
     run_dir = Path(runs[0])
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
     licence = licence_text(cfg, data_licence, data_name)  # an unknown set's terms are asked for before any work
@@ -246,7 +253,7 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
         key = P.metric_key(data, ds)
     members, net, epochs = load_runs(runs)
     cfg = members[0]
-    d = np.load(cfg.data)
+    d = load_prepared(cfg.data)
     split = protocol_split(d, cfg)
     va = split == "val"
     if cfg.age_range:  # calibrate on the ages the model was trained for (an adult cannot be fitted by a 0-25 model)
@@ -365,9 +372,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--splits", default="val,test", help="splits evaluated for the card (default: val,test)")
     p.add_argument("--conditions", default="clean,eye-band", help="conditions evaluated (default: clean,eye-band)")
     a = p.parse_args(argv)
-    publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit,
-            tuple(x for x in a.splits.split(",") if x), tuple(x for x in a.conditions.split(",") if x),
-            data_licence=a.data_licence, data_name=a.data_name)
+    from agescan.train.exits import step_errors
+
+    with step_errors("agescan train publish"):
+        publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit,
+                tuple(x for x in a.splits.split(",") if x), tuple(x for x in a.conditions.split(",") if x),
+                data_licence=a.data_licence, data_name=a.data_name)
 
 
 if __name__ == "__main__":
