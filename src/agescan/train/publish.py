@@ -218,7 +218,8 @@ def training_data_text(cfg: TrainConfig, d, split: np.ndarray, data_licence: str
 
 def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text: str, flip: bool = False,
             half: bool = False, eval_limit: int = 0, splits: tuple[str, ...] = ("val", "test"),
-            conditions: tuple[str, ...] = ("clean", "eye-band"), data_licence: str = "", data_name: str = "") -> str:
+            conditions: tuple[str, ...] = ("clean", "eye-band"), data_licence: str = "", data_name: str = "",
+            overwrite: bool = False) -> str:
     """Package ``run`` (or the ensemble of several runs) as ``out/<model_id>.onnx`` + ``.md``; returns its sha256.
 
     The card describes the data the run trained on, read from its prepared file (:mod:`agescan.train.provenance`):
@@ -226,7 +227,8 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
     publisher states them (``data_name``: how to name it; default: its labels' path). The temperature is fitted on
     the rows the run selected on (its val split, also for ``--fold``/``--holdout``/``--val-share`` runs); the
     metrics, on ``data``'s ``splits``, are named after that set (``utkface-val-clean``).
-    ``eval_limit`` evaluates only the first N rows of each split (smoke tests; the card says so)."""
+    ``eval_limit`` evaluates only the first N rows of each split (smoke tests; the card says so). An existing
+    ``out/<model_id>.onnx`` or ``.md`` is an :class:`InputError` before any work, unless ``overwrite``."""
     from agescan.eval.run import evaluate_folder
     from agescan.train.loop import load_prepared, protocol_split
 
@@ -238,6 +240,10 @@ def publish(run: str | list[str], model_id: str, data: str, out: str, arch_text:
                              "fit` trained (to its first epoch at least).")
     if eval_limit < 0:
         raise InputError(f"--eval-limit takes N >= 0 (0 = every row). Got {eval_limit}.")
+    taken = [str(p) for p in (Path(out) / f"{model_id}.onnx", Path(out) / f"{model_id}.md") if p.exists()]
+    if taken and not overwrite:
+        raise InputError(f"{' and '.join(taken)} exist(s): add --overwrite to replace the published model, or give "
+                         "another --id or --out.")
     run_dir = Path(runs[0])
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
     licence = licence_text(cfg, data_licence, data_name)  # an unknown set's terms are asked for before any work
@@ -370,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-limit", type=int, default=0, metavar="N",
                    help="evaluate only the first N rows of val and test (smoke tests; the card records it)")
     p.add_argument("--splits", default="val,test", help="splits evaluated for the card (default: val,test)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT/ID.onnx and OUT/ID.md if they exist (refused otherwise)")
     p.add_argument("--conditions", default="clean,eye-band", help="conditions evaluated (default: clean,eye-band)")
     a = p.parse_args(argv)
     from agescan.train.exits import step_errors
@@ -377,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     with step_errors("agescan train publish"):
         publish(a.run, a.id, a.data, a.out, a.arch_text, a.flip, a.half, a.eval_limit,
                 tuple(x for x in a.splits.split(",") if x), tuple(x for x in a.conditions.split(",") if x),
-                data_licence=a.data_licence, data_name=a.data_name)
+                data_licence=a.data_licence, data_name=a.data_name, overwrite=a.overwrite)
 
 
 if __name__ == "__main__":
