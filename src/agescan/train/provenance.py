@@ -196,6 +196,7 @@ def training_data(d, cfg, split: np.ndarray, sets: list[str], *, data_name: str 
                      if data_licence else f"{data_name or source}: licence or terms not stated")
     detector = str(d["detector"]) if "detector" in _keys(d) else "mtcnn"
     recorded = "source" in _keys(d)
-    return (f"{' and '.join(names)}, {_protocol(cfg, sets, source, recorded)}: {rows}. {'; '.join(terms)}; faces re-detected with "
+    protocol = _protocol(cfg, sets, source, recorded)
+    return (f"{' and '.join(names)}, {protocol}: {rows}. {'; '.join(terms)}; faces re-detected with "
             f"{DETECTOR_NAMES.get(detector, detector)} and re-aligned with agescan's own aligner. "
             f"{_subjects(d, split)}")
