@@ -100,3 +100,95 @@ def test_cli_explain_writes_pictures_and_records(tmp_path, astronaut_path):
 
     picture = np.asarray(Image.open(rec["file"]))
     assert picture.shape[:2] == (512, 512)
+
+
+def _explain(capsys, *argv) -> tuple[int, list[dict], str]:
+    """`agescan explain ...` in this process: its exit status, the JSON records it printed and its stderr."""
+    from agescan.cli.main import main
+
+    capsys.readouterr()
+    try:
+        code = main(["explain", *map(str, argv), "--threads", "1"])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_explain_gives_every_photo_its_own_picture_and_never_replaces_an_input(tmp_path, astronaut, capsys):
+    from PIL import Image
+
+    for folder, pixels in (("a", astronaut), ("b", astronaut[:, ::-1])):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp_path / folder / "same.png")
+    code, recs, err = _explain(capsys, tmp_path / "a" / "same.png", tmp_path / "b" / "same.png", "--out",
+                               tmp_path / "maps")
+    assert code == 0, err
+    assert [r["file"] for r in recs] == [str(tmp_path / "maps" / d / "same.png.occlusion.png") for d in "ab"]
+    a, b = (np.asarray(Image.open(r["file"])) for r in recs)
+    assert not np.array_equal(a, b)  # two photos, two pictures (the second no longer replaces the first)
+    # a photo named like another's picture, explained into its own folder: neither input is written over
+    d = tmp_path / "d"
+    d.mkdir()
+    Image.fromarray(astronaut).save(d / "a.png")
+    Image.fromarray(astronaut[::-1]).save(d / "a.occlusion.png")
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    code, recs, err = _explain(capsys, d / "a.png", d / "a.occlusion.png", "--out", d)
+    assert code == 0, err
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.name in before} == before
+    assert sorted(r["file"] for r in recs) == sorted(str(d / f"{n}.occlusion.png") for n in before)
+    # a picture that would be an input is refused before any work; so is replacing pictures without --overwrite
+    Image.fromarray(astronaut).save(d / "a.png.occlusion.png")
+    code, recs, err = _explain(capsys, d / "a.png", d / "a.png.occlusion.png", "--out", d, "--overwrite")
+    assert code == 2 and recs == [] and "would replace the input" in err
+    code, _, err = _explain(capsys, tmp_path / "a" / "same.png", tmp_path / "b" / "same.png", "--out",
+                            tmp_path / "maps")
+    assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+
+
+def test_explain_runs_the_pipeline_estimate_runs(tmp_path, astronaut_path, capsys):
+    """--profile-yaw (and the triage options) reach explain's pipeline: its faces are estimate's faces."""
+    from agescan.cli.main import main
+
+    def estimated(*options):
+        capsys.readouterr()
+        assert main(["estimate", str(astronaut_path), "--json", "--threads", "1", *options]) == 0
+        return json.loads(capsys.readouterr().out.splitlines()[0])["faces"][0]
+
+    face = estimated("--profile-yaw", "0")
+    assert face["framing"] == "box" and face["age"] != pytest.approx(estimated()["age"], abs=0.5)
+    code, recs, err = _explain(capsys, astronaut_path, "--out", tmp_path / "m", "--profile-yaw", "0")
+    assert code == 0, err
+    (mine,) = recs[0]["faces"]
+    assert mine["age"] == pytest.approx(face["age"], abs=0.01) and mine["framing"] == "box"
+    strict = estimated("--flag-threshold", "0.99")
+    code, recs, err = _explain(capsys, astronaut_path, "--out", tmp_path / "t", "--flag-threshold", "0.99")
+    assert code == 0, err
+    assert recs[0]["faces"][0]["flagged"] == strict["flagged"]
+    # options of videos and archives mean nothing to explain: refused, not silently ignored
+    code, _, err = _explain(capsys, astronaut_path, "--out", tmp_path / "v", "--video-every", "2")
+    assert code == 2 and "unrecognized arguments: --video-every" in err
+
+
+def test_an_unreadable_photo_is_recorded_and_the_others_explained(tmp_path, astronaut, capsys):
+    from PIL import Image
+
+    Image.fromarray(astronaut).save(tmp_path / "first.png")
+    (tmp_path / "broken.jpg").write_text("not a picture")
+    Image.fromarray(astronaut[:, ::-1].copy()).save(tmp_path / "last.png")
+    photos = [tmp_path / "first.png", tmp_path / "broken.jpg", tmp_path / "last.png"]
+    code, recs, err = _explain(capsys, *photos, "--out", tmp_path / "maps")
+    assert code == 1
+    assert [r["source"] for r in recs] == [str(p) for p in photos]
+    assert recs[1]["error_type"] == "DecodeError" and "file" not in recs[1]
+    assert all(len(recs[i]["faces"]) == 1 and (tmp_path / "maps" / f"{photos[i].name}.occlusion.png").is_file()
+               for i in (0, 2))
+    assert err.strip().splitlines() == [f"agescan explain: {recs[1]['error']}"]
+
+
+def test_explain_out_naming_a_file_is_a_usage_error(tmp_path, astronaut_path, capsys):
+    target = tmp_path / "notes.csv"
+    target.write_text("a,b\n")
+    code, recs, err = _explain(capsys, astronaut_path, "--out", target)
+    assert code == 2 and recs == [] and target.read_text() == "a,b\n"
+    assert err.strip() == f"agescan explain: --out {target} is a file, not a folder: name a folder for the pictures."

@@ -289,3 +289,39 @@ def test_occlusion_enumerates_the_privacy_registry():
     assert 10 < sum(black) < 30 and 30 < sum(changed) < 50  # a third masked, a third mosaic, a third clean
     again = occlude(crops, lm, "org+eye-mask+eye-mosaic", torch.Generator().manual_seed(0))
     assert np.array_equal(mixed, again)
+
+
+def test_a_resume_keeps_the_run_s_settings_and_a_used_folder_is_not_written_over(tmp_path):
+    """`fit --resume` with another --lr or --occlusion is refused (naming them) instead of training on and recording
+    the new settings; more --epochs under one-cycle is refused (its schedule spans the epochs it was set up for),
+    under plateau it continues exactly as a longer run; a folder holding a run is never trained into without
+    --resume."""
+    from agescan.errors import InputError
+
+    data = tmp_path / "d.npz"
+    _fake_dataset(data, n=32)
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "r"), epochs=2, batch_size=16, threads=1, stop_after=1)
+    run = train(cfg)
+    files = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(InputError, match=r"--lr 0.002 \(now 0.5\); --balance 0.0 \(now 0.5\)"):
+        train(TrainConfig(**{**cfg.__dict__, "lr": 0.5, "balance": 0.5, "stop_after": 0}), resume=True)
+    with pytest.raises(InputError, match=r"--occlusion 'org' \(now 'org\+eye-band'\)"):
+        train(TrainConfig(**{**cfg.__dict__, "occlusion": "org+eye-band", "stop_after": 0}), resume=True)
+    with pytest.raises(InputError, match=r"--epochs 2 \(now 3\).*one-cycle"):
+        train(TrainConfig(**{**cfg.__dict__, "epochs": 3, "stop_after": 0}), resume=True)
+    with pytest.raises(InputError, match="not empty.*--resume"):
+        train(TrainConfig(**{**cfg.__dict__, "stop_after": 0}))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == files  # nothing written by the refused calls
+    train(TrainConfig(**{**cfg.__dict__, "stop_after": 0, "threads": 2}), resume=True)  # how it runs may change
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(InputError, match="not empty"):
+        train(TrainConfig(**{**cfg.__dict__, "stop_after": 0}))
+
+    plateau = dict(cfg.__dict__, schedule="plateau", epochs=1, stop_after=0)
+    train(TrainConfig(**{**plateau, "out": str(tmp_path / "p")}))
+    train(TrainConfig(**{**plateau, "out": str(tmp_path / "p"), "epochs": 2}), resume=True)
+    train(TrainConfig(**{**plateau, "out": str(tmp_path / "q"), "epochs": 2}))
+    strip = lambda run: [{k: v for k, v in json.loads(x).items() if k != "seconds"}  # noqa: E731
+                         for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+    assert strip("p") == strip("q") and len(strip("p")) == 2
+    assert json.loads((tmp_path / "p" / "config.json").read_text())["epochs"] == 2

@@ -60,7 +60,8 @@ def _profile_option(g) -> None:
                         "90 = always warp, as before pose-aware framing; 0 = always from the box)")
 
 
-def _estimator_options(p: argparse.ArgumentParser) -> None:
+def _estimator_options(p: argparse.ArgumentParser, media: bool = True) -> None:
+    """The pipeline's options; ``media``: also those of videos and archives (commands reading them)."""
     from agescan.detect import DEFAULT_DETECTOR
     from agescan.io import DEFAULT_MAX_PIXELS
     from agescan.models import DEFAULT_MODEL
@@ -82,6 +83,8 @@ def _estimator_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images with more pixels than this (decompression bombs; default: {DEFAULT_MAX_PIXELS})")
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads per model (default: 0 = automatic)")
+    if not media:
+        return
     g.add_argument("--video-every", type=float, default=1.0, metavar="SECONDS",
                    help="sample one video frame every SECONDS of video (default: 1.0; 0 = first frame and "
                         "scene changes only); each frame is one result")
@@ -126,11 +129,12 @@ def _triage_options(p: argparse.ArgumentParser) -> None:
 
 
 def _estimator_kwargs(a: argparse.Namespace) -> dict:
-    """AgeEstimator's arguments from the common options."""
+    """AgeEstimator's arguments from the common options (a command without video options keeps their defaults)."""
+    media = {"video_every": a.video_every, "video_scene": a.scene_change} if hasattr(a, "video_every") else {}
     return {"model": a.model, "detector": a.detector, "minor_age": a.minor_age, "interval_level": a.interval,
-            "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads,
-            "video_every": a.video_every, "video_scene": a.scene_change, "flag_threshold": a.flag_threshold,
-            "challenge_age": a.challenge_age, "profile_yaw": a.profile_yaw, **_transform_kwargs(a)}
+            "min_face_size": a.min_face_size, "max_pixels": a.max_pixels, "threads": a.threads, **media,
+            "flag_threshold": a.flag_threshold, "challenge_age": a.challenge_age, "profile_yaw": a.profile_yaw,
+            **_transform_kwargs(a)}
 
 
 def _transform_kwargs(a: argparse.Namespace) -> dict:
@@ -268,16 +272,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    "occlusion (a grey square slid over the face; works without torch), sensitivity "
                                    "(APPA-REAL's gradient of the age w.r.t. the pixels, grey, Gaussian sigma 2.5) "
                                    "or gradcam (last convolutional layer); the last two need the train extra and a "
-                                   "ResNet-10 model such as the default. Writes DIR/<photo>.<method>.png and prints "
-                                   "one JSON record per photo and method. See docs/explain.md.")
+                                   "ResNet-10 model such as the default. The faces are found, framed and decided by "
+                                   "the same pipeline and options as `agescan estimate` (--profile-yaw, the triage "
+                                   "options, ...). Writes DIR/<photo's file name>.<method>.png, keeping the photos' "
+                                   "paths relative to the folder they share (a/same.jpg and b/same.jpg give "
+                                   "DIR/a/same.jpg.occlusion.png and DIR/b/same.jpg.occlusion.png; an input is never "
+                                   "written over), and prints one JSON record per photo and method as its picture is "
+                                   "written; a photo that cannot be read is a record with its error, the others are "
+                                   "explained (exit status 1). See docs/explain.md.")
     x.add_argument("photos", nargs="+", metavar="PHOTO", help="image files")
     x.add_argument("--out", required=True, metavar="DIR", help="folder for the pictures (created if absent)")
+    x.add_argument("--overwrite", action="store_true",
+                   help="replace pictures an earlier run wrote (refused otherwise; an input is never replaced)")
     x.add_argument("--method", action="append", choices=["occlusion", "sensitivity", "gradcam"],
                    help="saliency method; repeat for several (default: occlusion)")
     x.add_argument("--anonymise", default="", metavar="OP",
                    help="a privacy op applied to each face before the model (e.g. eye-band): what does the model "
                         "look at when the eyes are hidden?")
-    _estimator_options(x)
+    _estimator_options(x, media=False)
+    _triage_options(x)
 
     rp = sub.add_parser("report", help="write a self-contained HTML report (and CSV exports) of a --db scan",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -728,17 +741,22 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def cmd_explain(a: argparse.Namespace) -> int:
     from agescan import AgeEstimator
-    from agescan.explain import write_explanations
+    from agescan.explain import iter_explanations
 
     for p in a.photos:
         if not os.path.isfile(p):
             print(f"agescan explain: {p}: no such file", file=sys.stderr)
             return EXIT_USAGE
-    est = AgeEstimator(model=a.model, detector=a.detector, min_face_size=a.min_face_size, minor_age=a.minor_age,
-                       interval_level=a.interval, max_pixels=a.max_pixels, threads=a.threads, anonymise=a.anonymise)
-    for record in write_explanations(est, a.photos, a.out, a.method or ["occlusion"]):
+    est = AgeEstimator(**_estimator_kwargs(a), anonymise=a.anonymise)  # estimate's pipeline, options and all
+    failed = 0
+    for record in iter_explanations(est, a.photos, a.out, a.method or ["occlusion"], overwrite=a.overwrite):
         print(json.dumps(record), flush=True)
-    return EXIT_OK
+        if "error" in record:
+            failed += 1
+            said = record["error"] if record["error"].startswith(record["source"]) else \
+                f"{record['source']}: {record['error']}"  # named once
+            print(f"agescan explain: {said}", file=sys.stderr)
+    return EXIT_INPUT if failed else EXIT_OK
 
 
 def cmd_anonymize(a: argparse.Namespace) -> int:

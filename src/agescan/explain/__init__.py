@@ -127,26 +127,71 @@ def check_method(method: str) -> None:
                               "is enough); 'occlusion' works without it.") from None
 
 
-def write_explanations(estimator, photos, out: str, methods=("occlusion",)) -> list[dict]:
-    """Explain every face of each photo with each method and write ``<photo stem>.<method>.png`` (the photo with the
-    maps of its faces drawn on it) into the folder ``out``; returns one JSON-ready record per photo and method
-    (the files written and each face's box, age, interval, P(minor) and map peak in photo coordinates)."""
+def plan_outputs(photos, out: str, methods=("occlusion",), overwrite: bool = False) -> list[tuple[str, dict]]:
+    """Where each photo's pictures go: ``(photo, {method: target})`` in input order, each photo once.
+
+    A photo's pictures keep its path relative to the folder all the photos share, under ``out``, named after its
+    whole file name: ``OUT/<relative path>.<method>.png`` (``a/same.jpg`` and ``b/same.jpg`` get
+    ``OUT/a/same.jpg.occlusion.png`` and ``OUT/b/same.jpg.occlusion.png``; one photo, ``OUT/photo.jpg.occlusion.png``),
+    so two photos never share a picture. Raises :class:`~agescan.errors.InputError`, before anything is written,
+    when ``out`` is a file, when a picture would replace one of the photos, or when a picture exists and
+    ``overwrite`` is False."""
+    import os
     from pathlib import Path
 
+    from agescan.errors import InputError
+
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder: name a folder for the pictures.")
+    unique: dict[Path, str] = {}
+    for photo in photos:
+        unique.setdefault(Path(str(photo)).resolve(), str(photo))
+    if not unique:
+        return []
+    base = Path(os.path.commonpath([str(p.parent) for p in unique]))
+    inputs = set(unique)
+    plan, existing = [], []
+    for resolved, photo in unique.items():
+        rel = resolved.relative_to(base)
+        targets = {m: folder / rel.parent / f"{rel.name}.{m}.png" for m in methods}
+        for target in targets.values():
+            if target.resolve() in inputs:
+                raise InputError(f"{photo}: the picture {target} would replace the input "
+                                 f"{unique[target.resolve()]}: choose another --out.")
+            if target.exists():
+                existing.append(str(target))
+        plan.append((photo, targets))
+    if existing and not overwrite:
+        raise InputError(f"{len(existing)} picture(s) exist already (first: {existing[0]}): add --overwrite to replace "
+                         "them, or choose another --out.")
+    return plan
+
+
+def iter_explanations(estimator, photos, out: str, methods=("occlusion",), overwrite: bool = False):
+    """Explain every face of each photo with each method and write ``<photo's file name>.<method>.png`` (the photo
+    with the maps of its faces drawn on it) under the folder ``out`` (:func:`plan_outputs`: relative paths kept, an
+    input never replaced, existing pictures only with ``overwrite``). Yields one JSON-ready record per photo and
+    method as soon as its picture is written (the file and each face's box, age, interval, P(minor), flag and map
+    peak in photo coordinates); a photo that cannot be read yields one record with ``error`` and ``error_type``
+    instead, and the others are explained."""
     from PIL import Image
 
+    from agescan.errors import DecodeError
     from agescan.io import read_image
+    from agescan.io.names import printable
 
     for m in methods:
         check_method(m)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    records = []
-    for photo in photos:
-        for method in methods:
-            result, maps = estimator.explain(photo, method)
-
-            canvas = read_image(photo, max_pixels=estimator.max_pixels)
+    plan = plan_outputs(photos, out, methods, overwrite)
+    for photo, targets in plan:
+        for method, target in targets.items():
+            try:
+                result, maps = estimator.explain(photo, method)
+                canvas = read_image(photo, max_pixels=estimator.max_pixels)
+            except (DecodeError, OSError) as exc:
+                yield {"source": photo, "error": printable(str(exc)), "error_type": type(exc).__name__}
+                break  # the photo cannot be read: its other methods cannot either
             if estimator.anonymise and maps:  # show the pixels the model saw
                 from agescan.privacy import anonymise
 
@@ -155,17 +200,22 @@ def write_explanations(estimator, photos, out: str, methods=("occlusion",)) -> l
             picture = overlay(canvas, heat)
             for m in maps:
                 picture = _label(picture, m)
-            target = folder / f"{Path(str(photo)).stem}.{method}.png"
-            Image.fromarray(picture).save(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(target, format="PNG")
             faces = []
             for m in maps:
                 y, x = np.unravel_index(int(np.argmax(m.image_map)), m.image_map.shape)
                 f = m.face
                 faces.append({"box": [round(v, 1) for v in f.box.as_tuple()], "age": round(f.age, 2),
                               "interval": [round(f.interval[0], 2), round(f.interval[1], 2)],
-                              "p_minor": round(f.p_minor, 4), "flagged": f.flagged, "peak_xy": [int(x), int(y)]})
-            records.append({"source": result.source, "method": method, "file": str(target), "faces": faces})
-    return records
+                              "p_minor": round(f.p_minor, 4), "flagged": f.flagged, "framing": f.framing,
+                              "peak_xy": [int(x), int(y)]})
+            yield {"source": result.source, "method": method, "file": str(target), "faces": faces}
+
+
+def write_explanations(estimator, photos, out: str, methods=("occlusion",), overwrite: bool = False) -> list[dict]:
+    """:func:`iter_explanations` run to the end: every record, in order."""
+    return list(iter_explanations(estimator, photos, out, methods, overwrite))
 
 
 def _label(image: np.ndarray, explanation: FaceExplanation) -> np.ndarray:
@@ -173,5 +223,5 @@ def _label(image: np.ndarray, explanation: FaceExplanation) -> np.ndarray:
     return draw(image, explanation, heat=False)
 
 
-__all__ = ["METHODS", "TORCH_METHODS", "FaceExplanation", "draw", "normalise", "occlusion_map", "overlay",
-           "to_image", "write_explanations"]
+__all__ = ["METHODS", "TORCH_METHODS", "FaceExplanation", "draw", "iter_explanations", "normalise", "occlusion_map",
+           "overlay", "plan_outputs", "to_image", "write_explanations"]

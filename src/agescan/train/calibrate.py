@@ -33,7 +33,8 @@ chip padded as ``agescan evaluate`` pads it, clean and with the paper's eye band
 
 The card's other fields and the weights are unchanged: the new ONNX file differs from MODEL only in its metadata
 (so its sha256 changes: a packaged model's entry in ``agescan/models/zoo.py`` must be updated, which the command
-prints).
+prints). The Markdown card beside OUT (``OUT.md``; when there is none, MODEL's own ``.md`` is copied there) is
+kept in step: its file line gets the new size and sha256.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -299,8 +301,29 @@ def write_calibrated(model: str, calibration: D.Calibration, out: str) -> str:
     card = dataclasses.replace(m.card, calibration=calibration.to_dict(), card_version=CARD_VERSION, metrics=metrics)
     data = embed_card(m.path.read_bytes(), card)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
+    source_md = Path(m.path).with_suffix(".md")
+    source_text = source_md.read_text(encoding="utf-8") if source_md.is_file() else None  # before an in-place write
     Path(out).write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+    sha = hashlib.sha256(data).hexdigest()
+    markdown_in_step(Path(out), sha, len(data), source_text)
+    return sha
+
+
+#: The Markdown card's line naming its file, size and sha256 (``agescan train publish`` writes it).
+_FILE_LINE = re.compile(r"^- \*\*File\*\*: `[^`]+`, [0-9,]+ bytes, sha256 `[0-9a-f]{64}`", re.M)
+
+
+def markdown_in_step(onnx: Path, sha: str, size: int, source_text: str | None = None) -> Path | None:
+    """Keep the Markdown card beside ``onnx`` (same name, ``.md``) in step with the file just written: its file line
+    gets the new name, size and sha256. When there is none beside it but the model it came from had one
+    (``source_text``), that card is written there with the new line. Returns the card written, or None."""
+    md = onnx.with_suffix(".md")
+    text = md.read_text(encoding="utf-8") if md.is_file() else source_text
+    if text is None or not _FILE_LINE.search(text):
+        return None
+    md.write_text(_FILE_LINE.sub(f"- **File**: `{onnx.name}`, {size:,} bytes, sha256 `{sha}`", text, count=1),
+                  encoding="utf-8")
+    return md
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -308,7 +331,9 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="registered model name or .onnx path")
     ap.add_argument("data", help="labelled set (UTKFace's folder with labels.csv)")
-    ap.add_argument("--out", required=True, help="the calibrated .onnx to write (may be MODEL's own file)")
+    ap.add_argument("--out", required=True,
+                    help="the calibrated .onnx to write (may be MODEL's own file); the Markdown card beside it "
+                         "(OUT.md, or MODEL's card copied there) gets the new file's size and sha256")
     ap.add_argument("--split", default="val", help="split to fit on (default: val; never the test split)")
     ap.add_argument("--conditions", default="clean,eyeband", help="conditions pooled (default: clean,eyeband)")
     ap.add_argument("--per-condition", default="", metavar="NAMES",
@@ -389,5 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(a.summary).parent.mkdir(parents=True, exist_ok=True)
         Path(a.summary).write_text(text + "\n", encoding="utf-8")
     print(text)
-    print(f"wrote {a.out} (sha256 {sha}); a packaged model: put this sha256 in agescan/models/zoo.py",
+    md = Path(a.out).with_suffix(".md")
+    said = f" and its card {md}" if md.is_file() else ""
+    print(f"wrote {a.out}{said} (sha256 {sha}); a packaged model: put this sha256 in agescan/models/zoo.py",
           file=sys.stderr)

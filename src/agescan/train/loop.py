@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from agescan.errors import InputError
 from agescan.privacy import list_privacy_ops
 from agescan.train.nets import build, exported_model, load_init
 from agescan.train.wild import apply_wild, parse_wild
@@ -103,11 +104,11 @@ def build_for(cfg: TrainConfig, load_first: bool = True) -> torch.nn.Module:
     from agescan.train.nets import ResidualDex
 
     if cfg.attention:
-        raise ValueError("--attention with --residual-of is not built: train the attention model as the first model "
+        raise InputError("--attention with --residual-of is not built: train the attention model as the first model "
                          "(D1) and give its run to --residual-of.")
     first = TrainConfig(**json.loads((Path(cfg.residual_of) / "config.json").read_text()))
     if first.residual_of:
-        raise ValueError(f"--residual-of {cfg.residual_of}: that run is itself a residual model; give its first model.")
+        raise InputError(f"--residual-of {cfg.residual_of}: that run is itself a residual model; give its first model.")
     d1 = build(first.arch, first.max_age + 1, first.attention, first.input_size, first.margin)
     if load_first:
         d1.load_state_dict(torch.load(Path(cfg.residual_of) / "best.pt", weights_only=False)["model"])
@@ -126,7 +127,7 @@ def augment_grid(n: int, cfg: TrainConfig, src: int, train: bool, gen: torch.Gen
     """Affine grids selecting the model crop (the template square plus ``cfg.margin`` of it on every side,
     resampled to input_size pixels) from a prepared crop at :data:`PREPARED_MARGIN` of any size ``src``."""
     if not 0 <= cfg.margin <= PREPARED_MARGIN:
-        raise ValueError(f"--margin must be between 0 and {PREPARED_MARGIN} (the prepared crops' margin). "
+        raise InputError(f"--margin must be between 0 and {PREPARED_MARGIN} (the prepared crops' margin). "
                          f"Got {cfg.margin}.")
     base = (1 + 2 * cfg.margin) / (1 + 2 * PREPARED_MARGIN)
     if not train:
@@ -177,15 +178,15 @@ def parse_occlusion(spec: str) -> tuple[list[str], bool]:
         try:
             name = canonical_op(OCCLUSION_ALIASES.get(p, p))
         except ModelNotFoundError:
-            raise ValueError(f"--occlusion takes org, a privacy transform ({', '.join(list_privacy_ops(keyless=True))}"
+            raise InputError(f"--occlusion takes org, a privacy transform ({', '.join(list_privacy_ops(keyless=True))}"
                              f"; ocl = eye-band) or several joined by + (e.g. org+eye-band+eye-mosaic). Got {spec!r}."
                              ) from None
         if get_transform(name).needs_key or get_transform(name).scope == "image":
-            raise ValueError(f"--occlusion {name}: a whole-picture transform leaves no face to learn from.")
+            raise InputError(f"--occlusion {name}: a whole-picture transform leaves no face to learn from.")
         if name not in ops:
             ops.append(name)
     if not parts or (not ops and not org):
-        raise ValueError(f"--occlusion must not be empty (org = clean crops). Got {spec!r}.")
+        raise InputError(f"--occlusion must not be empty (org = clean crops). Got {spec!r}.")
     return ops, org
 
 
@@ -337,9 +338,9 @@ def parse_age_range(text: str) -> tuple[int, int]:
     try:
         lo, hi = (int(v) for v in text.split("-"))
     except ValueError:
-        raise ValueError(f"--age-range must look like 0-25. Got {text!r}.") from None
+        raise InputError(f"--age-range must look like 0-25. Got {text!r}.") from None
     if lo < 0 or hi < lo:
-        raise ValueError(f"--age-range {text!r}: need 0 <= low <= high.")
+        raise InputError(f"--age-range {text!r}: need 0 <= low <= high.")
     return lo, hi
 
 
@@ -376,9 +377,9 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
     from agescan.eval.protocols import group_assign, grouped_kfold_assign, kfold_assign, training_split
 
     if cfg.fold and cfg.holdout:
-        raise ValueError("give --fold or --holdout, not both.")
+        raise InputError("give --fold or --holdout, not both.")
     if cfg.fold_by and not cfg.fold:
-        raise ValueError("--fold-by COLUMN goes with --fold I/K.")
+        raise InputError("--fold-by COLUMN goes with --fold I/K.")
     from agescan.train.prepare import RESERVED
 
     keys = list(d.files) if hasattr(d, "files") else list(d)
@@ -387,33 +388,36 @@ def protocol_split(d, cfg: TrainConfig) -> np.ndarray:
         try:
             i, k = (int(v) for v in cfg.fold.split("/"))
         except ValueError:
-            raise ValueError(f"--fold takes I/K, e.g. 0/5. Got {cfg.fold!r}.") from None
+            raise InputError(f"--fold takes I/K, e.g. 0/5. Got {cfg.fold!r}.") from None
         if not 0 <= i < k:
-            raise ValueError(f"--fold I/K needs 0 <= I < K. Got {cfg.fold!r}.")
+            raise InputError(f"--fold I/K needs 0 <= I < K. Got {cfg.fold!r}.")
         if not cfg.fold_by:
             return training_split(kfold_assign(len(d["age" if "age" in keys else "split"]), k, cfg.fold_seed), i,
                                   cfg.seed)
         if cfg.fold_by not in label_columns:
-            raise ValueError(f"--fold-by {cfg.fold_by}: no column {cfg.fold_by!r} in {cfg.data} (have "
+            raise InputError(f"--fold-by {cfg.fold_by}: no column {cfg.fold_by!r} in {cfg.data} (have "
                              f"{label_columns}); prepare with --subject-column to keep subject ids.")
         groups = d[cfg.fold_by]
         return training_split(grouped_kfold_assign(groups, k, cfg.fold_seed), i, cfg.seed, groups=groups)
     if cfg.holdout:
         col, _, value = cfg.holdout.partition("=")
         if col not in label_columns:
-            raise ValueError(f"--holdout COLUMN=VALUE: no column {col!r} in {cfg.data} (have {label_columns}).")
-        folds, names = group_assign(d[col])
+            raise InputError(f"--holdout COLUMN=VALUE: no column {col!r} in {cfg.data} (have {label_columns}).")
+        try:
+            folds, names = group_assign(d[col])
+        except ValueError as exc:
+            raise InputError(f"--holdout {cfg.holdout}: {exc}") from None
         if value not in names:
             shown = names if len(names) <= 20 else names[:20] + ["..."]
-            raise ValueError(f"--holdout {cfg.holdout}: {col} takes the values {shown}.")
+            raise InputError(f"--holdout {cfg.holdout}: {col} takes the values {shown}.")
         return training_split(folds, names.index(value), cfg.seed, groups=d[col] if col == "subject" else None)
     if not ((d["split"] == "train").any() and (d["split"] == "val").any()):
-        raise ValueError(f"{cfg.data} has no fixed train/val split (its labels had no split column with train and "
+        raise InputError(f"{cfg.data} has no fixed train/val split (its labels had no split column with train and "
                          "val rows). Train with --fold I/K [--fold-by subject], --holdout COLUMN=VALUE, or run a "
                          "whole protocol with agescan train cv.")
     if cfg.val_share:
         if not 0 < cfg.val_share < 1:
-            raise ValueError(f"--val-share takes a fraction in (0, 1), e.g. 0.2. Got {cfg.val_share}.")
+            raise InputError(f"--val-share takes a fraction in (0, 1), e.g. 0.2. Got {cfg.val_share}.")
         split = d["split"].copy()
         pool = np.flatnonzero((split == "train") | (split == "val"))
         pick = np.random.default_rng(cfg.seed + 1).random(len(pool)) < cfg.val_share
@@ -469,7 +473,7 @@ def initial_teacher(trained: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Modu
     if cfg.distill <= 0:
         return None
     if not cfg.init or cfg.residual_of:
-        raise ValueError("--distill needs --init WEIGHTS (the teacher is the initial network, frozen) and no "
+        raise InputError("--distill needs --init WEIGHTS (the teacher is the initial network, frozen) and no "
                          "--residual-of.")
     teacher = copy.deepcopy(trained).eval()
     for prm in teacher.parameters():
@@ -488,15 +492,161 @@ def teacher_probs(teacher: torch.nn.Module, clean: np.ndarray, cfg: TrainConfig,
     return F.softmax(teacher(to_input(clean, replace(cfg, wild=""), True, gen)), 1)
 
 
+#: Numeric settings and the values they accept: (lowest, highest, lowest excluded).
+LIMITS = {"epochs": (1, None, False), "batch_size": (1, None, False), "lr": (0, None, True),
+          "weight_decay": (0, None, False), "clip_grad": (0, None, False), "input_size": (16, None, False),
+          "margin": (0, PREPARED_MARGIN, False), "max_age": (1, None, False), "l1_weight": (0, None, False),
+          "sigma_min": (0, None, True), "sigma_slope": (0, None, False), "rotate_deg": (0, 180, False),
+          "scale_jitter": (0, 0.9, False), "shift": (0, 0.5, False), "balance": (0, None, False),
+          "per_age": (0, None, False), "wild_p": (0, 1, False), "box_p": (0, 1, False), "distill": (0, None, False),
+          "patience": (1, None, False), "val_share": (0, 1, False), "stop_after": (0, None, False),
+          "threads": (0, None, False), "seed": (0, None, False), "fold_seed": (0, None, False)}
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """Every setting that can be checked without the data, before anything is written or trained: an
+    :class:`InputError` naming the option and what it takes."""
+    from agescan.train.attention import ATTENTIONS
+    from agescan.train.nets import ARCHITECTURES, DEXNET_WIDTHS
+
+    for name, (lo, hi, open_lo) in LIMITS.items():
+        v = getattr(cfg, name)
+        if not math.isfinite(v) or v < lo or (open_lo and v == lo) or (hi is not None and v > hi):
+            took = (f"more than {lo:g}" if open_lo else f"at least {lo:g}") + (f" and at most {hi:g}" if hi else "")
+            raise InputError(f"--{name.replace('_', '-')} takes a number {took}. Got {v!r}.")
+    if cfg.val_share == 1:
+        raise InputError("--val-share takes a fraction in (0, 1), e.g. 0.2 (0 = the fixed val). Got 1.")
+    if cfg.arch not in ARCHITECTURES:
+        raise InputError(f"--arch {cfg.arch!r}: choose one of {', '.join(sorted(ARCHITECTURES))}.")
+    if cfg.attention and cfg.attention not in ATTENTIONS:
+        raise InputError(f"--attention {cfg.attention!r}: choose one of {', '.join(ATTENTIONS)} (or leave it out).")
+    if cfg.attention and cfg.arch != "resnet10" and cfg.arch not in DEXNET_WIDTHS:
+        raise InputError(f"--attention eyes is built for --arch resnet10 and {', '.join(DEXNET_WIDTHS)}, not "
+                         f"{cfg.arch!r} (SSR-Net's two streams have no single feature map to mask).")
+    parse_age_range(cfg.age_range)
+    parse_occlusion(cfg.occlusion)
+    try:
+        parse_wild(cfg.wild)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if cfg.schedule not in ("onecycle", "plateau"):
+        raise InputError(f"--schedule must be onecycle or plateau. Got {cfg.schedule!r}.")
+    if cfg.freeze not in FREEZE:
+        raise InputError(f"--freeze must be backbone or bn (or left out). Got {cfg.freeze!r}.")
+    if cfg.freeze and not cfg.init:
+        raise InputError(f"--freeze {cfg.freeze} needs --init WEIGHTS: it keeps pretrained weights or statistics, "
+                         "and a random network has none worth keeping.")
+    if cfg.distill > 0 and (not cfg.init or cfg.residual_of):
+        raise InputError("--distill needs --init WEIGHTS (the teacher is the initial network, frozen) and no "
+                         "--residual-of.")
+    if cfg.fold and cfg.holdout:
+        raise InputError("give --fold or --holdout, not both.")
+    if cfg.fold_by and not cfg.fold:
+        raise InputError("--fold-by COLUMN goes with --fold I/K.")
+    if cfg.fold:
+        try:
+            i, k = (int(v) for v in cfg.fold.split("/"))
+        except ValueError:
+            raise InputError(f"--fold takes I/K, e.g. 0/5. Got {cfg.fold!r}.") from None
+        if not 0 <= i < k or k < 2:
+            raise InputError(f"--fold I/K needs K >= 2 and 0 <= I < K. Got {cfg.fold!r}.")
+    if cfg.holdout:
+        col, eq, value = cfg.holdout.partition("=")
+        if not (col and eq and value):
+            raise InputError(f"--holdout takes COLUMN=VALUE, e.g. race=2 or subject=021896. Got {cfg.holdout!r}.")
+    if cfg.residual_of:
+        first = Path(cfg.residual_of)
+        if not ((first / "config.json").is_file() and (first / "best.pt").is_file()):
+            raise InputError(f"--residual-of {cfg.residual_of}: not a finished run folder (it needs config.json and "
+                             "best.pt).")
+        if cfg.attention:
+            raise InputError("--attention with --residual-of is not built: train the attention model as the first "
+                             "model (D1) and give its run to --residual-of.")
+
+
+def load_prepared(path: str):
+    """The prepared file ``path`` (``agescan train prepare``'s .npz), or an :class:`InputError` saying what it is
+    instead."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file. Give the .npz that `agescan train prepare DATA OUT.npz` wrote.")
+    try:
+        d = np.load(p)
+    except Exception:  # noqa: BLE001 - whatever numpy says, it is not a prepared file
+        raise InputError(f"{path} is not a prepared .npz (numpy cannot read it as one). Make one with `agescan train "
+                         "prepare DATA OUT.npz` and give that.") from None
+    missing = [k for k in ("crops", "age", "split") if k not in getattr(d, "files", ())]
+    if missing:
+        raise InputError(f"{path} is not a prepared .npz of agescan (no {', '.join(missing)}). Make one with "
+                         "`agescan train prepare DATA OUT.npz` and give that.")
+    return d
+
+
+#: Settings a resumed run may change: where and how fast it runs, not what it trains.
+RESUME_FREE = ("out", "threads", "stop_after", "extra", "select_on")
+
+
+def _same_setting(name: str, old, new) -> bool:
+    if name == "occlusion":  # older spellings (ocl) name the same transforms
+        try:
+            return parse_occlusion(old) == parse_occlusion(new)
+        except ValueError:
+            return old == new
+    return old == new
+
+
+def check_run_folder(cfg: TrainConfig, resume: bool) -> None:
+    """Refuse, before any work, a run folder that would be written over or a resume that would change the run:
+    without ``resume`` the folder must be new or empty; with it, every setting but :data:`RESUME_FREE` must be the
+    one the run's config.json records (the differences are listed). ``--epochs`` can grow only under the plateau
+    schedule, which does not depend on it; the one-cycle schedule spans the epochs it was set up for."""
+    from agescan.errors import InputError
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a run folder: give a folder for the run.")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not resume:
+        if held:
+            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+            raise InputError(f"{out} is not empty (it holds {shown}): add --resume to continue the run in it (same "
+                             "settings), or give a new run folder.")
+        return
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    defaults = asdict(TrainConfig(data="", out=""))
+    differ = []
+    for name, new in asdict(cfg).items():
+        old = saved.get(name, defaults.get(name))
+        if name in RESUME_FREE or _same_setting(name, old, new):
+            continue
+        if name == "epochs" and cfg.schedule == "plateau" and saved.get("schedule") == "plateau" and new > old:
+            continue  # the plateau schedule does not depend on the number of epochs: a longer run is the same run
+        differ.append(f"--{name.replace('_', '-')} {old!r} (now {new!r})")
+    if differ:
+        hint = (" A one-cycle run's learning rate spans the epochs it was set up for, so --epochs cannot change on "
+                "resume (the plateau schedule can run longer): start a new run from this one's weights with "
+                f"--init {out / 'best.pt'}." if any(d.startswith("--epochs ") for d in differ) else "")
+        raise InputError(f"{out} was trained with other settings: {'; '.join(differ)}. Resume with the run's own "
+                         f"settings (its config.json), or give a new run folder.{hint}")
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if cfg.init and not cfg.freeze and exported_model(cfg.init):
+        # An exported model's BatchNorms are folded into its convolutions: batch statistics would undo them.
+        cfg.freeze = "bn"
+        print(f"--init {cfg.init}: an exported model (BatchNorm folded); training with --freeze bn", file=sys.stderr)
+    check_settings(cfg)
+    check_run_folder(cfg, resume)
+    d = load_prepared(cfg.data)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    d = np.load(cfg.data)
     if "crop_margin" in d.files and abs(float(d["crop_margin"]) - PREPARED_MARGIN) > 1e-6:
-        raise ValueError(f"{cfg.data} was prepared at margin {float(d['crop_margin'])}; training cuts its crops from "
+        raise InputError(f"{cfg.data} was prepared at margin {float(d['crop_margin'])}; training cuts its crops from "
                          f"margin-{PREPARED_MARGIN} crops: re-run agescan train prepare with --margin {PREPARED_MARGIN}.")
     split = protocol_split(d, cfg)
     ages = np.minimum(d["age"].astype(np.int64), cfg.max_age)
@@ -504,15 +654,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     lo, hi = parse_age_range(cfg.age_range)
     tr &= (ages >= lo) & (ages <= hi)
     va &= (ages >= lo) & (ages <= hi)
+    if not tr.any() or not va.any():
+        raise InputError(f"{cfg.data}: the run would have {int(tr.sum())} training and {int(va.sum())} val rows"
+                         + (f" within ages {cfg.age_range}" if cfg.age_range else "") + "; it needs both (a larger "
+                         "set, another --fold/--holdout, or a wider --age-range).")
     occ_ops, _ = parse_occlusion(cfg.occlusion)
     xtr, ytr, xva, yva = d["crops"][tr], ages[tr], d["crops"][va], ages[va]
     parse_wild(cfg.wild)  # an unknown name fails before any work
     if cfg.box_p > 0 and "crops_box" not in d.files:
-        raise ValueError(f"{cfg.data} has no box-framed crops: re-run agescan train prepare to train with --box-p.")
+        raise InputError(f"{cfg.data} has no box-framed crops: re-run agescan train prepare to train with --box-p.")
     xtr_box = d["crops_box"][tr] if cfg.box_p > 0 else None
     if occ_ops:
         if "landmarks" not in d:
-            raise ValueError(f"{cfg.data} has no landmarks: re-run agescan.train.prepare to train with transforms.")
+            raise InputError(f"{cfg.data} has no landmarks: re-run agescan.train.prepare to train with transforms.")
         size, margin = int(d["crop_size"]), float(d["crop_margin"])
         eyes_tr = crop_landmarks(d["landmarks"][tr], size, margin)
         # Selection sees both conditions, as the paper reports both: the mean of clean and occluded val (every
@@ -520,23 +674,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         xva_band = occlude(xva, crop_landmarks(d["landmarks"][va], size, margin), "+".join(occ_ops),
                            torch.Generator().manual_seed(cfg.seed + 1))
     n_bins = cfg.max_age + 1
-    model = build_for(cfg)
-    if cfg.init:
-        load_init(model.d2 if cfg.residual_of else model, cfg.init)
+    try:
+        model = build_for(cfg)
+        if cfg.init:
+            load_init(model.d2 if cfg.residual_of else model, cfg.init)
+    except (ValueError, FileNotFoundError) as exc:  # an --init that does not fit --arch, a file that is not there
+        raise InputError(str(exc)) from None
     model = model.to(memory_format=torch.channels_last)
     trained = model.d2 if cfg.residual_of else model
     teacher = initial_teacher(trained, cfg)
     if cfg.freeze not in FREEZE:
-        raise ValueError(f"--freeze must be one of {FREEZE}. Got {cfg.freeze!r}.")
-    if cfg.init and not cfg.freeze and exported_model(cfg.init):
-        # An exported model's BatchNorms are folded into its convolutions: batch statistics would undo them.
-        cfg.freeze = "bn"
-        print(f"--init {cfg.init}: an exported model (BatchNorm folded); training with --freeze bn", file=sys.stderr)
+        raise InputError(f"--freeze must be one of {FREEZE}. Got {cfg.freeze!r}.")
     if cfg.freeze == "backbone":  # the thesis' mode a): pretrained features, only the head learns
         from agescan.train.nets import head_of
 
         if not cfg.init:
-            raise ValueError("--freeze backbone needs --init WEIGHTS: a random backbone is no feature extractor.")
+            raise InputError("--freeze backbone needs --init WEIGHTS: a random backbone is no feature extractor.")
         for prm in trained.parameters():
             prm.requires_grad_(False)
         for prm in head_of(trained).parameters():
@@ -551,7 +704,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5,
                                                            patience=max(0, cfg.patience - 1))
     else:
-        raise ValueError(f"--schedule must be onecycle or plateau. Got {cfg.schedule!r}.")
+        raise InputError(f"--schedule must be onecycle or plateau. Got {cfg.schedule!r}.")
     per_batch = cfg.schedule == "onecycle"
     gen = torch.Generator().manual_seed(cfg.seed)
     start, best = 0, float("inf")
@@ -560,7 +713,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
         gen.set_state(ck["gen"]); torch.set_rng_state(ck["torch_rng"]); np.random.set_state(ck["np_rng"])
         start, best = ck["epoch"] + 1, ck["best"]
-        print(f"resumed at epoch {start}", file=sys.stderr)
+        print(f"resumed at epoch {start}" + (" (nothing left to train)" if start >= cfg.epochs else ""),
+              file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run leaves no folder behind
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     bins = torch.arange(n_bins, dtype=torch.float32)
     end = min(cfg.epochs, start + cfg.stop_after) if cfg.stop_after else cfg.epochs
@@ -680,10 +835,15 @@ HELP = {
 
 def build_parser(prog: str = "agescan train fit") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Train an age model (DEX head or SSR-Net) on prepared crops "
-                                "(agescan train prepare). Writes config.json, log.jsonl, best.pt and last.pt.")
+                                "(agescan train prepare). Writes config.json, log.jsonl, best.pt and last.pt into "
+                                "OUT, which must be new or empty unless --resume. A bad option or input is refused "
+                                "in one line (exit status 2) before anything is trained or written.")
     p.add_argument("data", help="prepared crops (.npz from agescan train prepare)")
     p.add_argument("out", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same settings)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its last.pt, with the same settings (checked: a different one "
+                        "is refused and named; only --threads and --stop-after may change, and --epochs may grow "
+                        "with --schedule plateau). Without --resume OUT must be new or empty")
     p.add_argument("--stop-after", type=int, default=0, metavar="N",
                    help="stop after N more epochs (time-sliced runs on a shared CPU; --resume later)")
     for f in TrainConfig.__dataclass_fields__.values():
@@ -697,7 +857,10 @@ def build_parser(prog: str = "agescan train fit") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     a = vars(build_parser().parse_args(argv))
     resume = a.pop("resume")
-    train(TrainConfig(**a), resume=resume)
+    from agescan.train.exits import step_errors
+
+    with step_errors("agescan train fit"):
+        train(TrainConfig(**a), resume=resume)
 
 
 if __name__ == "__main__":

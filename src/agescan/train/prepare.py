@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from agescan.align import CropRecipe, box_frame, frame_face
-from agescan.errors import ConfigError
+from agescan.errors import ConfigError, InputError
 from agescan.eval.datasets import DatasetSpec, add_dataset_arguments, spec_from_args
 from agescan.eval.run import PAD, chip_face, pad_chip
 from agescan.io import read_image
@@ -77,6 +77,23 @@ def select_rows(rows: list[dict], splits: str = "", older: int = 0, seed: int = 
     return [r for i, r in enumerate(rows) if float(r["age"]) <= 25 or i in picked]
 
 
+#: Ages a prepared file can hold (``age`` is int16, rounded to whole years): low inclusive, high exclusive.
+AGE_LIMITS = (-32768.5, 32767.5)
+
+
+def output_path(out: str | Path, overwrite: bool = False) -> Path:
+    """The file ``prepare`` writes for ``out`` (numpy adds ``.npz`` to a name without it), refused with an
+    :class:`InputError` when it exists (unless ``overwrite``) or is a folder."""
+    path = Path(out)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder: name the .npz file to write.")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists: add --overwrite to replace it, or name another file.")
+    return path
+
+
 #: Keys of a prepared file that are not label columns (a CSV column of one of these names is not copied).
 RESERVED = ("crops", "crops_box", "yaw", "roll", "framing", "landmarks", "det_score", "age", "path", "image_path",
             "crop_size", "crop_margin", "detector", "source", "unlabelled")
@@ -84,7 +101,7 @@ RESERVED = ("crops", "crops_box", "yaw", "roll", "framing", "landmarks", "det_sc
 
 def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float = 0.25, workers: int = 2,
             limit: int = 0, detector: str | None = None, spec: DatasetSpec | None = None, splits: str = "",
-            older: int = 0, command: str = "") -> Path:
+            older: int = 0, command: str = "", overwrite: bool = False) -> Path:
     """Detect, align and store every labelled face of a set into one .npz file.
 
     The set is read as :class:`agescan.eval.datasets.DatasetSpec` describes (``spec``; default: ``data_dir`` with
@@ -95,15 +112,23 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
 
     ``detector``: a registered detector (None: the pipeline's default, so a model learns the framing it gets).
     ``splits``/``older``: a subset (:func:`select_rows`). ``command``: the command line that made the file, stored in
-    it for the cards of the models trained on it (default: one rebuilt from these arguments)."""
+    it for the cards of the models trained on it (default: one rebuilt from these arguments). ``out`` gets the
+    ``.npz`` suffix numpy gives it; an existing file is an :class:`InputError` unless ``overwrite``, and so is an
+    age 16-bit storage cannot hold (:data:`AGE_LIMITS`), both before any face is detected."""
     from agescan.detect import DEFAULT_DETECTOR
 
+    out = output_path(out, overwrite)
     detector = detector or DEFAULT_DETECTOR
     spec = spec or DatasetSpec(data=str(data_dir))
     ds = spec.read(split="all")
     rows = select_rows(ds.rows, splits, older)
     if limit:
         rows = rows[:limit]
+    unstorable = [(r["path"], r["age"]) for r in rows if not AGE_LIMITS[0] <= r["age"] < AGE_LIMITS[1]]
+    if unstorable:
+        raise ConfigError(f"{ds.source}: {len(unstorable)} age(s) cannot be stored (prepared ages are whole years in "
+                          f"16 bits, {AGE_LIMITS[0]:g} to {AGE_LIMITS[1] - 0.5:g}; first: {unstorable[:3]}). Fix "
+                          "those labels: ages are in years.")
     missing = [r["path"] for r in rows if not Path(r["file"]).is_file()]
     if missing:
         raise ConfigError(f"{ds.source}: {len(missing)} of {len(rows)} listed images do not exist (first: "
@@ -124,7 +149,6 @@ def prepare(data_dir: str | Path, out: str | Path, size: int = 96, margin: float
             crops[i], crops_box[i], lms[i], scores[i], pose[i], framing[i] = c, cb, lm, s, (yaw, roll), fr
             if i % 2000 == 0:
                 print(f"{i}/{len(rows)} {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = lambda key: np.array([str(r.get(key, "")) for r in rows])  # noqa: E731
     columns = {c: text(c) for c in ds.columns if c not in RESERVED and c.isidentifier()}
@@ -167,17 +191,19 @@ def main(argv: list[str] | None = None) -> None:
                         "= all; for short fine-tunes)")
     p.add_argument("--detector", default=None, help="registered face detector (default: the pipeline's default; "
                                                     "the shipped age models were prepared with mtcnn)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (refused otherwise)")
     a = p.parse_args(argv)
     args = list(sys.argv[1:] if argv is None else argv)
     if a.detector is None:  # record the detector the file was made with, not "the default" of the day
         from agescan.detect import DEFAULT_DETECTOR
 
         args += ["--detector", DEFAULT_DETECTOR]
-    try:
+    from agescan.train.exits import step_errors
+
+    args = [x for x in args if x != "--overwrite"]  # the command recorded makes the same file, not a replacement
+    with step_errors("agescan train prepare"):
         prepare(a.data, a.out, a.size, a.margin, a.workers, a.limit, a.detector, spec=spec_from_args(a),
-                splits=a.splits, older=a.older, command=prepare_command(args))
-    except ConfigError as exc:
-        raise SystemExit(f"agescan train prepare: {exc}") from None
+                splits=a.splits, older=a.older, command=prepare_command(args), overwrite=a.overwrite)
 
 
 if __name__ == "__main__":
