@@ -36,6 +36,10 @@ def test_help_is_complete():
         assert sub.returncode == 0 and "exit codes:" in sub.stdout, cmd
     assert "--json" in agescan("estimate", "--help").stdout
     assert "--out" in agescan("scan", "--help").stdout and "--db" in agescan("scan", "--help").stdout
+    # train passes --help on to its steps; on its own it shows its steps (it was "arguments are required", exit 2)
+    train = agescan("train", "--help")
+    assert train.returncode == 0 and "publish-detector" in train.stdout and "error" not in train.stderr
+    assert agescan("train").returncode == 2
 
 
 def test_no_command_is_usage_error():

@@ -362,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "per fold, evaluate each held-out fold) | learning-rate x batch grid search on val | "
                          "fine-tune the face detector | publish a detector run with its card")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="the step's own arguments (see STEP --help)")
+    p.train_parser = tr  # main() shows its help for `agescan train [--help]` (it passes --help on to the steps)
 
     ev = sub.add_parser("evaluate", help="measure a model on a labelled face set (MAE, groups, minors)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -858,7 +859,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_decoder_logs()  # an application may change process-wide settings; the library never does
     parser = build_parser()
-    a = parser.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["train"] and (len(args) == 1 or args[1] in ("-h", "--help")):
+        # the train parser passes --help on to its steps (add_help=False): with no step, show its own help
+        parser.train_parser.print_help()
+        return EXIT_OK if len(args) > 1 else EXIT_USAGE
+    a = parser.parse_args(args)
     if not a.command:
         parser.print_help()
         return EXIT_USAGE
