@@ -56,8 +56,11 @@ def _looks_like_image(path: str) -> bool:
     return has_image_signature(head)
 
 
-def _key(entry: os.DirEntry) -> tuple[int, int]:
-    st = entry.stat()  # follows a symbolic link: the file it names
+def _key(entry: os.DirEntry) -> tuple[int, int] | None:
+    try:
+        st = entry.stat()  # follows a symbolic link: the file it names
+    except OSError:  # vanished since it was listed: its reading will say so
+        return None
     return st.st_dev, st.st_ino
 
 
@@ -78,9 +81,9 @@ class _Walk:
         self.named = named  # (device, inode) of the files named as sources
         self.listed: set[tuple[int, int]] = set()  # those of them listed so far
 
-    def first_time(self, key: tuple[int, int]) -> bool:
+    def first_time(self, key: tuple[int, int] | None) -> bool:
         """False for a file named as a source that was listed already (as a source or in a folder)."""
-        if key not in self.named:
+        if key is None or key not in self.named:
             return True
         if key in self.listed:
             return False
@@ -146,16 +149,23 @@ def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recur
     sources = [os.fspath(s) for s in sources]
     named = set()
     for p in sources:
-        if os.path.isfile(p):
-            st = os.stat(p)
-            named.add((st.st_dev, st.st_ino))
+        try:
+            if os.path.isfile(p):
+                st = os.stat(p)
+                named.add((st.st_dev, st.st_ino))
+        except OSError:  # vanished: recorded when it is read
+            pass
     walk = _Walk([os.path.realpath(p) for p in sources if os.path.isdir(p)], named, recursive, archive_depth)
     for path in sources:
         if os.path.isdir(path):
             yield from _walk(path, walk)
         elif os.path.exists(path):
-            st = os.stat(path)
-            if walk.first_time((st.st_dev, st.st_ino)):  # not named twice, nor listed by a folder named before it
+            try:
+                st = os.stat(path)
+                key: tuple[int, int] | None = (st.st_dev, st.st_ino)
+            except OSError:
+                key = None
+            if walk.first_time(key):  # not named twice, nor listed by a folder named before it
                 yield from _file_items(path, archive_depth)
         else:
             yield SourceItem(text_name(path), "no such file or folder")
