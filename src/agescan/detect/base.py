@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from agescan._registry import Registry
+from agescan.errors import ConfigError
 from agescan.types import Detection
 
 #: What every detector returns: detections sorted by score, an empty tuple when there is no face.
@@ -42,6 +43,21 @@ def onnx_session(model: bytes | str, threads: int = 0):
     if threads:
         opts.intra_op_num_threads = int(threads)
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def card_from_metadata(sess, key: str, parse, source: str, what: str, missing: str, republish: str):
+    """The card an agescan ONNX file carries in its metadata under ``key``, parsed by ``parse`` (a ``from_json``);
+    a ConfigError naming ``source`` when it is absent (``missing`` says what to do) or does not parse or holds a
+    field of the wrong type or value (``republish`` says how to write it again). ``what``: "model", "detector"."""
+    meta = sess.get_modelmeta().custom_metadata_map
+    if key not in meta:
+        raise ConfigError(f"{source}: the ONNX file carries no agescan {what} card (metadata key {key!r}); {missing}")
+    try:
+        return parse(meta[key])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON, ConfigError and InputError included
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise ConfigError(f"{source}: its {what} card (metadata key {key!r}) is not valid: {reason}. Fix the card, "
+                          f"or {republish}.") from None
 
 
 _TELEMETRY_WARNED = False

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from agescan._validation import check_number
-from agescan.detect.base import Detections, nms, onnx_session
+from agescan.detect.base import Detections, card_from_metadata, nms, onnx_session
 from agescan.detect.card import DETECTOR_CARD_KEY, DetectorCard
 from agescan.errors import ConfigError, InputError, ModelIntegrityError
 from agescan.io.resize import downscale
@@ -34,17 +34,9 @@ MAX_INPUT_PIXELS = 3840 * 2160
 
 
 def read_detector_card(sess, source: str) -> DetectorCard:
-    meta = sess.get_modelmeta().custom_metadata_map
-    if DETECTOR_CARD_KEY not in meta:
-        raise ConfigError(f"{source}: the ONNX file carries no agescan detector card (metadata key "
-                          f"{DETECTOR_CARD_KEY!r}); convert or export it with agescan's tools so its input and "
-                          "thresholds are declared, not guessed.")
-    try:
-        return DetectorCard.from_json(meta[DETECTOR_CARD_KEY])
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON, ConfigError and InputError included
-        reason = " ".join(str(exc).split()).rstrip(".")
-        raise ConfigError(f"{source}: its detector card (metadata key {DETECTOR_CARD_KEY!r}) is not valid: {reason}. "
-                          "Fix the card, or publish the detector again (`agescan train publish-detector`).") from None
+    return card_from_metadata(sess, DETECTOR_CARD_KEY, DetectorCard.from_json, source, "detector",
+                              "convert or export it with agescan's tools so its input and thresholds are declared, "
+                              "not guessed.", "publish the detector again (`agescan train publish-detector`)")
 
 
 class YuNetDetector:

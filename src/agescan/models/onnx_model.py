@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agescan.detect.base import onnx_session
+from agescan.detect.base import card_from_metadata, onnx_session
 from agescan.errors import ConfigError, ModelIntegrityError
 from agescan.models.card import CARD_KEY, ModelCard
 
@@ -37,16 +37,9 @@ def _session(data: bytes, source: str, threads: int = 0):
 def _card_from_session(sess, source: str) -> ModelCard:
     """The card in a session's metadata; ConfigError naming ``source`` when it is absent, is not JSON or holds a
     field of the wrong type or value (a crop size of -64, a std of 0, ...)."""
-    meta = sess.get_modelmeta().custom_metadata_map
-    if CARD_KEY not in meta:
-        raise ConfigError(f"{source}: the ONNX file carries no agescan model card (metadata key {CARD_KEY!r}), so "
-                          f"its preprocessing is unknown and is not guessed. {_REMEDY}")
-    try:
-        return ModelCard.from_json(meta[CARD_KEY])
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON, ConfigError and InputError included
-        reason = " ".join(str(exc).split()).rstrip(".")
-        raise ConfigError(f"{source}: its model card (metadata key {CARD_KEY!r}) is not valid: {reason}. Fix the "
-                          "card, or export the model again (`agescan train publish` writes the card).") from None
+    return card_from_metadata(sess, CARD_KEY, ModelCard.from_json, source, "model",
+                              f"its preprocessing is unknown and is not guessed. {_REMEDY}",
+                              "export the model again (`agescan train publish` writes the card)")
 
 
 class OnnxAgeModel:
