@@ -126,3 +126,14 @@ def test_a_frame_bomb_is_cut_at_the_picture_budget(astronaut_path):
     got = list(later_frames(buf.getvalue(), "x.gif", "", 100_000))  # 90,000 pixels a frame; budget 400,000
     assert [f.frame_index for f in got] == [1, 2, 3, 4] and type(got[-1]).__name__ == "FrameError"
     assert "past the 400,000 pixels" in got[-1].error
+
+
+def test_an_oversized_first_frame_is_recorded_once(tmp_path, astronaut_path):
+    """The picture's own item records a first frame over the limit; its later frames are still read, and frame 0
+    is not recorded a second time (it was: two errors, the picture counted as two files)."""
+    big = Image.new("RGB", (700, 700), (90, 90, 90))
+    face = Image.open(astronaut_path).convert("RGB").resize((320, 320))
+    big.save(tmp_path / "t.tif", save_all=True, append_images=[face])
+    out = [(r.provenance.frame_index, r.error_type, len(r.faces))
+           for r in AgeEstimator(max_pixels=400_000).stream(tmp_path)]
+    assert out == [(-1, "TooManyPixelsError", 0), (1, "", 1)]

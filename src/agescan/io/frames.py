@@ -101,7 +101,8 @@ def later_frames(data: bytes, source: str, sha256: str, max_pixels: int) -> Iter
             why = (f"declares {w}x{h} pixels, more than the limit of {max_pixels:,} (decompression-bomb guard)"
                    if w * h > max_pixels else f"is past the {FRAME_BUDGET * max_pixels:,} pixels read from one "
                                               "picture's frames (decompression-bomb guard)")
-            yield FrameError(source, k, -1.0, f"frame {k} {why}: not read")
+            if k or budget < 0:  # an oversized first frame is the picture's own item's error already
+                yield FrameError(source, k, -1.0, f"frame {k} {why}: not read")
             if budget < 0:
                 return
             prev, k = None, k + 1
@@ -131,16 +132,10 @@ def read_picture_frame(source_id: str, frame_index: int) -> tuple[np.ndarray, st
     import hashlib
 
     from agescan.errors import DecodeError
-    from agescan.io.archives import read_member, split_source
-    from agescan.io.names import os_name
+    from agescan.io.archives import source_bytes
 
-    archive, member = split_source(source_id)
+    data = source_bytes(source_id)
     try:
-        if member:
-            data = read_member(archive, member)
-        else:
-            with open(os_name(source_id), "rb") as fh:
-                data = fh.read()
         im = Image.open(io.BytesIO(data))
         im.seek(frame_index)
         im.load()
