@@ -366,3 +366,41 @@ def test_one_id_names_one_file(tmp_path, astronaut_path):
     db = str(tmp_path / "case.sqlite")
     s = run_scan(AgeEstimator(), [root], StoreSink(db))
     assert (s.files, s.faces, s.errors) == (6, 6, 0) and s.held["items"] == 6
+
+
+def test_a_run_stored_with_the_ids_of_before_resumes_and_reads_back(tmp_path, astronaut_path):
+    """Before 2026-11-30 a name was its own id: a folder named case::one, a file named a\\x41.jpg, a zip member
+    named m::k.jpg were stored as they are. Such a run resumes without storing anything twice (it stored each
+    file again under its new id), and its ids still read back (the report showed 'source unreadable')."""
+    from agescan.io.names import legacy_id
+
+    def picture(size: int) -> bytes:
+        buf = io.BytesIO()
+        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    root = tmp_path / "case::one"
+    root.mkdir()
+    (root / "a\\x41.jpg").write_bytes(picture(300))
+    (root / "b\\\\c.jpg").write_bytes(picture(310))
+    (root / "arc.zip").write_bytes(_zip({"m::k.jpg": picture(320), "back\\slash.jpg": picture(330),
+                                         "in.zip": _zip({"x::y.jpg": picture(340)})}))
+    db = str(tmp_path / "case.sqlite")
+    est = AgeEstimator()
+    first = run_scan(est, [root], StoreSink(db))
+    assert (first.files, first.faces) == (5, 5)
+    con = connect(db)  # the same run as an agescan of before would have stored it
+    ids = [s for (s,) in con.execute("SELECT source FROM items")]
+    with con.transaction():
+        con.executemany("UPDATE items SET source=? WHERE source=?", [(legacy_id(s), s) for s in ids])
+    old = sorted(s for (s,) in con.execute("SELECT source FROM items"))
+    con.close()
+    assert old == sorted(str(root) + "/" + s for s in (
+        "a\\x41.jpg", "b\\\\c.jpg", "arc.zip::m::k.jpg", "arc.zip::back\\slash.jpg", "arc.zip::in.zip::x::y.jpg"))
+    again = run_scan(est, [root], StoreSink(db))
+    assert (again.files, again.skipped) == (0, 5) and again.held["items"] == 5
+    assert sorted(load_source(s).image.shape[0] for s in old) == [300, 310, 320, 330, 340]
+    rep = subprocess.run([sys.executable, "-m", "agescan", "report", "--db", db, "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert rep.returncode == 0 and page.count("class='thumb'") == 5 and "source unreadable" not in page

@@ -60,8 +60,10 @@ class _Archive:
                         else tarfile.open(fileobj=src, mode="r:*", ignore_zeros=True))
             entries = [(m.name, m) for m in self._tar_members() if m.isfile()]
         self._info, self._names = {}, {}  # member id -> entry, member id -> the name the archive gives it
+        self.by_name: dict[str, str] = {}  # the name the archive gives an entry -> its id (the first of a name)
         for member_id, (name_, info) in zip(member_ids([text_name(n) for n, _ in entries]), entries):
             self._info[member_id], self._names[member_id] = info, name_
+            self.by_name.setdefault(name_, member_id)
 
     #: why members after the last one listed may be missing (a tar cut short or damaged), or ""
     damage = ""
@@ -200,6 +202,44 @@ def read_member(archive: str, member: str, max_bytes: int = DEFAULT_MAX_MEMBER_B
         raise DecodeError(f"{label}: cannot read archive member ({exc}).") from exc
 
 
+def _read_legacy(arc: _Archive, rest: str, label: str, max_bytes: int) -> bytes:
+    """A member by the id an agescan from before 2026-11-30 wrote (the names as they are, ``::`` between nested
+    archives, a name that holds ``::`` possible): the longest name the archive holds wins."""
+    if rest in arc.by_name:
+        return arc.read(arc.by_name[rest], label, max_bytes)
+    cuts = [i for i in range(len(rest)) if rest.startswith(SEP, i)]
+    for i in reversed(cuts):
+        inner_id = arc.by_name.get(rest[:i])
+        if inner_id is not None and is_archive(rest[:i]):
+            inner = _Archive(rest[:i], arc.read(inner_id, label, max_bytes))
+            try:
+                return _read_legacy(inner, rest[i + len(SEP):], label, max_bytes)
+            finally:
+                inner.close()
+    raise DecodeError(f"{label}: no such member in the archive.")
+
+
+def _load_legacy(source_id: str, max_pixels: int) -> LoadedImage:
+    """An item by the id an agescan from before 2026-11-30 wrote (every name as it was): a file, or the shortest
+    prefix before a ``::`` that is an archive file, then its member."""
+    if os.path.isfile(source_id):
+        return load_image(source_id, max_pixels=max_pixels)
+    start = 0
+    while (i := source_id.find(SEP, start)) >= 0:
+        head = source_id[:i]
+        if is_archive(head) and os.path.isfile(head):
+            arc = _Archive(head)
+            try:
+                data = _read_legacy(arc, source_id[i + len(SEP):], source_id, DEFAULT_MAX_MEMBER_BYTES)
+            except _ERRORS as exc:
+                raise DecodeError(f"{source_id}: cannot read archive member ({exc}).") from exc
+            finally:
+                arc.close()
+            return decode_bytes(data, source_id, max_pixels=max_pixels)
+        start = i + 1
+    raise DecodeError(f"{source_id}: no such file.")
+
+
 def split_source(source_id: str) -> tuple[str, str]:
     """(archive, member) of an archive member's source id, or (``source_id``, "") for a file. The archive is the
     shortest prefix before a ``::`` that is an archive file (an id escapes the ``::`` of a name, so its first
@@ -215,12 +255,48 @@ def split_source(source_id: str) -> tuple[str, str]:
     return source_id, ""
 
 
+def source_bytes(source_id: str) -> bytes:
+    """The bytes of a scanned file or archive member by its source id (one written before 2026-11-30 too)."""
+    try:
+        archive, member = split_source(source_id)
+        if member:
+            return read_member(archive, member)
+        with open(os_name(source_id), "rb") as fh:
+            return fh.read()
+    except (DecodeError, OSError) as exc:
+        if os.path.isfile(source_id):  # an old id of a name holding a backslash
+            with open(source_id, "rb") as fh:
+                return fh.read()
+        start = 0
+        while (i := source_id.find(SEP, start)) >= 0:
+            head = source_id[:i]
+            if is_archive(head) and os.path.isfile(head):
+                arc = _Archive(head)
+                try:
+                    return _read_legacy(arc, source_id[i + len(SEP):], source_id, DEFAULT_MAX_MEMBER_BYTES)
+                except (DecodeError, *_ERRORS):
+                    break
+                finally:
+                    arc.close()
+            start = i + 1
+        raise DecodeError(f"{source_id}: cannot be read again ({exc}).") from None
+
+
 def load_source(source_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode a scanned item again by its source id: a file path or ``ARCHIVE::MEMBER`` (``::INNER::MEMBER``...)."""
-    archive, member = split_source(source_id)
-    if member:
-        return decode_bytes(read_member(archive, member), source_id, max_pixels=max_pixels)
-    return load_image(os_name(source_id), max_pixels=max_pixels)
+    """Decode a scanned item again by its source id: a file path or ``ARCHIVE::MEMBER`` (``::INNER::MEMBER``...);
+    an id written by an agescan from before 2026-11-30 is read too (:func:`agescan.io.names.legacy_id`)."""
+    try:
+        archive, member = split_source(source_id)
+        if member:
+            return decode_bytes(read_member(archive, member), source_id, max_pixels=max_pixels)
+        return load_image(os_name(source_id), max_pixels=max_pixels)
+    except DecodeError as exc:
+        if "\\" not in source_id and SEP not in source_id:
+            raise
+        try:
+            return _load_legacy(source_id, max_pixels)
+        except DecodeError:
+            raise exc from None
 
 
 def iter_archive(path: str, max_depth: int = DEFAULT_ARCHIVE_DEPTH,

@@ -11,14 +11,15 @@ names one file, and ``ARCHIVE::MEMBER`` can always be told apart from a name tha
 - in a name holding ``::``, each ``:`` is written ``\\x3a`` (so that ``::`` in an id only ever separates an
   archive from its member).
 
-Most names hold none of these and are their own id. :func:`os_name` reads an id back into the name to open (an id
-written by an agescan from before the second and third rules reads back the same way unless it held a
-backslash followed by ``x``, ``u`` or another backslash). :func:`printable` makes any message text writable,
-touching only its surrogates.
+Most names hold none of these and are their own id. :func:`os_name` reads an id back into the name to open.
+agescan before 2026-11-30 wrote every name as it was (:func:`legacy_id`): a resumed run matches an item by either id,
+and :func:`fs_path` (like :func:`agescan.io.archives.load_source`) reads an old id back when the new reading names
+nothing. :func:`printable` makes any message text writable, touching only its surrogates.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 _ESCAPE = re.compile(r"\\(?:\\|x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))")
@@ -59,3 +60,20 @@ def printable(text: str) -> str:
     if not any(0xD800 <= ord(c) <= 0xDFFF for c in text):
         return text
     return "".join(_surrogate(c) if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def legacy_id(source_id: str) -> str:
+    """The id agescan wrote for the same file before 2026-11-30: every name as it is, ``::`` between an archive and
+    its member (equal to ``source_id`` for most names)."""
+    if "\\" not in source_id:
+        return source_id
+    return "::".join(os_name(part) for part in source_id.split("::"))
+
+
+def fs_path(source_id: str) -> str:
+    """The file a file's id names: :func:`os_name`'s reading, or the id itself when only that exists (an id written
+    before 2026-11-30 of a name holding a backslash)."""
+    path = os_name(source_id)
+    if path != source_id and not os.path.lexists(path) and os.path.lexists(source_id):
+        return source_id
+    return path

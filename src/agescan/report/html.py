@@ -30,7 +30,7 @@ from agescan._validation import check_number
 from agescan.errors import AgescanError, ConfigError, InputError
 from agescan.io.archives import load_source
 from agescan.io.frames import read_picture_frame
-from agescan.io.names import os_name
+from agescan.io.names import fs_path
 from agescan.io.video import is_video
 from agescan.io.phash import PDQHash, near_duplicate_groups
 from agescan.scan.config import triage_rule
@@ -369,8 +369,8 @@ def _item_thumbs(source: str, sha: str, frame: int, faces: list, video_digests: 
 
             # A video is hashed once per report, not once per listed frame (it may be gigabytes).
             if source not in video_digests:
-                video_digests[source] = file_sha256(os_name(source))
-            digest, image = video_digests[source], read_frame(os_name(source), frame)
+                video_digests[source] = file_sha256(fs_path(source))
+            digest, image = video_digests[source], read_frame(fs_path(source), frame)
         else:
             loaded = load_source(source)
             digest, image = loaded.sha256, loaded.image

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from agescan.io.archives import DEFAULT_ARCHIVE_DEPTH
+from agescan.io.names import legacy_id
 from agescan.scan.config import ScanConfig
 from agescan.types import ImageResult
 
@@ -64,13 +65,15 @@ def scan_items(estimator, items: Iterable[Any], write: Callable[[ImageResult], N
                skip: set[tuple[str, int]] | None = None, progress: ScanProgress | None = None) -> ScanSummary:
     """Stream ``items`` through ``estimator``, hand each result to ``write`` as it finishes and count it.
 
-    ``skip`` holds (source, frame index) keys already done: they are dropped before they are decoded.
+    ``skip`` holds (source, frame index) keys already done: they are dropped before they are decoded (an item
+    held under the id an earlier agescan wrote, :func:`agescan.io.names.legacy_id`, is done too).
     """
     summary = ScanSummary()
     skip = skip or set()
 
     def skipped(source: str, frame: int) -> bool:
-        if (source, frame) in skip:
+        # an item stored by an agescan from before 2026-11-30 is held under the id it wrote then (legacy_id)
+        if (source, frame) in skip or ((old := legacy_id(source)) != source and (old, frame) in skip):
             summary.skipped += 1
             return True
         return False

@@ -137,7 +137,14 @@ class StoreSink:
         return self.store.add_records(self.run_id, records)
 
     def stored_among(self, sources: Iterable[str]) -> set[tuple[str, int]]:
-        return self.store.stored_among(self.run_id, sources)
+        """The (source, frame) keys held among ``sources``, an item held under the id an agescan from before
+        2026-11-30 wrote (:func:`agescan.io.names.legacy_id`) given under its id now."""
+        from agescan.io.names import legacy_id
+
+        sources = list(sources)
+        old = {legacy_id(s): s for s in sources if legacy_id(s) != s}
+        held = self.store.stored_among(self.run_id, [*sources, *old])
+        return {(old.get(s, s), f) for s, f in held}
 
     def close(self, summary) -> None:
         self.store.finish_run(self.run_id)
