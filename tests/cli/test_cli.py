@@ -98,7 +98,7 @@ def test_estimate_lists_sources_given_together_once(folder, astronaut_path):
     from agescan import AgeEstimator
 
     same = folder / "astronaut.png"
-    out = list(AgeEstimator().stream([same, astronaut_path, same, b"not an image", b"nor this"]))
+    out = list(AgeEstimator().stream([same, astronaut_path, same, b"not an image", same, b"nor this"]))
     assert len(out) == 4 and [r.source for r in out[:2]] == [str(same), str(astronaut_path)]
     assert [r.error_type for r in out] == ["", "", "DecodeError", "DecodeError"]  # both bytes inputs kept
 

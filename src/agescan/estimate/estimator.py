@@ -385,12 +385,18 @@ class AgeEstimator:
                 else:
                     grouped.extend(run)
             sources = grouped
+        # paths separated by other inputs are listed apart: what one listing gave is not given again by another
+        listed: set[str] | None = set() if sum(isinstance(g, list) for g in sources) > 1 else None
         for s in sources:
             if isinstance(s, (str, os.PathLike, list)):  # files, folders, archives: listed as a scan lists them
                 items: Iterable[Any] = iter_sources(s, recursive=recursive, archive_depth=archive_depth)
             else:
                 items = (s,)
             for item in items:
+                if listed is not None and isinstance(item, SourceItem):
+                    if item.path in listed:
+                        continue
+                    listed.add(item.path)
                 path = getattr(item, "path", item)
                 if (isinstance(path, (str, os.PathLike)) and is_video(os.fspath(path))
                         and not getattr(item, "error", "") and not getattr(item, "member", "")):
