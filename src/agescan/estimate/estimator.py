@@ -386,7 +386,9 @@ class AgeEstimator:
                     grouped.extend(run)
             sources = grouped
         # paths separated by other inputs are listed apart: what one listing gave is not given again by another
-        listed: set[str] | None = set() if sum(isinstance(g, list) for g in sources) > 1 else None
+        # (a list only: an iterable, such as a scan's listing, is consumed once, as it comes)
+        listed: set[str] | None = (set() if isinstance(sources, list) and sum(isinstance(g, list) for g in sources) > 1
+                                   else None)
         for s in sources:
             if isinstance(s, (str, os.PathLike, list)):  # files, folders, archives: listed as a scan lists them
                 items: Iterable[Any] = iter_sources(s, recursive=recursive, archive_depth=archive_depth)
