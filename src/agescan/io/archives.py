@@ -219,40 +219,41 @@ def _read_legacy(arc: _Archive, rest: str, label: str, max_bytes: int) -> bytes:
     raise DecodeError(f"{label}: no such member in the archive.")
 
 
-def _load_legacy(source_id: str, max_pixels: int) -> LoadedImage:
-    """An item by the id an agescan from before 2026-11-30 wrote (every name as it was): a file, or the shortest
-    prefix before a ``::`` that is an archive file, then its member."""
-    if os.path.isfile(source_id):
-        return load_image(source_id, max_pixels=max_pixels)
+def _archive_prefix(source_id: str, to_path=os_name) -> tuple[str, str] | None:
+    """(archive, member) of ``source_id``: the shortest prefix before a ``::`` whose file system name (``to_path``
+    of it) is an archive file, and what follows; None when there is none."""
     start = 0
     while (i := source_id.find(SEP, start)) >= 0:
         head = source_id[:i]
-        if is_archive(head) and os.path.isfile(head):
-            arc = _Archive(head)
-            try:
-                data = _read_legacy(arc, source_id[i + len(SEP):], source_id, DEFAULT_MAX_MEMBER_BYTES)
-            except _ERRORS as exc:
-                raise DecodeError(f"{source_id}: cannot read archive member ({exc}).") from exc
-            finally:
-                arc.close()
-            return decode_bytes(data, source_id, max_pixels=max_pixels)
+        if is_archive(head) and os.path.isfile(to_path(head)):
+            return head, source_id[i + len(SEP):]
         start = i + 1
-    raise DecodeError(f"{source_id}: no such file.")
+    return None
+
+
+def _legacy_bytes(source_id: str) -> bytes:
+    """An item's bytes by the id an agescan from before 2026-11-30 wrote (every name as it was): a file, or the
+    shortest prefix before a ``::`` that is an archive file, then its member (:func:`_read_legacy`)."""
+    if os.path.isfile(source_id):  # an old id of a name holding a backslash
+        with open(source_id, "rb") as fh:
+            return fh.read()
+    found = _archive_prefix(source_id, to_path=str)
+    if found is None:
+        raise DecodeError(f"{source_id}: no such file.")
+    arc = _Archive(found[0])
+    try:
+        return _read_legacy(arc, found[1], source_id, DEFAULT_MAX_MEMBER_BYTES)
+    except _ERRORS as exc:
+        raise DecodeError(f"{source_id}: cannot read archive member ({exc}).") from exc
+    finally:
+        arc.close()
 
 
 def split_source(source_id: str) -> tuple[str, str]:
     """(archive, member) of an archive member's source id, or (``source_id``, "") for a file. The archive is the
     shortest prefix before a ``::`` that is an archive file (an id escapes the ``::`` of a name, so its first
     ``::`` is the one; an id written before that escape may hold a folder named with ``::``)."""
-    if SEP not in source_id:
-        return source_id, ""
-    start = 0
-    while (i := source_id.find(SEP, start)) >= 0:
-        head = source_id[:i]
-        if is_archive(head) and os.path.isfile(os_name(head)):
-            return head, source_id[i + len(SEP):]
-        start = i + 1
-    return source_id, ""
+    return (_archive_prefix(source_id) if SEP in source_id else None) or (source_id, "")
 
 
 def source_bytes(source_id: str) -> bytes:
@@ -264,22 +265,10 @@ def source_bytes(source_id: str) -> bytes:
         with open(os_name(source_id), "rb") as fh:
             return fh.read()
     except (DecodeError, OSError) as exc:
-        if os.path.isfile(source_id):  # an old id of a name holding a backslash
-            with open(source_id, "rb") as fh:
-                return fh.read()
-        start = 0
-        while (i := source_id.find(SEP, start)) >= 0:
-            head = source_id[:i]
-            if is_archive(head) and os.path.isfile(head):
-                arc = _Archive(head)
-                try:
-                    return _read_legacy(arc, source_id[i + len(SEP):], source_id, DEFAULT_MAX_MEMBER_BYTES)
-                except (DecodeError, *_ERRORS):
-                    break
-                finally:
-                    arc.close()
-            start = i + 1
-        raise DecodeError(f"{source_id}: cannot be read again ({exc}).") from None
+        try:
+            return _legacy_bytes(source_id)
+        except (DecodeError, OSError):
+            raise DecodeError(f"{source_id}: cannot be read again ({exc}).") from None
 
 
 def load_source(source_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -294,7 +283,9 @@ def load_source(source_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedI
         if "\\" not in source_id and SEP not in source_id:
             raise
         try:
-            return _load_legacy(source_id, max_pixels)
+            if os.path.isfile(source_id):
+                return load_image(source_id, max_pixels=max_pixels)
+            return decode_bytes(_legacy_bytes(source_id), source_id, max_pixels=max_pixels)
         except DecodeError:
             raise exc from None
 
