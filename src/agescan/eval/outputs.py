@@ -17,15 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from agescan.errors import InputError
-
-
-def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(device, inode) of an existing file, None when there is none: the same file under any name or link."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+from agescan.io.sources import file_identity
 
 
 def check_outputs(outputs: dict[str, str | os.PathLike], inputs: Iterable[tuple[str, str | os.PathLike]], *,
@@ -37,7 +29,7 @@ def check_outputs(outputs: dict[str, str | os.PathLike], inputs: Iterable[tuple[
     """
     known: dict[tuple[int, int], str] = {}
     for what, path in inputs:
-        ident = _identity(path)
+        ident = file_identity(path)
         if ident is not None:
             known.setdefault(ident, what)
     seen: dict[str, str] = {}
@@ -49,7 +41,7 @@ def check_outputs(outputs: dict[str, str | os.PathLike], inputs: Iterable[tuple[
         seen[key] = label
         if p.is_dir():
             raise InputError(f"{label} {p} is a folder; name a file.")
-        ident = _identity(p)
+        ident = file_identity(p)
         if ident is not None and ident in known:
             raise InputError(f"{label} {p} is {known[ident]}, an input of this evaluation; it is never written "
                              "over (not even with --overwrite). Choose another name.")

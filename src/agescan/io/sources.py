@@ -56,10 +56,12 @@ def _looks_like_image(path: str) -> bool:
     return has_image_signature(head)
 
 
-def _key(entry: os.DirEntry) -> tuple[int, int] | None:
+def file_identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, following links: the same file under any name; None when there is none
+    (vanished since it was listed: its reading will say so)."""
     try:
-        st = entry.stat()  # follows a symbolic link: the file it names
-    except OSError:  # vanished since it was listed: its reading will say so
+        st = os.stat(path)
+    except OSError:
         return None
     return st.st_dev, st.st_ino
 
@@ -124,11 +126,11 @@ def _walk(root: str, walk: _Walk) -> Iterator[SourceItem]:
                 yield from _walk(path, walk)
         elif is_file:
             if is_archive(path):
-                if not walk.named or walk.first_time(_key(e)):
+                if not walk.named or walk.first_time(file_identity(path)):
                     yield from _file_items(path, archive_depth)
             elif (os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
                   or _looks_like_image(path)):
-                if not walk.named or walk.first_time(_key(e)):
+                if not walk.named or walk.first_time(file_identity(path)):
                     yield SourceItem(text_name(path))
         elif e.is_symlink():
             yield SourceItem(text_name(path), "broken symbolic link")
@@ -147,25 +149,13 @@ def iter_sources(sources: str | os.PathLike | Iterable[str | os.PathLike], recur
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     sources = [os.fspath(s) for s in sources]
-    named = set()
-    for p in sources:
-        try:
-            if os.path.isfile(p):
-                st = os.stat(p)
-                named.add((st.st_dev, st.st_ino))
-        except OSError:  # vanished: recorded when it is read
-            pass
+    named = {key for p in sources if os.path.isfile(p) and (key := file_identity(p)) is not None}
     walk = _Walk([os.path.realpath(p) for p in sources if os.path.isdir(p)], named, recursive, archive_depth)
     for path in sources:
         if os.path.isdir(path):
             yield from _walk(path, walk)
         elif os.path.exists(path):
-            try:
-                st = os.stat(path)
-                key: tuple[int, int] | None = (st.st_dev, st.st_ino)
-            except OSError:
-                key = None
-            if walk.first_time(key):  # not named twice, nor listed by a folder named before it
+            if walk.first_time(file_identity(path)):  # not named twice, nor listed by a folder named before it
                 yield from _file_items(path, archive_depth)
         else:
             yield SourceItem(text_name(path), "no such file or folder")
