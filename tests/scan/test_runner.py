@@ -171,6 +171,17 @@ def test_run_scan_into_a_file_and_a_store(tmp_path, folder):
     assert [(s, bool(fl)) for s, fl in stored] == [(r["source"], f["flagged"]) for r in recs for f in r["faces"]]
 
 
+def _astronaut_jpeg(astronaut_path):
+    """A function of a size giving the astronaut as a square JPEG of that size: one picture per size, so that an
+    item read back by its id shows which file it came from."""
+    def picture(size: int) -> bytes:
+        buf = io.BytesIO()
+        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    return picture
+
+
 def _zip(entries: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -258,10 +269,7 @@ def test_names_that_are_not_utf8_and_folders_named_with_the_archive_separator(tm
     text (undecodable bytes as \\xNN), resumes, and its report shows its face."""
     from agescan.io.names import os_name, text_name
 
-    def picture(size: int) -> bytes:
-        buf = io.BytesIO()
-        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="JPEG", quality=90)
-        return buf.getvalue()
+    picture = _astronaut_jpeg(astronaut_path)
 
     root = tmp_path / "case"
     latin = os.fsdecode(b"caf\xe9")  # str with a surrogate escape, as os.listdir gives it
@@ -346,10 +354,7 @@ def test_one_id_names_one_file(tmp_path, astronaut_path):
     file literally named caf\\xe9.jpg beside a Latin-1 caf<E9>.jpg; a file named a.zip::k.jpg beside a.zip holding
     k.jpg; a zip member named in.zip::k.jpg beside a nested in.zip holding k.jpg. Each picture is its own item, read
     back by its id, and the scan holds all of them."""
-    def picture(size: int) -> bytes:
-        buf = io.BytesIO()
-        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="JPEG", quality=90)
-        return buf.getvalue()
+    picture = _astronaut_jpeg(astronaut_path)
 
     root = tmp_path / "case"
     root.mkdir()
@@ -374,10 +379,7 @@ def test_a_run_stored_with_the_ids_of_before_resumes_and_reads_back(tmp_path, as
     file again under its new id), and its ids still read back (the report showed 'source unreadable')."""
     from agescan.io.names import legacy_id
 
-    def picture(size: int) -> bytes:
-        buf = io.BytesIO()
-        Image.open(astronaut_path).convert("RGB").resize((size, size)).save(buf, format="JPEG", quality=90)
-        return buf.getvalue()
+    picture = _astronaut_jpeg(astronaut_path)
 
     root = tmp_path / "case::one"
     root.mkdir()
